@@ -1,0 +1,69 @@
+"""Basis terms of the Chebyshev descriptor: a cosine cutoff and Chebyshev polynomials."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class CosineCutoff(nn.Module):
+    """``fc(r) = ½[cos(π r / Rc) + 1]`` for ``r < Rc``, else 0 (smooth to first order at Rc)."""
+
+    def __init__(self, cutoff: float):
+        super().__init__()
+        self.cutoff = float(cutoff)
+
+    def forward(self, distances: torch.Tensor) -> torch.Tensor:
+        """``(n,)`` distances in Å -> ``(n,)`` cutoff values."""
+        inside = distances < self.cutoff
+        value = 0.5 * (torch.cos(distances * (math.pi / self.cutoff)) + 1.0)
+        return torch.where(inside, value, torch.zeros_like(value))
+
+
+def chebyshev(x: torch.Tensor, order: int) -> torch.Tensor:
+    """Chebyshev polynomials of the first kind ``T_0..T_order`` of ``x`` ``(n,)`` -> ``(n, order+1)``.
+
+    Uses the three-term recurrence, which stays differentiable at ``x = ±1``.
+    """
+    terms = [torch.ones_like(x), x]
+    for _ in range(order - 1):
+        terms.append(2.0 * x * terms[-1] - terms[-2])
+    return torch.stack(terms[: order + 1], dim=-1)
+
+
+class RadialTerms(nn.Module):
+    """``T_n(2 r / Rc − 1) · fc(r)`` for ``n = 0..order``."""
+
+    def __init__(self, order: int, cutoff: float):
+        super().__init__()
+        self.order = int(order)
+        self.cutoff_fn = CosineCutoff(cutoff)
+
+    @property
+    def num_feats(self) -> int:
+        return self.order + 1
+
+    def forward(self, distances: torch.Tensor) -> torch.Tensor:
+        """``(n_pairs,)`` Å -> ``(n_pairs, order+1)``."""
+        x = 2.0 * distances / self.cutoff_fn.cutoff - 1.0
+        return chebyshev(x, self.order) * self.cutoff_fn(distances).unsqueeze(-1)
+
+
+class AngularTerms(nn.Module):
+    """``T_n(cos θ_ijk) · fc(r_ij) · fc(r_ik)`` for ``n = 0..order``."""
+
+    def __init__(self, order: int, cutoff: float):
+        super().__init__()
+        self.order = int(order)
+        self.cutoff_fn = CosineCutoff(cutoff)
+
+    @property
+    def num_feats(self) -> int:
+        return self.order + 1
+
+    def forward(self, cos_angle: torch.Tensor, d_ij: torch.Tensor, d_ik: torch.Tensor) -> torch.Tensor:
+        """``(n_triplets,)`` cosines and distances (Å) -> ``(n_triplets, order+1)``."""
+        envelope = self.cutoff_fn(d_ij) * self.cutoff_fn(d_ik)
+        return chebyshev(cos_angle, self.order) * envelope.unsqueeze(-1)
