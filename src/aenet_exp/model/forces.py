@@ -1,0 +1,24 @@
+"""The single force path: forces as −dE/dr by autograd."""
+
+from __future__ import annotations
+
+import torch
+
+from aenet_exp.descriptor import AtomGraph
+from aenet_exp.model.potential import Potential
+
+
+def energy_and_forces(
+    potential: Potential, graph: AtomGraph, create_graph: bool | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Energies ``(n_structures,)`` eV and forces ``(n_atoms, 3)`` eV/Å of a batch.
+
+    ``create_graph`` (default: ``potential.training``) keeps the force graph so a force loss
+    can be back-propagated to the weights.
+    """
+    create_graph = potential.training if create_graph is None else create_graph
+    positions = graph.positions.detach().requires_grad_(True)
+    with torch.enable_grad():
+        energy = potential(graph._replace(positions=positions))
+        (gradient,) = torch.autograd.grad(energy.sum(), positions, create_graph=create_graph)
+    return energy, -gradient

@@ -1,0 +1,118 @@
+"""The potential: descriptor -> standardised features -> per-species networks -> energies in eV."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from aenet_exp.descriptor import AtomGraph, ChebyshevDescriptor
+from aenet_exp.model.networks import SpeciesNetworks
+
+
+class Potential(nn.Module):
+    """An ænet-style potential.
+
+    The total energy of a structure is ``Σ_i [scale · net_{s_i}(f̂_i) + shift + E_atomic[s_i]]`` (eV),
+    with ``f̂ = (f − mean) / std`` the standardised features. ``mean``, ``std``, ``shift``
+    (eV/atom), ``scale`` and ``E_atomic`` (eV, zero when training on total energies) are
+    buffers fitted on the training split and saved with the weights.
+    """
+
+    def __init__(
+        self,
+        descriptor: ChebyshevDescriptor,
+        hidden: Mapping[str, Sequence[int]],
+        activations: Mapping[str, Sequence[str]],
+    ):
+        super().__init__()
+        self.descriptor = descriptor
+        self.architecture = {
+            "hidden": {s: [int(n) for n in hidden[s]] for s in descriptor.species},
+            "activations": {s: [str(a) for a in activations[s]] for s in descriptor.species},
+        }
+        self.networks = SpeciesNetworks(descriptor.species, descriptor.n_features, hidden, activations)
+        n_features, n_species = descriptor.n_features, len(descriptor.species)
+        self.register_buffer("feature_mean", torch.zeros(n_features))
+        self.register_buffer("feature_std", torch.ones(n_features))
+        self.register_buffer("energy_shift", torch.zeros(()))
+        self.register_buffer("energy_scale", torch.ones(()))
+        self.register_buffer("atomic_energies", torch.zeros(n_species))
+        self.to(descriptor.dtype)
+
+    @property
+    def species(self) -> list[str]:
+        return self.descriptor.species
+
+    def set_normalization(
+        self,
+        feature_mean: torch.Tensor | None = None,
+        feature_std: torch.Tensor | None = None,
+        energy_shift: float | None = None,
+        energy_scale: float | None = None,
+        atomic_energies: Mapping[str, float] | None = None,
+    ) -> None:
+        """Set any of the normalisation buffers (features, eV/atom shift, scale, per-species eV)."""
+        with torch.no_grad():
+            if feature_mean is not None:
+                self.feature_mean.copy_(torch.as_tensor(feature_mean))
+            if feature_std is not None:
+                self.feature_std.copy_(torch.as_tensor(feature_std))
+            if energy_shift is not None:
+                self.energy_shift.fill_(float(energy_shift))
+            if energy_scale is not None:
+                self.energy_scale.fill_(float(energy_scale))
+            if atomic_energies is not None:
+                self.atomic_energies.copy_(torch.tensor([float(atomic_energies[s]) for s in self.species]))
+
+    def atomic_outputs(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Normalised network outputs ``(n_atoms,)`` from raw features ``(n_atoms, n_features)``."""
+        return self.networks((features - self.feature_mean) / self.feature_std, species)
+
+    def energy_from_features(
+        self, features: torch.Tensor, species: torch.Tensor, structure: torch.Tensor, n_structures: int
+    ) -> torch.Tensor:
+        """Total energies ``(n_structures,)`` in eV from raw features ``(n_atoms, n_features)``."""
+        atomic = self.energy_scale * self.atomic_outputs(features, species) + self.energy_shift
+        atomic = atomic + self.atomic_energies[species]
+        return atomic.new_zeros(n_structures).index_add_(0, structure, atomic)
+
+    def forward(self, graph: AtomGraph) -> torch.Tensor:
+        """Total energies ``(n_structures,)`` in eV of a batch graph."""
+        return self.energy_from_features(self.descriptor(graph), graph.species, graph.structure, graph.n_structures)
+
+    def settings(self) -> dict:
+        """Plain-data description of the architecture (rebuilds an untrained copy)."""
+        return {"descriptor": self.descriptor.settings(), **self.architecture, "dtype": str(self.descriptor.dtype)}
+
+    @classmethod
+    def from_settings(cls, settings: Mapping) -> "Potential":
+        dtype = getattr(torch, str(settings["dtype"]).removeprefix("torch."))
+        descriptor = ChebyshevDescriptor(**settings["descriptor"], dtype=dtype)
+        return cls(descriptor, settings["hidden"], settings["activations"])
+
+    def save(self, path: str | Path) -> None:
+        """Write settings and weights (tensors and plain data only) atomically to ``path``."""
+        path = Path(path)
+        payload = {"settings": self.settings(), "state_dict": self.state_dict()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "Potential":
+        """Read a model written by :meth:`save` (``weights_only=True``: no code runs from the file)."""
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+        model = cls.from_settings(payload["settings"])
+        model.load_state_dict(payload["state_dict"])
+        return model
