@@ -108,15 +108,19 @@ def build_graph(
     cutoff: float,
     triplet_cutoff: float,
     min_cutoff: float = 0.0,
+    neighbors: tuple[Pairs, np.ndarray] | None = None,
 ) -> AtomGraph:
-    """The graph of one structure: pairs within ``cutoff`` and triplets within ``triplet_cutoff`` (Å)."""
+    """The graph of one structure: pairs within ``cutoff`` and triplets within ``triplet_cutoff`` (Å).
+
+    ``neighbors`` reuses the output of :func:`find_pairs` (a cached neighbour list) instead of searching.
+    """
     index = {s: n for n, s in enumerate(species_order)}
     unknown = sorted(set(structure.species) - set(index))
     if unknown:
         raise ValueError(
             f"{structure.source}: species {unknown} are not in the descriptor's species {list(species_order)}"
         )
-    pairs, distances = find_pairs(structure, max(cutoff, triplet_cutoff), min_cutoff)
+    pairs, distances = neighbors or find_pairs(structure, max(cutoff, triplet_cutoff), min_cutoff)
     angular = torch.from_numpy(np.flatnonzero(distances < triplet_cutoff))
     triplets = triplets_from_pairs(pairs.center[angular], angular)
     cell = structure.cell if structure.cell is not None else np.zeros((3, 3))

@@ -20,5 +20,12 @@ def energy_and_forces(
     positions = graph.positions.detach().requires_grad_(True)
     with torch.enable_grad():
         energy = potential(graph._replace(positions=positions))
-        (gradient,) = torch.autograd.grad(energy.sum(), positions, create_graph=create_graph)
-    return energy, -gradient
+        return energy, forces_from_energy(energy, positions, create_graph)
+
+
+def forces_from_energy(energy: torch.Tensor, positions: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    """``−∂(Σ energy)/∂positions`` ``(n_atoms, 3)`` eV/Å; ``positions`` must be a leaf that requires grad."""
+    if not positions.requires_grad:
+        raise ValueError("forces need positions that require grad")
+    (gradient,) = torch.autograd.grad(energy.sum(), positions, create_graph=create_graph)
+    return -gradient

@@ -1,0 +1,77 @@
+"""``python -m aenet_exp train [overrides]``: compose and validate the config, then ``training.run``.
+
+User errors (a bad config value, a malformed data file) print one line naming the key or
+file and exit with status 2, before anything is recorded.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+import aenet_exp.config  # noqa: F401  registers the schema and resolvers
+from aenet_exp.config.validation import ConfigError, validate
+from aenet_exp.data import DataError
+
+USAGE = """usage: python -m aenet_exp train [-m] [key=value ...] [hydra options]
+
+commands:
+  train    train a potential (Hydra overrides; -m sweeps; --cfg job prints the config)
+
+examples:
+  python -m aenet_exp train optimizer=adam force=subsampled
+  python -m aenet_exp train -m optimizer.mu=1e-3,3e-3 force.fraction=0.1,0.3
+"""
+
+
+def fail(message: str) -> None:
+    """Report a user error without a traceback and exit with status 2."""
+    print(f"aenet_exp: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def observers_for(cfg: DictConfig) -> list:
+    """The MLflow observer of this job (none when ``tracking.enabled`` is false)."""
+    if not cfg.tracking.enabled:
+        return []
+    from aenet_exp.tracking.observer import MlflowObserver
+
+    hydra_cfg = HydraConfig.get()
+    sweep_dir = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None
+    tracking = OmegaConf.to_container(cfg.tracking, resolve=True)
+    return [MlflowObserver(tracking, list(hydra_cfg.overrides.task), sweep_dir)]
+
+
+@hydra.main(config_path="pkg://aenet_exp.conf", config_name="train", version_base="1.3")
+def train(cfg: DictConfig) -> float | None:
+    """Hydra task: validate, train, print the final errors; returns test energy RMSE for sweepers."""
+    from aenet_exp import training
+
+    try:
+        validate(cfg)
+        metrics = training.run(cfg, HydraConfig.get().runtime.output_dir, observers_for(cfg))
+    except (ConfigError, DataError) as error:
+        fail(str(error))
+    summary = ", ".join(f"{k} = {v:.5g}" for k, v in metrics.items() if k.startswith("final/"))
+    print(f"done: {summary}")
+    return metrics.get("final/test/energy_rmse", metrics.get("final/train/energy_rmse"))
+
+
+COMMANDS = {"train": train}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Dispatch ``python -m aenet_exp <command> ...`` to the command's Hydra entry point."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command = COMMANDS.get(args[0])
+    if command is None:
+        fail(f"unknown command {args[0]!r}; expected one of {sorted(COMMANDS)}")
+    sys.argv = [f"aenet_exp {args[0]}", *args[1:]]
+    command()

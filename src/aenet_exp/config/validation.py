@@ -1,0 +1,159 @@
+"""Range, choice and combination checks of a composed config; each failure names its key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from aenet_exp.model.networks import ACTIVATIONS
+
+
+class ConfigError(ValueError):
+    """A config value a user must change; ``key`` is its dotted Hydra key."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+Rule = Callable[[Any], bool]
+
+
+def positive(x) -> bool:
+    return x is not None and x > 0
+
+
+def non_negative(x) -> bool:
+    return x is not None and x >= 0
+
+
+def unit_interval(x) -> bool:
+    return 0 <= x <= 1
+
+
+def one_of(*choices: str) -> Rule:
+    return lambda x: x in choices
+
+
+# (key, rule, what was expected)
+RANGE_RULES: list[tuple[str, Rule, str]] = [
+    ("iterations", positive, "a positive number of epochs"),
+    ("seed", non_negative, "a non-negative integer"),
+    ("data.testpercent", lambda x: 0 <= x <= 100, "a percentage in [0, 100]"),
+    ("data.max_forces", lambda x: x is None or x > 0, "a positive force in eV/Å, or null"),
+    ("descriptor.rad_order", positive, "a positive Chebyshev order"),
+    ("descriptor.ang_order", positive, "a positive Chebyshev order"),
+    ("descriptor.rad_cutoff", positive, "a positive cutoff in Å"),
+    ("descriptor.ang_cutoff", positive, "a positive cutoff in Å"),
+    ("descriptor.min_cutoff", non_negative, "a non-negative distance in Å"),
+    ("optimizer.batchsize", positive, "a positive number of structures per batch"),
+    ("optimizer.weight_decay", non_negative, "a non-negative weight decay"),
+    ("force.weight", unit_interval, "a weight α in [0, 1]"),
+    ("force.fraction", lambda x: 0 < x <= 1, "a fraction in (0, 1]"),
+    ("force.sampling", one_of("random", "fixed"), "'random' or 'fixed'"),
+    ("force.min_structures_per_epoch", lambda x: x is None or x >= 0, "a non-negative count, or null"),
+    ("force.epochs_per_window", positive, "a positive number of epochs"),
+    ("caching.scope", one_of("train", "val", "all"), "'train', 'val' or 'all'"),
+    ("dataloader.num_workers", non_negative, "a non-negative number of worker processes"),
+    ("dataloader.prefetch_factor", positive, "a positive number of batches per worker"),
+    ("precision.dtype", one_of("auto", "float32", "float64"), "'auto', 'float32' or 'float64'"),
+    ("precision.memory_mode", one_of("cpu", "gpu", "mixed"), "'cpu', 'gpu' or 'mixed'"),
+    ("normalization.energy_target", one_of("cohesive", "total"), "'cohesive' or 'total'"),
+    ("normalization.E_scaling", lambda x: x is None or x > 0, "a positive energy scale in eV/atom, or null"),
+    ("tracking.experiment", lambda x: bool(str(x).strip()), "a non-empty experiment name"),
+    ("tracking.uri", lambda x: bool(str(x).strip()), "an MLflow tracking URI"),
+]
+ADAM_RULES: list[tuple[str, Rule, str]] = [
+    ("optimizer.mu", positive, "a positive learning rate"),
+    ("optimizer.beta1", lambda x: 0 <= x < 1, "a decay rate in [0, 1)"),
+    ("optimizer.beta2", lambda x: 0 <= x < 1, "a decay rate in [0, 1)"),
+    ("optimizer.epsilon", positive, "a positive epsilon"),
+]
+SGD_RULES: list[tuple[str, Rule, str]] = [
+    ("optimizer.lr", positive, "a positive learning rate"),
+    ("optimizer.momentum", lambda x: 0 <= x < 1, "a momentum in [0, 1)"),
+]
+
+
+def lookup(cfg: DictConfig, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def check_rules(cfg: DictConfig, rules: list[tuple[str, Rule, str]]) -> None:
+    for key, rule, expected in rules:
+        value = lookup(cfg, key)
+        if not rule(value):
+            raise ConfigError(key, f"expected {expected}, got {value!r}")
+
+
+def check_networks(cfg: DictConfig) -> None:
+    """Hidden sizes positive, one known activation per hidden layer, for the default and every override."""
+    networks = {"model": cfg.model, **{f"model.per_species.{s}": net for s, net in cfg.model.per_species.items()}}
+    for key, net in networks.items():
+        if any(size < 1 for size in net.hidden):
+            raise ConfigError(f"{key}.hidden", f"expected positive layer sizes, got {list(net.hidden)}")
+        if len(net.activations) != len(net.hidden):
+            raise ConfigError(
+                f"{key}.activations",
+                f"expected one activation per hidden layer ({len(net.hidden)}), got {list(net.activations)}",
+            )
+        unknown = [a for a in net.activations if a not in ACTIVATIONS]
+        if unknown:
+            raise ConfigError(f"{key}.activations", f"unknown {unknown}; expected any of {sorted(ACTIVATIONS)}")
+
+
+def check_descriptor(cfg: DictConfig) -> None:
+    d = cfg.descriptor
+    if d.min_cutoff >= min(d.rad_cutoff, d.ang_cutoff):
+        raise ConfigError("descriptor.min_cutoff", f"must be below both cutoffs, got {d.min_cutoff} Å")
+    if d.species is not None and (not d.species or len(set(d.species)) != len(d.species)):
+        raise ConfigError("descriptor.species", f"expected distinct chemical symbols, got {list(d.species)}")
+
+
+def check_device(cfg: DictConfig) -> None:
+    device = cfg.precision.device
+    if device is None:
+        return
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ConfigError("precision.device", f"expected 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("precision.device", f"{device!r} requested but CUDA is not available on this machine")
+    if parsed.type not in ("cpu", "cuda"):
+        raise ConfigError("precision.device", f"expected 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def check_combinations(cfg: DictConfig) -> None:
+    norm = cfg.normalization
+    if cfg.caching.features and cfg.force.weight > 0:
+        raise ConfigError(
+            "caching.features",
+            f"caches features without gradients and cannot train forces (force.weight={cfg.force.weight}); "
+            "use caching.features_for_force, or force=off",
+        )
+    if not norm.energy and (norm.E_shift is not None or norm.E_scaling is not None):
+        raise ConfigError("normalization.energy", "is false, but E_shift or E_scaling is given; drop them or set it true")
+    if not norm.features and norm.feature_stats is not None:
+        raise ConfigError("normalization.features", "is false, but feature_stats is given; drop it or set it true")
+    if norm.feature_stats is not None and not Path(norm.feature_stats).is_file():
+        raise ConfigError("normalization.feature_stats", f"file not found: {norm.feature_stats}")
+    if cfg.data.path is None or (isinstance(cfg.data.path, str) and not cfg.data.path.strip()):
+        raise ConfigError("data.path", "expected a file, directory, glob or archive of structures")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` for the first value out of range, unknown choice or bad combination."""
+    check_rules(cfg, RANGE_RULES)
+    check_rules(cfg, SGD_RULES if cfg.optimizer.name == "sgd" else ADAM_RULES)
+    check_networks(cfg)
+    check_descriptor(cfg)
+    check_device(cfg)
+    check_combinations(cfg)

@@ -1,0 +1,234 @@
+"""An MLflow run driven through MlflowClient by explicit run id (no fluent global run)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from aenet_exp.tracking.flatten import flatten_params
+from aenet_exp.tracking.retry import retry_locked
+
+try:
+    from mlflow.utils.validation import (
+        MAX_ENTITY_KEY_LENGTH,
+        MAX_METRICS_PER_BATCH,
+        MAX_PARAM_VAL_LENGTH,
+        MAX_PARAMS_TAGS_PER_BATCH,
+        MAX_TAG_VAL_LENGTH,
+    )
+except ImportError:  # limits moved or renamed in some MLflow version
+    MAX_ENTITY_KEY_LENGTH, MAX_METRICS_PER_BATCH = 250, 1000
+    MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH = 6000, 100, 8000
+
+_logger = logging.getLogger(__name__)
+
+FAILURE_REASON_TAG = "aenet_exp.failure_reason"
+TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
+SQLITE_PREFIX = "sqlite:///"
+_INVALID_KEY_CHARS = re.compile(r"[^\w.\- /]")
+_SQLALCHEMY_NOLOAD_WARNING = r"The ``noload`` loader strategy is deprecated"
+
+E = TypeVar("E")
+
+
+class MlflowRun:
+    """One MLflow run, addressed by its id; also a context manager that records failures."""
+
+    def __init__(self, client: MlflowClient, run: Run) -> None:
+        self._client = client
+        self._info = run.info
+        self._finished = False
+
+    @classmethod
+    def start(
+        cls,
+        uri: str,
+        experiment: str,
+        run_name: str | None,
+        params: Mapping[str, object],
+        tags: Mapping[str, str],
+        parent_run_id: str | None = None,
+        artifact_location: str | None = None,
+    ) -> MlflowRun:
+        """Create a run in `experiment` (created if missing) and log its (possibly nested) params.
+
+        `artifact_location` applies only when the experiment is new; by default a SQLite store
+        at ``P`` keeps artifacts in ``P.parent / "mlartifacts"``, other stores use MLflow's default.
+        """
+        client = open_client(uri)
+        location = artifact_location or default_artifact_location(uri)
+        experiment_id = get_or_create_experiment(client, experiment, location)
+        run_tags = dict(tags)
+        if parent_run_id is not None:
+            run_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+        created = retry_locked(
+            partial(
+                client.create_run,
+                experiment_id,
+                tags=_clean(run_tags, MAX_TAG_VAL_LENGTH),
+                run_name=run_name,
+            )
+        )
+        run = cls(client, created)
+        try:
+            run.log_params(params)
+        except BaseException as exc:
+            run._abort(exc)
+            raise
+        return run
+
+    @property
+    def run_id(self) -> str:
+        return self._info.run_id
+
+    @property
+    def artifact_uri(self) -> str:
+        return self._info.artifact_uri
+
+    def log_params(self, params: Mapping[str, object]) -> None:
+        """Log params flattened to dotted keys, values stringified and truncated."""
+        flat = _clean(flatten_params(params), MAX_PARAM_VAL_LENGTH)
+        entities = [Param(key, value) for key, value in flat.items()]
+        for chunk in _chunks(entities, MAX_PARAMS_TAGS_PER_BATCH):
+            self._log_batch(params=chunk)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Log one epoch's metrics in one batch; non-finite values are skipped with a warning."""
+        values = {key: float(value) for key, value in metrics.items()}
+        finite = {key: value for key, value in values.items() if math.isfinite(value)}
+        if len(finite) < len(values):
+            skipped = sorted(values.keys() - finite.keys())
+            _logger.warning("step %d: not logging non-finite metrics %s", step, skipped)
+        timestamp = int(time.time() * 1000)
+        entities = [Metric(sanitize_key(k), v, timestamp, step) for k, v in finite.items()]
+        for chunk in _chunks(entities, MAX_METRICS_PER_BATCH):
+            self._log_batch(metrics=chunk)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Set run tags (keys sanitised, values truncated)."""
+        entities = [RunTag(k, v) for k, v in _clean(tags, MAX_TAG_VAL_LENGTH).items()]
+        for chunk in _chunks(entities, MAX_PARAMS_TAGS_PER_BATCH):
+            self._log_batch(tags=chunk)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Copy one file into the run's artifacts (under `artifact_path` if given)."""
+        retry_locked(partial(self._client.log_artifact, self.run_id, str(path), artifact_path))
+
+    def log_artifacts(self, directory: str | Path, artifact_path: str | None = None) -> None:
+        """Copy a directory's contents into the run's artifacts (under `artifact_path` if given)."""
+        retry_locked(
+            partial(self._client.log_artifacts, self.run_id, str(directory), artifact_path)
+        )
+
+    def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
+        """Mark the run terminated; `reason` is recorded as a tag for FAILED and KILLED runs.
+
+        Only the first call has an effect.
+        """
+        if status not in TERMINAL_STATUSES:
+            raise ValueError(f"status must be one of {TERMINAL_STATUSES}, got {status!r}")
+        if self._finished:
+            return
+        if reason and status != "FINISHED":
+            self.set_tags({FAILURE_REASON_TAG: reason})
+        retry_locked(partial(self._client.set_terminated, self.run_id, status))
+        self._finished = True
+
+    def __enter__(self) -> MlflowRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.finish()
+        else:
+            self._abort(exc)
+
+    def _abort(self, exc: BaseException) -> None:
+        """Finish as KILLED on Ctrl-C, FAILED otherwise, with the exception as the reason."""
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        self.finish(status, reason=f"{type(exc).__name__}: {exc}")
+
+    def _log_batch(self, **entities: Sequence[Metric | Param | RunTag]) -> None:
+        retry_locked(partial(self._client.log_batch, self.run_id, **entities))
+
+
+def open_client(uri: str) -> MlflowClient:
+    """An MlflowClient for `uri`, creating a SQLite database's parent directory first.
+
+    Silences the SQLAlchemy deprecation warning that MLflow's SQL store emits on creation.
+    """
+    db_path = sqlite_db_path(uri)
+    if db_path is not None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_SQLALCHEMY_NOLOAD_WARNING)
+        return retry_locked(partial(MlflowClient, tracking_uri=uri))
+
+
+def get_or_create_experiment(
+    client: MlflowClient, name: str, artifact_location: str | None = None
+) -> str:
+    """Return the id of experiment `name`, creating it if missing (race-safe)."""
+    experiment = retry_locked(partial(client.get_experiment_by_name, name))
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return retry_locked(partial(client.create_experiment, name, artifact_location))
+    except MlflowException as exc:
+        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+    return retry_locked(partial(client.get_experiment_by_name, name)).experiment_id
+
+
+def sqlite_db_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative to the cwd), else None."""
+    if not uri.startswith(SQLITE_PREFIX):
+        return None
+    path = uri[len(SQLITE_PREFIX) :].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def default_artifact_location(uri: str) -> str | None:
+    """``<db dir>/mlartifacts`` file URI for a SQLite store; None (MLflow's default) otherwise."""
+    db_path = sqlite_db_path(uri)
+    return None if db_path is None else (db_path.resolve().parent / "mlartifacts").as_uri()
+
+
+def sanitize_key(key: str) -> str:
+    """Make `key` a valid MLflow param, metric or tag name.
+
+    Disallowed characters become ``_``; empty, ``.`` and ``..`` path segments are dropped,
+    since MLflow rejects names that change under path normalisation.
+    """
+    cleaned = _INVALID_KEY_CHARS.sub("_", str(key))[:MAX_ENTITY_KEY_LENGTH]
+    segments = [s for s in cleaned.split("/") if s not in ("", ".", "..")]
+    return "/".join(segments) or "_"
+
+
+def _clean(entries: Mapping[str, object], max_value_length: int) -> dict[str, str]:
+    """Sanitised keys mapped to stringified values cut to `max_value_length`."""
+    return {sanitize_key(k): str(v)[:max_value_length] for k, v in entries.items()}
+
+
+def _chunks(items: Sequence[E], size: int) -> Iterator[Sequence[E]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,64 @@
+"""The MLflow observer of a training run: params at the start, metrics per epoch, artifacts at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from aenet_exp.tracking.flatten import flatten_params
+from aenet_exp.tracking.git import project_git_commit
+from aenet_exp.tracking.mlflow_run import MlflowRun
+from aenet_exp.tracking.plots import learning_curve_png, parity_png
+from aenet_exp.tracking.sweep import find_sweep_parent
+
+LEARNING_CURVE = "learning_curve.png"
+PARITY = "parity.png"
+
+
+class MlflowObserver:
+    """Records one training run in MLflow.
+
+    Args:
+        tracking: the ``tracking`` config (``uri``, ``experiment``, ``run_name``).
+        overrides: the command-line overrides, recorded as a tag.
+        sweep_dir: the Hydra sweep directory of a multirun job (its run becomes a child of the sweep's).
+    """
+
+    def __init__(self, tracking: Mapping, overrides: Sequence[str] = (), sweep_dir: str | None = None):
+        self.tracking = tracking
+        self.overrides = list(overrides)
+        self.sweep_dir = sweep_dir
+        self.run: MlflowRun | None = None
+
+    def on_start(self, config: dict, facts: dict) -> None:
+        t = self.tracking
+        parent = find_sweep_parent(t["uri"], t["experiment"], self.sweep_dir) if self.sweep_dir else None
+        tags = {"aenet_exp.overrides": " ".join(self.overrides) or "(none)", "aenet_exp.role": "job"}
+        commit = project_git_commit()
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+        params = {**flatten_params(config), **{k: str(v) for k, v in facts.items()}}
+        self.run = MlflowRun.start(t["uri"], t["experiment"], t["run_name"], params, tags, parent_run_id=parent)
+        print(f"MLflow run {self.run.run_id} in experiment '{t['experiment']}' at {t['uri']}")
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.run.log_metrics(metrics, step=epoch + 1)
+
+    def on_end(self, result) -> None:
+        out = Path(result.output_dir)
+        learning_curve_png(result.history, out / LEARNING_CURVE)
+        energies = {name: p.energy_per_atom() for name, p in result.predictions.items()}
+        forces = {name: p.force_components() for name, p in result.predictions.items()}
+        forces = {name: pair for name, pair in forces.items() if pair[0].size} or None
+        parity_png(out / PARITY, energies, forces)
+        final = {k: v for k, v in result.metrics.items() if k.startswith("final/")}
+        self.run.log_metrics(final, step=len(next(iter(result.history.values()), [])))
+        for path in sorted(out.iterdir()):
+            if path.is_file() and not path.name.startswith("."):
+                self.run.log_artifact(path)
+        self.run.finish("FINISHED")
+
+    def on_failure(self, error: BaseException) -> None:
+        if self.run is not None:
+            status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+            self.run.finish(status, reason=f"{type(error).__name__}: {error}")

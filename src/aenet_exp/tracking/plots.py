@@ -1,0 +1,123 @@
+"""Learning-curve and parity PNGs, drawn with the Agg canvas (no display, no pyplot state)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+ArrayPair = tuple[Sequence[float] | np.ndarray, Sequence[float] | np.ndarray]
+PANEL_SIZE = (4.5, 4.0)
+
+
+@dataclass(frozen=True)
+class _CurvePanel:
+    suffix: str
+    ylabel: str
+    scale: float
+    log_y: bool
+
+
+_CURVE_PANELS = (
+    _CurvePanel("energy_rmse", "energy RMSE (meV/atom)", 1000.0, True),
+    _CurvePanel("force_rmse", "force RMSE (eV/Å)", 1.0, False),
+)
+
+
+def learning_curve_png(history: Mapping[str, Sequence[float]], path: str | Path) -> None:
+    """Plot per-epoch energy RMSE (given in eV/atom, drawn in meV/atom, log y) and force RMSE
+    (eV/Å) panels, one line per metric such as ``train/energy_rmse``; absent panels are omitted.
+    """
+    panels = [
+        (panel, {name: values for name, values in history.items() if name.endswith(panel.suffix)})
+        for panel in _CURVE_PANELS
+    ]
+    panels = [(panel, series) for panel, series in panels if series]
+    if not panels:
+        raise ValueError(f"no energy or force RMSE series in history keys {sorted(history)}")
+    fig = _figure(len(panels))
+    for ax, (panel, series) in zip(fig.axes, panels):
+        for name, values in series.items():
+            epochs = np.arange(1, len(values) + 1)
+            ax.plot(epochs, np.asarray(values, dtype=float) * panel.scale, label=name)
+        if panel.log_y:
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(panel.ylabel)
+        ax.legend()
+    _save_atomic(fig, path)
+
+
+def parity_png(
+    path: str | Path,
+    energies: Mapping[str, ArrayPair],
+    forces: Mapping[str, ArrayPair] | None = None,
+) -> None:
+    """Reference-vs-predicted scatter per set (e.g. 'train', 'test') with the y=x line:
+    energies per atom (eV/atom), plus force components (eV/Å) when given; RMSEs in the titles.
+    """
+    fig = _figure(1 if forces is None else 2)
+    _parity_panel(fig.axes[0], energies, "energy", "eV/atom", 1000.0, "meV/atom")
+    if forces is not None:
+        _parity_panel(fig.axes[1], forces, "force component", "eV/Å", 1.0, "eV/Å")
+    _save_atomic(fig, path)
+
+
+def _parity_panel(
+    ax: Axes,
+    sets: Mapping[str, ArrayPair],
+    quantity: str,
+    unit: str,
+    rmse_scale: float,
+    rmse_unit: str,
+) -> None:
+    """Scatter each set's predictions against references; title lists each set's RMSE."""
+    rmses = []
+    lows, highs = [], []
+    for name, (reference, predicted) in sets.items():
+        ref = np.ravel(np.asarray(reference, dtype=float))
+        pred = np.ravel(np.asarray(predicted, dtype=float))
+        ax.scatter(ref, pred, s=4, alpha=0.5, label=name, rasterized=True)
+        rmses.append(f"{name} {_rmse(ref, pred) * rmse_scale:.3g}")
+        lows.append(min(ref.min(initial=np.inf), pred.min(initial=np.inf)))
+        highs.append(max(ref.max(initial=-np.inf), pred.max(initial=-np.inf)))
+    if lows and np.isfinite(min(lows)):
+        ax.plot([min(lows), max(highs)], [min(lows), max(highs)], "k--", lw=1, label="y = x")
+    ax.set_xlabel(f"reference {quantity} ({unit})")
+    ax.set_ylabel(f"predicted {quantity} ({unit})")
+    ax.set_title(f"RMSE ({rmse_unit}): " + ", ".join(rmses), fontsize="medium")
+    ax.legend()
+
+
+def _rmse(reference: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((predicted - reference) ** 2))) if reference.size else float("nan")
+
+
+def _figure(n_panels: int) -> Figure:
+    """A figure with `n_panels` side-by-side axes on an Agg canvas."""
+    fig = Figure(figsize=(PANEL_SIZE[0] * n_panels, PANEL_SIZE[1]), layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.subplots(1, n_panels, squeeze=False)
+    return fig
+
+
+def _save_atomic(fig: Figure, path: str | Path) -> None:
+    """Write `fig` as PNG to a temporary file beside `path`, then rename it into place."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            fig.savefig(handle, format="png", dpi=120)
+        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; plots are meant to be shared
+        os.replace(tmp_name, target)
+    except BaseException:
+        os.unlink(tmp_name)
+        raise

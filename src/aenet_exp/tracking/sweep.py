@@ -1,0 +1,83 @@
+"""One parent MLflow run per Hydra multirun sweep, found by its jobs through a tag."""
+
+from __future__ import annotations
+
+import atexit
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from aenet_exp.tracking.mlflow_run import MlflowRun, open_client
+from aenet_exp.tracking.retry import retry_locked
+
+SWEEP_DIR_TAG = "aenet_exp.sweep_dir"
+ROLE_TAG = "aenet_exp.role"
+INTERRUPTED_REASON = "the sweep ended without Hydra's on_multirun_end (a job failed?)"
+
+
+class SweepParentCallback(Callback):
+    """Hydra callback: open a parent run when a multirun starts, finish it when it ends.
+
+    Reads ``tracking.enabled``, ``tracking.uri`` and ``tracking.experiment``; does nothing
+    when tracking is disabled. Hydra skips ``on_multirun_end`` when a job raises, so the
+    parent is then marked FAILED at interpreter exit instead.
+    """
+
+    def __init__(self) -> None:
+        self._parent: MlflowRun | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not OmegaConf.select(config, "tracking.enabled", default=False):
+            return
+        sweep_dir = str(config.hydra.sweep.dir)
+        self._parent = MlflowRun.start(
+            uri=config.tracking.uri,
+            experiment=config.tracking.experiment,
+            run_name=Path(sweep_dir).name or time.strftime("sweep-%Y%m%d-%H%M%S"),
+            params={},
+            tags={SWEEP_DIR_TAG: sweep_dir, ROLE_TAG: "sweep"},
+        )
+        atexit.register(self._parent.finish, "FAILED", INTERRUPTED_REASON)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self._parent is None:
+            return
+        atexit.unregister(self._parent.finish)
+        self._parent.finish("FINISHED")
+        self._parent = None
+
+
+def find_sweep_parent(uri: str, experiment: str, sweep_dir: str) -> str | None:
+    """Id of the newest sweep parent run tagged with `sweep_dir` in `experiment`, else None.
+
+    `sweep_dir` must be the same string the callback saw (``hydra.sweep.dir`` as configured).
+    """
+    client = open_client(uri)
+    found = retry_locked(partial(client.get_experiment_by_name, experiment))
+    if found is None:
+        return None
+    runs = retry_locked(
+        partial(
+            client.search_runs,
+            [found.experiment_id],
+            filter_string=(
+                f"tags.`{SWEEP_DIR_TAG}` = {_sql_string(sweep_dir)}"
+                f" AND tags.`{ROLE_TAG}` = 'sweep'"
+            ),
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def _sql_string(value: str) -> str:
+    """Quote `value` for an MLflow search filter, which has no escapes, only two quote kinds."""
+    for quote in "'\"":
+        if quote not in value:
+            return f"{quote}{value}{quote}"
+    raise ValueError(f"cannot search for a value with both quote kinds: {value!r}")

@@ -1,0 +1,134 @@
+"""Batches of graphs: built in DataLoader workers, with neighbour and triplet lists cached per the caching flags.
+
+The trainer plans every epoch's batches in the main process; a :class:`BatchRequests` sampler
+hands each planned batch to a worker as one request naming the structures that need a graph
+with forces and those that need one without. Structures whose features are cached need none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from aenet_exp.data import Structure
+from aenet_exp.descriptor import AtomGraph, ChebyshevDescriptor, build_graph, collate_graphs, find_pairs
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One planned batch: its number and the structures that need a graph built."""
+
+    number: int
+    force_indices: tuple[int, ...]  # supervised on forces: graph with gradients
+    energy_indices: tuple[int, ...]  # energy only, features not cached: graph without gradients
+
+
+@dataclass
+class BuiltBatch:
+    request: BatchRequest
+    force_graph: AtomGraph | None  # graph of request.force_indices
+    energy_graph: AtomGraph | None  # graph of request.energy_indices
+
+
+class GraphDataset(Dataset):
+    """Builds graphs of structures for a descriptor's cutoffs.
+
+    ``cache_neighbors`` keeps each structure's pair list (triplets rebuilt from it);
+    ``cache_triplets`` keeps the whole graph. Only structures in ``cacheable`` are kept.
+    Caches live in the process that builds (each DataLoader worker has its own).
+    """
+
+    def __init__(
+        self,
+        structures: Sequence[Structure],
+        descriptor: ChebyshevDescriptor,
+        cache_neighbors: bool,
+        cache_triplets: bool,
+        cacheable: set[int],
+    ):
+        self.structures = structures
+        self.species = list(descriptor.species)
+        self.cutoffs = (descriptor.rad_cutoff, descriptor.ang_cutoff, descriptor.min_cutoff)
+        self.cache_neighbors = cache_neighbors
+        self.cache_triplets = cache_triplets
+        self.cacheable = cacheable
+        self.neighbor_cache: dict[int, tuple] = {}
+        self.graph_cache: dict[int, AtomGraph] = {}
+        self.builds = 0  # neighbour searches done by this process
+
+    def _search(self, index: int):
+        rad, ang, minimum = self.cutoffs
+        self.builds += 1
+        return find_pairs(self.structures[index], max(rad, ang), minimum)
+
+    def graph(self, index: int) -> AtomGraph:
+        """The graph of structure ``index``, from the cache where allowed."""
+        if self.cache_triplets and index in self.cacheable:
+            if index not in self.graph_cache:
+                self.graph_cache[index] = self._build(index, self._search(index))
+            return self.graph_cache[index]
+        if self.cache_neighbors and index in self.cacheable:
+            if index not in self.neighbor_cache:
+                self.neighbor_cache[index] = self._search(index)
+            return self._build(index, self.neighbor_cache[index])
+        return self._build(index, self._search(index))
+
+    def _build(self, index: int, neighbors) -> AtomGraph:
+        rad, ang, minimum = self.cutoffs
+        return build_graph(self.structures[index], self.species, rad, ang, minimum, neighbors=neighbors)
+
+    def batch_graph(self, indices: Sequence[int]) -> AtomGraph | None:
+        return collate_graphs([self.graph(i) for i in indices]) if indices else None
+
+    def __getitem__(self, request: BatchRequest) -> BuiltBatch:
+        return BuiltBatch(request, self.batch_graph(request.force_indices), self.batch_graph(request.energy_indices))
+
+    def __len__(self) -> int:
+        return len(self.structures)
+
+
+class BatchRequests(Sampler):
+    """Yields the current plan's batches as one-request lists; the plan is replaced before each pass."""
+
+    def __init__(self):
+        self.plan: list[np.ndarray] = []
+        self.needs_forces: Callable[[int], bool] = lambda i: False
+        self.needs_graph: Callable[[int], bool] = lambda i: True
+
+    def set_plan(self, batches: list[np.ndarray], needs_forces: Callable[[int], bool], needs_graph: Callable[[int], bool]):
+        self.plan, self.needs_forces, self.needs_graph = batches, needs_forces, needs_graph
+
+    def __iter__(self):
+        for number, batch in enumerate(self.plan):
+            force = tuple(int(i) for i in batch if self.needs_forces(int(i)))
+            energy = tuple(int(i) for i in batch if not self.needs_forces(int(i)) and self.needs_graph(int(i)))
+            yield [BatchRequest(number, force, energy)]
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+
+def single(items: list[BuiltBatch]) -> BuiltBatch:
+    """collate_fn: each sampled 'batch' is one request already built into a batch."""
+    return items[0]
+
+
+def make_loader(dataset: GraphDataset, requests: BatchRequests, num_workers: int, prefetch_factor: int, persistent: bool):
+    """A DataLoader over planned batch requests with ``dataloader.*`` settings."""
+    workers = dict(prefetch_factor=prefetch_factor, persistent_workers=persistent) if num_workers > 0 else {}
+    return DataLoader(dataset, batch_sampler=requests, collate_fn=single, num_workers=num_workers, **workers)
+
+
+def plan_batches(indices: np.ndarray, batchsize: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+    """Split ``indices`` into batches of ``batchsize``, shuffled when ``rng`` is given."""
+    order = rng.permutation(indices) if rng is not None else np.asarray(indices)
+    return [order[k : k + batchsize] for k in range(0, len(order), batchsize)]
+
+
+def atoms_per_structure(graph: AtomGraph) -> torch.Tensor:
+    """``(n_structures,)`` atom counts of a batch graph."""
+    return torch.bincount(graph.structure, minlength=graph.n_structures)

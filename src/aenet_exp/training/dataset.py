@@ -1,0 +1,108 @@
+"""From ``cfg.data`` to the structures of a run: read, filter, split (seeded)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from aenet_exp.config.validation import ConfigError
+from aenet_exp.data import DataError, Structure, read_structures
+from aenet_exp.training.targets import resolve_atomic_energies, target_energy_per_atom
+
+
+@dataclass
+class PreparedData:
+    """The structures of a run and how they are split."""
+
+    structures: list[Structure]
+    train: np.ndarray  # (n_train,) indices into structures
+    test: np.ndarray  # (n_test,) indices into structures
+    species: list[str]  # descriptor order
+    atomic_energies: dict[str, float] | None  # eV, per species
+    removed: dict[str, int] = field(default_factory=dict)  # filter name -> structures dropped
+
+    def facts(self) -> dict[str, object]:
+        """Dataset facts logged with a run."""
+        def count(indices):
+            return int(len(indices)), int(sum(self.structures[i].n_atoms for i in indices))
+
+        n_train, atoms_train = count(self.train)
+        n_test, atoms_test = count(self.test)
+        forces = sum(1 for s in self.structures if s.forces is not None)
+        return {
+            "dataset.structures": len(self.structures),
+            "dataset.atoms": atoms_train + atoms_test,
+            "dataset.species": ",".join(self.species),
+            "dataset.force_structures": forces,
+            "dataset.train_structures": n_train,
+            "dataset.test_structures": n_test,
+            "dataset.train_atoms": atoms_train,
+            "dataset.test_atoms": atoms_test,
+            **{f"dataset.removed_{name}": n for name, n in self.removed.items()},
+        }
+
+
+def load_structures(path) -> list[Structure]:
+    """Read ``data.path``; every structure must carry an energy."""
+    source = OmegaConf.to_container(path) if not isinstance(path, str) else path
+    structures = read_structures(source)
+    for s in structures:
+        if s.energy is None:
+            raise DataError(s.source, f"frame {s.frame}: no energy; training needs a total energy per structure")
+    return structures
+
+
+def species_order(structures: list[Structure], requested) -> list[str]:
+    """``descriptor.species`` when given (it must cover the data), else the data's species sorted alphabetically."""
+    present = sorted({sym for s in structures for sym in s.species})
+    if requested is None:
+        return present
+    missing = sorted(set(present) - set(requested))
+    if missing:
+        raise ConfigError("descriptor.species", f"the data contains species {missing} not in {list(requested)}")
+    return list(requested)
+
+
+def filter_structures(
+    structures: list[Structure], per_atom: np.ndarray, max_energy: float | None, max_forces: float | None
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Indices kept by ``max_energy`` (eV/atom, target space) and ``max_forces`` (largest |component|, eV/Å)."""
+    keep = np.ones(len(structures), dtype=bool)
+    removed = {}
+    if max_energy is not None:
+        high = per_atom > max_energy
+        removed["max_energy"] = int(high.sum())
+        keep &= ~high
+    if max_forces is not None:
+        largest = np.array([np.abs(s.forces).max() if s.forces is not None else 0.0 for s in structures])
+        strong = largest > max_forces
+        removed["max_forces"] = int((strong & keep).sum())
+        keep &= ~strong
+    return np.flatnonzero(keep), removed
+
+
+def split(n: int, testpercent: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random split into (train, test) indices; the test set has round(n · testpercent / 100)."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = int(round(n * testpercent / 100.0))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def prepare_data(cfg: DictConfig) -> PreparedData:
+    """Read, check species and references, filter and split the structures of ``cfg.data``."""
+    structures = load_structures(cfg.data.path)
+    species = species_order(structures, cfg.descriptor.species)
+    norm = cfg.normalization
+    raw_atomic = OmegaConf.to_container(norm.E_atomic) if OmegaConf.is_config(norm.E_atomic) else norm.E_atomic
+    atomic = resolve_atomic_energies(raw_atomic, norm.energy_target, species)
+    per_atom = target_energy_per_atom(structures, atomic, norm.energy_target == "cohesive")
+    kept, removed = filter_structures(structures, per_atom, cfg.data.max_energy, cfg.data.max_forces)
+    if len(kept) == 0:
+        raise DataError(str(cfg.data.path), f"no structure left after the filters ({removed})")
+    structures = [structures[i] for i in kept]
+    train, test = split(len(structures), cfg.data.testpercent, cfg.seed)
+    if len(train) == 0:
+        raise DataError(str(cfg.data.path), f"no training structure left with data.testpercent={cfg.data.testpercent}")
+    return PreparedData(structures, train, test, species, atomic, removed)

@@ -1,0 +1,50 @@
+"""What training tells its observers (tracking, progress): plain data only, never a way back in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass
+class Predictions:
+    """Reference and predicted labels of a set of structures."""
+
+    indices: np.ndarray  # (n,) structure indices
+    energy_ref: np.ndarray  # (n,) eV
+    energy_pred: np.ndarray  # (n,) eV
+    n_atoms: np.ndarray  # (n,)
+    force_ref: list[np.ndarray | None] = field(default_factory=list)  # per structure (n_atoms, 3) eV/Å
+    force_pred: list[np.ndarray | None] = field(default_factory=list)  # per structure (n_atoms, 3) eV/Å
+
+    def energy_per_atom(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.energy_ref / self.n_atoms, self.energy_pred / self.n_atoms
+
+    def force_components(self) -> tuple[np.ndarray, np.ndarray]:
+        """Flattened reference and predicted force components of the structures with forces."""
+        pairs = [(r, p) for r, p in zip(self.force_ref, self.force_pred) if r is not None and p is not None]
+        if not pairs:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate([r.ravel() for r, _ in pairs]), np.concatenate([p.ravel() for _, p in pairs])
+
+
+@dataclass
+class TrainingResult:
+    history: dict[str, list[float]]  # metric name -> per-epoch values
+    metrics: dict[str, float]  # final values
+    predictions: dict[str, Predictions]  # 'train', 'test'
+    output_dir: Path
+    timing: dict[str, float]  # seconds per phase, summed over the run
+
+
+class Observer(Protocol):
+    def on_start(self, config: dict, facts: dict) -> None: ...
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+    def on_end(self, result: TrainingResult) -> None: ...
+
+    def on_failure(self, error: BaseException) -> None: ...

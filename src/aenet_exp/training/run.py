@@ -1,0 +1,169 @@
+"""``training.run(cfg)``: data -> potential -> epochs -> saved model, told to observers as it goes."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from aenet_exp.descriptor import ChebyshevDescriptor
+from aenet_exp.model import Potential
+from aenet_exp.training.dataset import PreparedData, prepare_data
+from aenet_exp.training.events import Observer, TrainingResult
+from aenet_exp.training.outputs import write_atomically, write_predictions
+from aenet_exp.training.targets import energy_normalization, load_feature_stats, target_energy_per_atom
+from aenet_exp.training.trainer import Trainer, metrics_of
+
+MODEL_FILE = "potential.pt"
+
+
+def resolve_device(requested: str | None) -> torch.device:
+    """``precision.device``: as given, else CUDA when present, else CPU."""
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``precision.dtype``; ``auto`` is float32 on CPU and float64 on GPU (the reference's rule)."""
+    if name == "auto":
+        return torch.float64 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def storage_devices(memory_mode: str, device: torch.device) -> tuple[torch.device, torch.device]:
+    """Where ``(labels and cached graphs, cached features)`` live for ``precision.memory_mode``.
+
+    ``cpu``: host, moved per batch; ``gpu``: the training device, moved once; ``mixed``:
+    features on the device, raw structures on the host.
+    """
+    host = torch.device("cpu")
+    return {"cpu": (host, host), "gpu": (device, device), "mixed": (host, device)}[memory_mode]
+
+
+def build_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtype) -> Potential:
+    """The descriptor of ``cfg.descriptor`` and networks of ``cfg.model`` for ``species``."""
+    d = cfg.descriptor
+    descriptor = ChebyshevDescriptor(
+        species, d.rad_order, d.rad_cutoff, d.ang_order, d.ang_cutoff, min_cutoff=d.min_cutoff, dtype=dtype
+    )
+    per_species = cfg.model.per_species
+    hidden = {s: list(per_species[s].hidden if s in per_species else cfg.model.hidden) for s in species}
+    activations = {s: list(per_species[s].activations if s in per_species else cfg.model.activations) for s in species}
+    return Potential(descriptor, hidden, activations)
+
+
+def normalize(trainer: Trainer, data: PreparedData, cfg: DictConfig) -> dict[str, float]:
+    """Fit (or take the given) feature and energy normalisation on the training split."""
+    potential, norm = trainer.potential, cfg.normalization
+    train = [data.structures[i] for i in data.train]
+    cohesive = norm.energy_target == "cohesive"
+    per_atom = target_energy_per_atom(train, data.atomic_energies, cohesive)
+    shift, scale = energy_normalization(per_atom, norm.E_shift, norm.E_scaling, norm.energy)
+    potential.set_normalization(
+        energy_shift=shift, energy_scale=scale, atomic_energies=data.atomic_energies if cohesive else None
+    )
+    if norm.features:
+        n = potential.descriptor.n_features
+        mean, std = load_feature_stats(norm.feature_stats, n) if norm.feature_stats else trainer.feature_statistics()
+        potential.set_normalization(feature_mean=torch.as_tensor(mean), feature_std=torch.as_tensor(std))
+    return {"normalization.fitted_E_shift": shift, "normalization.fitted_E_scaling": scale}
+
+
+def progress_bar(enabled: bool, **kwargs):
+    """A tqdm bar on a terminal; nothing when disabled or when output is not a terminal."""
+    return tqdm(**kwargs) if enabled and sys.stderr.isatty() else None
+
+
+def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Observer] = ()) -> dict[str, float]:
+    """Train a potential as ``cfg`` says; returns the final metrics.
+
+    User errors (ConfigError, DataError) are raised before any observer hears of the run.
+    """
+    output_dir = Path(output_dir)
+    device = resolve_device(cfg.precision.device)
+    dtype = resolve_dtype(cfg.precision.dtype, device)
+    data = prepare_data(cfg)
+    torch.manual_seed(cfg.seed)
+    potential = build_potential(cfg, data.species, dtype).to(device)
+    storage = storage_devices(cfg.precision.memory_mode, device)
+    trainer = Trainer(potential, data.structures, data.train, data.test, cfg, device, storage, cfg.seed)
+    fitted = normalize(trainer, data, cfg)
+    facts = {**data.facts(), **fitted, "precision.resolved_device": str(device), "precision.resolved_dtype": str(dtype).removeprefix("torch.")}
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for observer in observers:
+        observer.on_start(config, facts)
+    try:
+        result = fit(trainer, cfg, output_dir, observers)
+        finish(trainer, data, cfg, result)
+    except BaseException as error:
+        for observer in observers:
+            observer.on_failure(error)
+        raise
+    for observer in observers:
+        observer.on_end(result)
+    return result.metrics
+
+
+def fit(trainer: Trainer, cfg: DictConfig, output_dir: Path, observers: Sequence[Observer]) -> TrainingResult:
+    """Run ``cfg.iterations`` epochs, reporting each epoch's metrics."""
+    history: dict[str, list[float]] = {}
+    totals: dict[str, float] = {}
+    show = cfg.tracking
+    epochs = progress_bar(show.show_progress, total=cfg.iterations, desc="epochs", unit="epoch")
+    batches_per_epoch = -(-len(trainer.train_idx) // cfg.optimizer.batchsize)
+    metrics: dict[str, float] = {}
+    for epoch in range(cfg.iterations):
+        start = time.perf_counter()
+        batch_bar = progress_bar(show.show_batch_progress, total=batches_per_epoch, desc=f"epoch {epoch + 1}", leave=False)
+        metrics = trainer.train_epoch(epoch, batch_bar)
+        if batch_bar is not None:
+            batch_bar.close()
+        metrics.update(trainer.test_metrics())
+        if not np.isfinite(metrics["train/loss"]):
+            raise FloatingPointError(f"training diverged at epoch {epoch + 1}: loss is {metrics['train/loss']}")
+        metrics["time/epoch_s"] = time.perf_counter() - start
+        if show.timing:
+            for phase, seconds in trainer.timer.take().items():
+                metrics[f"time/{phase}_s"] = seconds
+                totals[phase] = totals.get(phase, 0.0) + seconds
+        for key, value in metrics.items():
+            history.setdefault(key, []).append(value)
+        for observer in observers:
+            observer.on_epoch_end(epoch, metrics)
+        if epochs is not None:
+            epochs.update(1)
+            epochs.set_postfix({k.split("/")[0][:2] + k.split("/")[1][:8]: f"{v:.4g}" for k, v in metrics.items() if "rmse" in k or "loss" in k})
+    if epochs is not None:
+        epochs.close()
+    return TrainingResult(history, dict(metrics), {}, output_dir, totals)
+
+
+def finish(trainer: Trainer, data: PreparedData, cfg: DictConfig, result: TrainingResult) -> None:
+    """Final predictions, saved model, config and prediction files in the output directory."""
+    sets = {"train": data.train, "test": data.test}
+    result.predictions = {name: trainer.predict(idx, with_forces=True) for name, idx in sets.items() if len(idx)}
+    for name, pred in result.predictions.items():
+        result.metrics.update({f"final/{k}": v for k, v in metrics_of(pred, name).items()})
+    out = result.output_dir
+    trainer.potential.save(out / MODEL_FILE)
+    write_atomically(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_predictions(out, data.structures, result.predictions, cfg.tracking.save_energies, cfg.tracking.save_forces)
+    if cfg.tracking.timing:
+        print(timing_summary(result.timing, cfg.iterations))
+
+
+def timing_summary(totals: dict[str, float], epochs: int) -> str:
+    """A small table of seconds per phase, total and per epoch."""
+    total = sum(totals.values()) or 1.0
+    lines = ["phase        total_s   per_epoch_s   share"]
+    for phase, seconds in totals.items():
+        lines.append(f"{phase:<12} {seconds:8.3f} {seconds / epochs:12.4f} {100 * seconds / total:6.1f} %")
+    return "\n".join(lines)

@@ -1,0 +1,298 @@
+"""The epoch loop: loss = (1 − α)·RMSE(E/atom) + α·RMSE(F) in normalised units, errors pooled per epoch."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from aenet_exp.data import Structure
+from aenet_exp.descriptor import AtomGraph
+from aenet_exp.model import Potential, forces_from_energy
+from aenet_exp.training.batching import BatchRequests, BuiltBatch, GraphDataset, make_loader, plan_batches
+from aenet_exp.training.events import Predictions
+from aenet_exp.training.features import FeatureBlock, FeatureCache, concat_blocks
+from aenet_exp.training.sampling import ForceSampler
+from aenet_exp.training.timing import PhaseTimer
+
+
+@dataclass
+class Labels:
+    """Reference labels of all structures, placed per ``precision.memory_mode``."""
+
+    energies: torch.Tensor  # (n_structures,) eV
+    n_atoms: torch.Tensor  # (n_structures,)
+    forces: list[torch.Tensor | None]  # per structure (n_atoms, 3) eV/Å
+
+    @classmethod
+    def of(cls, structures: Sequence[Structure], dtype: torch.dtype, device: torch.device) -> "Labels":
+        def tensor(x):
+            return torch.as_tensor(x, dtype=dtype, device=device)
+
+        return cls(
+            tensor([s.energy for s in structures]),
+            torch.tensor([s.n_atoms for s in structures], device=device),
+            [tensor(s.forces) if s.forces is not None else None for s in structures],
+        )
+
+
+@dataclass
+class BatchOutput:
+    order: list[int]  # structure indices in the order of ``energies``
+    energies: torch.Tensor  # (n,) eV
+    force_indices: list[int]
+    forces: torch.Tensor | None  # (n_force_atoms, 3) eV/Å of force_indices, atoms concatenated
+
+
+class ErrorSums:
+    """Squared errors pooled over an epoch: per-atom energies (eV/atom)² and force components (eV/Å)²."""
+
+    def __init__(self):
+        self.energy_sq, self.energy_n, self.force_sq, self.force_n = 0.0, 0, 0.0, 0
+
+    def add(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> None:
+        self.energy_sq += float(energy_error.detach().square().sum())
+        self.energy_n += energy_error.numel()
+        if force_error is not None:
+            self.force_sq += float(force_error.detach().square().sum())
+            self.force_n += force_error.numel()
+
+    def energy_rmse(self) -> float:
+        return math.sqrt(self.energy_sq / self.energy_n) if self.energy_n else float("nan")
+
+    def force_rmse(self) -> float | None:
+        return math.sqrt(self.force_sq / self.force_n) if self.force_n else None
+
+
+class Trainer:
+    """Trains ``potential`` on ``structures[train]`` and evaluates on ``structures[test]``.
+
+    Args:
+        settings: the composed config (``force``, ``caching``, ``dataloader``, ``optimizer``, ``tracking``).
+        storage: ``(label_device, feature_device)`` chosen by ``precision.memory_mode``.
+    """
+
+    def __init__(
+        self,
+        potential: Potential,
+        structures: Sequence[Structure],
+        train: np.ndarray,
+        test: np.ndarray,
+        settings,
+        device: torch.device,
+        storage: tuple[torch.device, torch.device],
+        seed: int,
+    ):
+        self.potential = potential
+        self.structures = structures
+        self.train_idx, self.test_idx = np.asarray(train), np.asarray(test)
+        self.cfg = settings
+        self.device = device
+        self.dtype = potential.descriptor.dtype
+        self.alpha = float(settings.force.weight)
+        self.labels = Labels.of(structures, self.dtype, storage[0])
+        caching = settings.caching
+        cacheable = self._scope(caching.scope)
+        self.features = FeatureCache(cacheable, storage[1])
+        self.feature_caching = caching.features or caching.features_for_force
+        self.dataset = GraphDataset(structures, potential.descriptor, caching.neighbors, caching.triplets, cacheable)
+        self.requests = BatchRequests()
+        loader = settings.dataloader
+        self.loader = make_loader(
+            self.dataset, self.requests, loader.num_workers, loader.prefetch_factor, loader.persistent_workers
+        )
+        with_forces = np.array([i for i in self.train_idx if structures[i].forces is not None], dtype=int)
+        f = settings.force
+        self.sampler = ForceSampler(
+            with_forces, f.fraction, f.sampling, f.resample_each_epoch, f.min_structures_per_epoch,
+            f.epochs_per_window, seed + 1,
+        )
+        self.force_factor = math.sqrt(1.0 / f.fraction) if f.scale_unbiased else 1.0
+        self.shuffle = np.random.default_rng(seed + 2)
+        self.timer = PhaseTimer(settings.tracking.timing, device)
+        self.optimizer = build_optimizer(potential, settings.optimizer)
+
+    def _scope(self, scope: str) -> set[int]:
+        parts = {"train": [self.train_idx], "val": [self.test_idx], "all": [self.train_idx, self.test_idx]}[scope]
+        return {int(i) for part in parts for i in part}
+
+    # ------------------------------------------------------------------ batches
+
+    def _batches(self, batches: list[np.ndarray], force_set: frozenset[int]):
+        """Built batches for a plan; structures in ``force_set`` get a graph for forces."""
+        self.requests.set_plan(
+            batches,
+            needs_forces=lambda i: i in force_set,
+            needs_graph=lambda i: not (self.feature_caching and i in self.features),
+        )
+        iterator = iter(self.loader)
+        for batch in batches:
+            with self.timer.phase("data"):
+                built: BuiltBatch = next(iterator)
+            yield batch, built
+
+    def _energy_block(self, batch: np.ndarray, built: BuiltBatch) -> tuple[list[int], FeatureBlock | None]:
+        """Features of the batch's energy-only structures: computed (and cached) or taken from the cache."""
+        blocks, order = [], []
+        if built.energy_graph is not None:
+            graph = built.energy_graph.to(self.device, self.dtype)
+            indices = list(built.request.energy_indices)
+            with self.timer.phase("featurize"), torch.no_grad():
+                features = self.potential.descriptor(graph)
+            if self.feature_caching:
+                self.features.store(indices, graph, features)
+            blocks.append(FeatureBlock(features, graph.species, graph.structure, graph.n_structures))
+            order += indices
+        built_now = set(built.request.force_indices) | set(built.request.energy_indices)
+        cached = [i for i in map(int, batch) if i not in built_now]
+        if cached:
+            block = self.features.block(cached)
+            blocks.append(FeatureBlock(block.features.to(self.device, self.dtype), block.species.to(self.device),
+                                       block.structure.to(self.device), block.n_structures))
+            order += cached
+        return order, (concat_blocks(blocks) if blocks else None)
+
+    def _predict(self, batch: np.ndarray, built: BuiltBatch, create_graph: bool) -> BatchOutput:
+        """Energies of every structure of the batch, forces of those built with a force graph."""
+        order, energies, forces, force_indices = [], [], None, []
+        if built.force_graph is not None:
+            graph: AtomGraph = built.force_graph.to(self.device, self.dtype)
+            force_indices = list(built.request.force_indices)
+            positions = graph.positions.detach().requires_grad_(True)
+            with torch.enable_grad():
+                with self.timer.phase("featurize"):
+                    features = self.potential.descriptor(graph._replace(positions=positions))
+                with self.timer.phase("forward"):
+                    energy = self.potential.energy_from_features(features, graph.species, graph.structure, graph.n_structures)
+                    forces = forces_from_energy(energy, positions, create_graph)
+            order += force_indices
+            energies.append(energy)
+        energy_order, block = self._energy_block(batch, built)
+        if block is not None:
+            with self.timer.phase("forward"):
+                energies.append(self.potential.energy_from_features(*block))
+            order += energy_order
+        return BatchOutput(order, torch.cat(energies), force_indices, forces)
+
+    def _errors(self, out: BatchOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-atom energy errors ``(n,)`` eV/atom and force errors ``(n_force_atoms, 3)`` eV/Å."""
+        order = torch.tensor(out.order, device=self.labels.energies.device)
+        reference = self.labels.energies[order].to(self.device)
+        n_atoms = self.labels.n_atoms[order].to(self.device)
+        energy_error = (out.energies - reference) / n_atoms
+        if out.forces is None:
+            return energy_error, None
+        reference_forces = torch.cat([self.labels.forces[i] for i in out.force_indices]).to(self.device)
+        return energy_error, out.forces - reference_forces
+
+    def _loss(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> torch.Tensor:
+        """(1 − α)·RMSE(E/atom) + α·RMSE(F)·factor, both divided by the energy scale (normalised units)."""
+        scale = self.potential.energy_scale
+        loss = (1 - self.alpha) * energy_error.square().mean().sqrt() / scale
+        if force_error is not None and self.alpha > 0:
+            loss = loss + self.alpha * self.force_factor * force_error.square().mean().sqrt() / scale
+        return loss
+
+    def _epoch_loss(self, sums: ErrorSums) -> float:
+        scale = float(self.potential.energy_scale)
+        loss = (1 - self.alpha) * sums.energy_rmse() / scale
+        force = sums.force_rmse()
+        if force is not None and self.alpha > 0:
+            loss += self.alpha * self.force_factor * force / scale
+        return loss
+
+    # ------------------------------------------------------------------ epochs
+
+    def feature_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std ``(n_features,)`` of raw features over training atoms (float64 sums)."""
+        total = sq = None
+        count = 0
+        for batch, built in self._batches(plan_batches(self.train_idx, self.cfg.optimizer.batchsize, None), frozenset()):
+            _, block = self._energy_block(batch, built)
+            f = block.features.double()
+            total = f.sum(0) if total is None else total + f.sum(0)
+            sq = f.square().sum(0) if sq is None else sq + f.square().sum(0)
+            count += f.shape[0]
+        mean = (total / count).cpu().numpy()
+        var = np.maximum((sq / count).cpu().numpy() - mean**2, 0.0)
+        std = np.sqrt(var)
+        return mean, np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+
+    def train_epoch(self, epoch: int, progress=None) -> dict[str, float]:
+        """One pass over the training set; returns pooled ``train/*`` metrics and ``time/*`` seconds."""
+        self.potential.train()
+        force_set = frozenset()
+        if self.alpha > 0:
+            force_set, redrawn = self.sampler.select(epoch)
+            if redrawn and self.cfg.caching.features_for_force:
+                self.features.clear()  # a new window: other structures are energy-only now
+        batches = plan_batches(self.train_idx, self.cfg.optimizer.batchsize, self.shuffle)
+        sums = ErrorSums()
+        for batch, built in self._batches(batches, force_set):
+            out = self._predict(batch, built, create_graph=True)
+            energy_error, force_error = self._errors(out)
+            loss = self._loss(energy_error, force_error)
+            with self.timer.phase("backward"):
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            with self.timer.phase("optimizer"):
+                self.optimizer.step()
+            sums.add(energy_error, force_error)
+            if progress is not None:
+                progress.update(1)
+        metrics = {"train/loss": self._epoch_loss(sums), "train/energy_rmse": sums.energy_rmse()}
+        if sums.force_rmse() is not None:
+            metrics["train/force_rmse"] = sums.force_rmse()
+        return metrics
+
+    def predict(self, indices: np.ndarray, with_forces: bool) -> Predictions:
+        """Energies (and forces of force-labelled structures when ``with_forces``) of ``indices``."""
+        self.potential.eval()
+        force_set = frozenset(int(i) for i in indices if with_forces and self.structures[i].forces is not None)
+        energies: dict[int, float] = {}
+        forces: dict[int, np.ndarray] = {}
+        for batch, built in self._batches(plan_batches(indices, self.cfg.optimizer.batchsize, None), force_set):
+            out = self._predict(batch, built, create_graph=False)
+            energies.update(zip(out.order, out.energies.detach().cpu().double().tolist()))
+            if out.forces is not None:
+                counts = [self.structures[i].n_atoms for i in out.force_indices]
+                rows = out.forces.detach().cpu().double().numpy()
+                forces.update(zip(out.force_indices, np.split(rows, np.cumsum(counts)[:-1])))
+        indices = np.asarray(indices, dtype=int)
+        return Predictions(
+            indices=indices,
+            energy_ref=np.array([self.structures[i].energy for i in indices]),
+            energy_pred=np.array([energies[int(i)] for i in indices]),
+            n_atoms=np.array([self.structures[i].n_atoms for i in indices]),
+            force_ref=[self.structures[i].forces if int(i) in forces else None for i in indices],
+            force_pred=[forces.get(int(i)) for i in indices],
+        )
+
+    def test_metrics(self) -> dict[str, float]:
+        """Pooled ``test/*`` errors of the current weights (forces when training on forces)."""
+        if len(self.test_idx) == 0:
+            return {}
+        predictions = self.predict(self.test_idx, with_forces=self.alpha > 0)
+        return metrics_of(predictions, "test")
+
+
+def metrics_of(predictions: Predictions, prefix: str) -> dict[str, float]:
+    """``{prefix}/energy_rmse`` (eV/atom) and, with forces, ``{prefix}/force_rmse`` (eV/Å, per component)."""
+    ref, pred = predictions.energy_per_atom()
+    metrics = {f"{prefix}/energy_rmse": float(np.sqrt(np.mean((pred - ref) ** 2)))}
+    f_ref, f_pred = predictions.force_components()
+    if f_ref.size:
+        metrics[f"{prefix}/force_rmse"] = float(np.sqrt(np.mean((f_pred - f_ref) ** 2)))
+    return metrics
+
+
+def build_optimizer(potential: Potential, cfg) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD over the network weights with every ``optimizer.*`` parameter."""
+    params = potential.networks.parameters()
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    kind = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
+    return kind(params, lr=cfg.mu, betas=(cfg.beta1, cfg.beta2), eps=cfg.epsilon, weight_decay=cfg.weight_decay)

@@ -1,0 +1,298 @@
+"""Tracking against a real SQLite MLflow store (one per module: creating it takes seconds)."""
+
+from __future__ import annotations
+
+import math
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from aenet_exp.tracking import (
+    FAILURE_REASON_TAG,
+    ROLE_TAG,
+    SWEEP_DIR_TAG,
+    MlflowRun,
+    SweepParentCallback,
+    find_sweep_parent,
+    flatten_params,
+    learning_curve_png,
+    parity_png,
+    project_git_commit,
+    retry_locked,
+)
+from aenet_exp.tracking.mlflow_run import (
+    default_artifact_location,
+    get_or_create_experiment,
+    open_client,
+    sanitize_key,
+    sqlite_db_path,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """URI of a fresh SQLite store in a nested (not yet existing) directory."""
+    return f"sqlite:///{tmp_path_factory.mktemp('tracking')}/nested/mlflow.db"
+
+
+@pytest.fixture(scope="module")
+def client(store: str) -> MlflowClient:
+    return open_client(store)
+
+
+def start(store: str, **kwargs: object) -> MlflowRun:
+    arguments = {"experiment": "tests", "run_name": None, "params": {}, "tags": {}} | kwargs
+    return MlflowRun.start(store, **arguments)
+
+
+# --- flatten ------------------------------------------------------------------------------
+
+
+def test_flatten_nested_mapping_lists_and_none() -> None:
+    nested = {"force": {"fraction": 0.1}, "layers": [10, 10], "seed": None, "empty": {}}
+    assert flatten_params(nested) == {
+        "force.fraction": "0.1",
+        "layers": "[10, 10]",
+        "seed": "None",
+        "empty": "{}",
+    }
+
+
+def test_flatten_dictconfig_resolves_interpolations() -> None:
+    cfg = OmegaConf.create({"optimizer": {"mu": 0.01, "mu_copy": "${optimizer.mu}"}, "n": [1]})
+    assert flatten_params(cfg, prefix="cfg") == {
+        "cfg.optimizer.mu": "0.01",
+        "cfg.optimizer.mu_copy": "0.01",
+        "cfg.n": "[1]",
+    }
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+
+def test_store_directory_and_artifacts_live_beside_the_database(
+    store: str, client: MlflowClient
+) -> None:
+    db_path = sqlite_db_path(store)
+    assert db_path is not None and db_path.is_file()
+    with start(store) as run:
+        assert run.artifact_uri.startswith((db_path.parent / "mlartifacts").as_uri())
+    assert client.get_run(run.run_id).info.status == "FINISHED"
+
+
+def test_sqlite_uri_helpers() -> None:
+    assert sqlite_db_path("sqlite:///outputs/mlflow.db") == Path("outputs/mlflow.db")
+    assert sqlite_db_path("sqlite:////abs/mlflow.db?timeout=5") == Path("/abs/mlflow.db")
+    assert sqlite_db_path("sqlite:///:memory:") is None
+    assert sqlite_db_path("http://localhost:5000") is None
+    assert default_artifact_location("http://localhost:5000") is None
+    assert default_artifact_location("sqlite:////abs/mlflow.db") == "file:///abs/mlartifacts"
+
+
+def test_many_params_are_flattened_batched_truncated_and_sanitised(
+    store: str, client: MlflowClient
+) -> None:
+    params = {
+        "layers": {f"l{i}": {"width": i, "activation": "tanh"} for i in range(80)},
+        "long": "x" * 7000,
+        "bad@key": [10, 10],
+        "seed": None,
+    }
+    with start(store, params=params, run_name="params") as run:
+        pass
+    logged = client.get_run(run.run_id).data.params
+    assert len(logged) == 163
+    assert logged["layers.l79.width"] == "79"
+    assert logged["layers.l3.activation"] == "tanh"
+    assert logged["long"] == "x" * 6000
+    assert logged["bad_key"] == "[10, 10]"
+    assert logged["seed"] == "None"
+
+
+def test_run_name_and_tags(store: str, client: MlflowClient) -> None:
+    with start(store, run_name="named", tags={"aenet_exp.role": "train"}) as run:
+        run.set_tags({"extra": "yes"})
+    tags = client.get_run(run.run_id).data.tags
+    assert tags["mlflow.runName"] == "named"
+    assert tags["aenet_exp.role"] == "train"
+    assert tags["extra"] == "yes"
+
+
+def test_metrics_are_logged_per_step_and_non_finite_values_skipped(
+    store: str, client: MlflowClient
+) -> None:
+    with start(store) as run:
+        for epoch, rmse in enumerate([0.3, 0.2, 0.1]):
+            run.log_metrics({"train/energy_rmse": rmse, "test/loss": float("nan")}, step=epoch)
+        run.log_metrics({"train/force_rmse": math.inf}, step=3)
+    history = client.get_metric_history(run.run_id, "train/energy_rmse")
+    assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [
+        (0, 0.3),
+        (1, 0.2),
+        (2, 0.1),
+    ]
+    assert client.get_metric_history(run.run_id, "test/loss") == []
+    assert client.get_metric_history(run.run_id, "train/force_rmse") == []
+
+
+def test_artifacts_are_listed(store: str, client: MlflowClient, tmp_path: Path) -> None:
+    (tmp_path / "model.txt").write_text("weights")
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    (plots / "curve.png").write_bytes(PNG_SIGNATURE)
+    with start(store) as run:
+        run.log_artifact(tmp_path / "model.txt")
+        run.log_artifacts(plots, artifact_path="plots")
+    assert {a.path for a in client.list_artifacts(run.run_id)} == {"model.txt", "plots"}
+    assert [a.path for a in client.list_artifacts(run.run_id, "plots")] == ["plots/curve.png"]
+
+
+def test_exception_in_context_marks_run_failed_with_reason(
+    store: str, client: MlflowClient
+) -> None:
+    with pytest.raises(RuntimeError, match="diverged"):
+        with start(store) as run:
+            raise RuntimeError("loss diverged")
+    finished = client.get_run(run.run_id)
+    assert finished.info.status == "FAILED"
+    assert finished.data.tags[FAILURE_REASON_TAG] == "RuntimeError: loss diverged"
+
+
+def test_finish_is_idempotent_and_validates_status(store: str, client: MlflowClient) -> None:
+    run = start(store)
+    with pytest.raises(ValueError, match="status"):
+        run.finish("DONE")
+    run.finish("KILLED", reason="preempted")
+    run.finish("FINISHED")
+    finished = client.get_run(run.run_id)
+    assert finished.info.status == "KILLED"
+    assert finished.data.tags[FAILURE_REASON_TAG] == "preempted"
+
+
+def test_child_run_is_tagged_with_its_parent(store: str, client: MlflowClient) -> None:
+    with start(store) as parent, start(store, parent_run_id=parent.run_id) as child:
+        pass
+    assert client.get_run(child.run_id).data.tags["mlflow.parentRunId"] == parent.run_id
+
+
+def test_concurrent_experiment_creation_yields_one_experiment(store: str) -> None:
+    def create(_: int) -> str:
+        return get_or_create_experiment(open_client(store), "raced")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        ids = set(pool.map(create, range(8)))
+    assert len(ids) == 1
+
+
+def test_sanitize_key() -> None:
+    assert sanitize_key("train/energy_rmse") == "train/energy_rmse"
+    assert sanitize_key("+a@b:c") == "_a_b_c"
+    assert sanitize_key("/a//./b/../") == "a/b"
+    assert sanitize_key("") == "_"
+
+
+def test_retry_locked_retries_only_locked_errors() -> None:
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return "ok"
+
+    assert retry_locked(flaky, base_delay_s=0) == "ok"
+    assert len(calls) == 3
+    with pytest.raises(KeyError):
+        retry_locked(lambda: {}["missing"], base_delay_s=0)
+
+
+# --- sweeps ---------------------------------------------------------------------------------
+
+
+def sweep_config(store: str, sweep_dir: str, enabled: bool = True) -> DictConfig:
+    return OmegaConf.create(
+        {
+            "tracking": {"enabled": enabled, "uri": store, "experiment": "sweeps"},
+            "hydra": {"sweep": {"dir": sweep_dir}},
+        }
+    )
+
+
+def test_sweep_callback_creates_and_finishes_one_parent(store: str, client: MlflowClient) -> None:
+    sweep_dir = "multirun/2024-05-01/12-00-00"
+    config = sweep_config(store, sweep_dir)
+    callback = SweepParentCallback()
+    callback.on_multirun_start(config)
+    parent_id = find_sweep_parent(store, "sweeps", sweep_dir)
+    assert parent_id is not None
+    with start(store, experiment="sweeps", parent_run_id=parent_id):
+        pass
+    callback.on_multirun_end(config)
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.info.run_name == "12-00-00"
+    assert parent.data.tags[SWEEP_DIR_TAG] == sweep_dir
+    assert parent.data.tags[ROLE_TAG] == "sweep"
+
+
+def test_disabled_sweep_callback_does_nothing(store: str) -> None:
+    config = sweep_config(store, "multirun/disabled", enabled=False)
+    callback = SweepParentCallback()
+    callback.on_multirun_start(config)
+    callback.on_multirun_end(config)
+    assert find_sweep_parent(store, "sweeps", "multirun/disabled") is None
+
+
+@pytest.mark.parametrize("sweep_dir", ["it's here", 'say "hi"'])
+def test_find_sweep_parent_handles_quotes(store: str, sweep_dir: str) -> None:
+    tags = {SWEEP_DIR_TAG: sweep_dir, ROLE_TAG: "sweep"}
+    with start(store, experiment="sweeps", tags=tags) as parent:
+        assert find_sweep_parent(store, "sweeps", sweep_dir) == parent.run_id
+
+
+def test_find_sweep_parent_without_experiment(store: str) -> None:
+    assert find_sweep_parent(store, "no-such-experiment", "multirun/x") is None
+
+
+# --- plots and provenance -------------------------------------------------------------------
+
+
+def assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_learning_curve_png(tmp_path: Path) -> None:
+    history = {
+        "train/energy_rmse": [0.1, 0.01, 0.005],
+        "test/energy_rmse": [0.12, 0.02, float("nan")],
+        "train/force_rmse": [1.0, 0.5, 0.3],
+        "test/force_rmse": [1.1, 0.6, 0.4],
+        "train/loss": [3.0, 1.0, 0.5],
+    }
+    learning_curve_png(history, tmp_path / "curves" / "learning_curve.png")
+    assert_png(tmp_path / "curves" / "learning_curve.png")
+    with pytest.raises(ValueError, match="RMSE"):
+        learning_curve_png({"train/loss": [1.0]}, tmp_path / "none.png")
+
+
+@pytest.mark.parametrize("with_forces", [True, False])
+def test_parity_png(tmp_path: Path, with_forces: bool) -> None:
+    energies = {"train": ([-3.0, -2.9, -2.8], [-3.01, -2.9, -2.79]), "test": ([-2.95], [-2.96])}
+    forces = {
+        "train": ([[0.1, -0.2, 0.3]], [[0.11, -0.19, 0.28]]),
+        "test": ([[0.0, 0.0, 0.0]], [[0.01, 0.01, 0.01]]),
+    }
+    parity_png(tmp_path / "parity.png", energies, forces if with_forces else None)
+    assert_png(tmp_path / "parity.png")
+
+
+def test_project_git_commit_names_a_commit() -> None:
+    commit = project_git_commit()
+    assert commit is None or re.fullmatch(r"[0-9a-f]{40}(-dirty)?", commit)
