@@ -69,7 +69,10 @@ def load_structures(tarball: Path, limit: int | None) -> list[Structure]:
 
 
 def machine_description() -> str:
-    """CPU model (from ``lscpu`` when available), core count, torch version and thread count."""
+    """CPU model (``lscpu``, else ``platform``), cores, torch version, threads and load average.
+
+    The load average is taken before the run: other work on the machine skews the timings.
+    """
     model = platform.processor() or platform.machine()
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
@@ -77,9 +80,10 @@ def machine_description() -> str:
         model = found.group(1).strip() if found else model
     except (OSError, subprocess.CalledProcessError):
         pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
         f"Machine: {model}, cores = {os.cpu_count()}, torch {torch.__version__}, "
-        f"threads = {torch.get_num_threads()}, Python {platform.python_version()}"
+        f"threads = {torch.get_num_threads()}, Python {platform.python_version()}, load average = {load}"
     )
 
 
@@ -174,12 +178,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not tarball.is_file():
         print(f"Skipping: data set not found at {tarball} (pass --shared PATH to point at the shared folder).")
         return 0
+    machine = machine_description()
     structures = load_structures(tarball, args.limit)
     rows, graphs = measure(structures, args)
     n_atoms = sum(s.n_atoms for s in structures)
     n_pairs = sum(len(g.pairs.center) for g in graphs)
     n_triplets = sum(len(g.triplets.center) for g in graphs)
-    print(machine_description())
+    print(machine)
     print(f"Descriptor: {PUBLISHED}, {N_FEATURES} features; best of {args.repeats} repeats")
     print(f"Structures: {len(structures):,}, atoms: {n_atoms:,}, pairs: {n_pairs:,}, triplets: {n_triplets:,}")
     print("(graph building does not depend on dtype: its two columns are two independent timings)")

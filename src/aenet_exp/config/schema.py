@@ -33,16 +33,10 @@ class DescriptorConfig:
 
 
 @dataclass
-class SpeciesNetworkConfig:
-    hidden: list[int] = MISSING  # hidden layer sizes
-    activations: list[str] = MISSING  # one of linear, tanh, sigmoid, relu, mtanh, twist per hidden layer
-
-
-@dataclass
 class ModelConfig:
     hidden: list[int] = field(default_factory=lambda: [10, 10])  # hidden layer sizes, every species
     activations: list[str] = field(default_factory=lambda: ["tanh", "tanh"])  # per hidden layer
-    per_species: dict[str, SpeciesNetworkConfig] = field(default_factory=dict)  # overrides by symbol
+    per_species: dict[str, Any] = field(default_factory=dict)  # by symbol: {hidden: [...], activations: [...]}
 
 
 @dataclass

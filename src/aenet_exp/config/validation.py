@@ -95,8 +95,13 @@ def check_rules(cfg: DictConfig, rules: list[tuple[str, Rule, str]]) -> None:
 
 def check_networks(cfg: DictConfig) -> None:
     """Hidden sizes positive, one known activation per hidden layer, for the default and every override."""
-    networks = {"model": cfg.model, **{f"model.per_species.{s}": net for s, net in cfg.model.per_species.items()}}
+    per_species = cfg.model.per_species
+    networks = {"model": cfg.model, **{f"model.per_species.{s}": net for s, net in per_species.items()}}
     for key, net in networks.items():
+        if not isinstance(net, DictConfig) or not {"hidden", "activations"} <= set(net.keys()):
+            raise ConfigError(key, "expected {hidden: [sizes], activations: [names]}")
+        if not all(isinstance(size, int) for size in net.hidden):
+            raise ConfigError(f"{key}.hidden", f"expected integer layer sizes, got {list(net.hidden)}")
         if any(size < 1 for size in net.hidden):
             raise ConfigError(f"{key}.hidden", f"expected positive layer sizes, got {list(net.hidden)}")
         if len(net.activations) != len(net.hidden):

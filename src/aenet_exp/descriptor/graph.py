@@ -102,6 +102,15 @@ def triplets_from_pairs(center: torch.Tensor, pair_index: torch.Tensor) -> Tripl
     return Triplets(centers[owner], pair_index[offset + a], pair_index[offset + b])
 
 
+def species_indices(symbols: Sequence[str], species_order: Sequence[str]) -> torch.Tensor:
+    """``(n_atoms,)`` int64 position of each atom's symbol in ``species_order``."""
+    symbols = np.asarray(symbols)
+    index = np.zeros(len(symbols), dtype=np.int64)
+    for k, symbol in enumerate(species_order):
+        index[symbols == symbol] = k
+    return torch.from_numpy(index)
+
+
 def build_graph(
     structure: Structure,
     species_order: Sequence[str],
@@ -114,8 +123,7 @@ def build_graph(
 
     ``neighbors`` reuses the output of :func:`find_pairs` (a cached neighbour list) instead of searching.
     """
-    index = {s: n for n, s in enumerate(species_order)}
-    unknown = sorted(set(structure.species) - set(index))
+    unknown = sorted(set(structure.species) - set(species_order))
     if unknown:
         raise ValueError(
             f"{structure.source}: species {unknown} are not in the descriptor's species {list(species_order)}"
@@ -126,7 +134,7 @@ def build_graph(
     cell = structure.cell if structure.cell is not None else np.zeros((3, 3))
     return AtomGraph(
         positions=torch.from_numpy(structure.positions.copy()),
-        species=torch.tensor([index[s] for s in structure.species], dtype=torch.int64),
+        species=species_indices(structure.species, species_order),
         cells=torch.from_numpy(np.asarray(cell, dtype=np.float64).copy()).unsqueeze(0),
         structure=torch.zeros(structure.n_atoms, dtype=torch.int64),
         pairs=pairs,

@@ -1,0 +1,163 @@
+"""The config tree: every group option composes against the schema; every validation rule names its key."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from aenet_exp.config.schema import AdamConfig, AdamWConfig, SGDConfig, TrainConfig
+from aenet_exp.config.validation import ConfigError, validate
+from conftest import FAST, ROOT, compose_train, run_cli
+
+GROUP_OPTIONS = sorted(
+    (path.parent.name, path.stem) for path in (ROOT / "conf").glob("*/*.yaml") if path.parent.name != "experiment"
+)
+
+
+def test_every_group_has_options():
+    groups = {g for g, _ in GROUP_OPTIONS}
+    assert groups == {
+        "caching", "data", "dataloader", "descriptor", "force", "model",
+        "normalization", "optimizer", "precision", "tracking",
+    }
+
+
+@pytest.mark.parametrize("group, option", GROUP_OPTIONS)
+def test_every_group_option_composes_and_validates(group, option):
+    cfg = compose_train(f"{group}={option}")
+    assert OmegaConf.get_type(cfg) is TrainConfig
+    if group == "data" and option in ("tio2", "ethanol"):
+        assert cfg.data.path.startswith("../shared/")
+    validate(cfg)
+
+
+def test_defaults():
+    cfg = compose_train()
+    assert cfg.optimizer.name == "adam" and cfg.force.weight == 0.0 and cfg.precision.dtype == "auto"
+    assert cfg.data.name == "tio2-sample" and cfg.data.path.endswith("tio2-sample.tar.gz")
+    assert cfg.normalization.E_atomic == {"O": -432.503149303, "Ti": -1604.604515075}
+    assert cfg.tracking.uri == "sqlite:///outputs/mlflow.db"
+
+
+@pytest.mark.parametrize("option, schema", [("adam", AdamConfig), ("adamw", AdamWConfig), ("sgd", SGDConfig)])
+def test_optimizer_options_are_typed_by_their_schema(option, schema):
+    assert OmegaConf.get_type(compose_train(f"optimizer={option}").optimizer) is schema
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["optimizer.mus=0.1", "force.weigth=0.1", "force.weight=abc", "iterations=many", "optimizer.lr=0.1", "nonsense=1"],
+)
+def test_typos_and_wrong_types_fail_at_composition(override):
+    with pytest.raises(ConfigCompositionException):
+        compose_train(override)
+
+
+VALIDATION_CASES = [
+    ("iterations=0", "iterations"),
+    ("data.testpercent=101", "data.testpercent"),
+    ("data.testpercent=-1", "data.testpercent"),
+    ("data.max_forces=0", "data.max_forces"),
+    ("force.weight=1.5", "force.weight"),
+    ("force.weight=-0.1", "force.weight"),
+    ("force.fraction=0", "force.fraction"),
+    ("force.fraction=1.2", "force.fraction"),
+    ("force.sampling=stratified", "force.sampling"),
+    ("force.min_structures_per_epoch=-1", "force.min_structures_per_epoch"),
+    ("force.epochs_per_window=0", "force.epochs_per_window"),
+    ("optimizer.batchsize=0", "optimizer.batchsize"),
+    ("optimizer.mu=0", "optimizer.mu"),
+    ("optimizer.beta1=1.0", "optimizer.beta1"),
+    ("optimizer.epsilon=0", "optimizer.epsilon"),
+    ("optimizer.weight_decay=-1", "optimizer.weight_decay"),
+    ("descriptor.rad_order=0", "descriptor.rad_order"),
+    ("descriptor.ang_order=-2", "descriptor.ang_order"),
+    ("descriptor.rad_cutoff=0", "descriptor.rad_cutoff"),
+    ("descriptor.ang_cutoff=-3", "descriptor.ang_cutoff"),
+    ("descriptor.min_cutoff=5.0", "descriptor.min_cutoff"),
+    ("descriptor.species=[O,O]", "descriptor.species"),
+    ("model.hidden=[0,5]", "model.hidden"),
+    ("model.activations=[tanh]", "model.activations"),
+    ("model.activations=[tanh,softplus]", "model.activations"),
+    ("caching.scope=everything", "caching.scope"),
+    ("dataloader.num_workers=-1", "dataloader.num_workers"),
+    ("dataloader.prefetch_factor=0", "dataloader.prefetch_factor"),
+    ("precision.dtype=float16", "precision.dtype"),
+    ("precision.memory_mode=disk", "precision.memory_mode"),
+    ("precision.device=tpu", "precision.device"),
+    ("normalization.energy_target=free", "normalization.energy_target"),
+    ("normalization.E_scaling=0", "normalization.E_scaling"),
+    ("tracking.experiment=' '", "tracking.experiment"),
+]
+
+
+@pytest.mark.parametrize("override, key", VALIDATION_CASES)
+def test_validation_rule_names_its_key(override, key):
+    cfg = compose_train(override)
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        validate(cfg)
+
+
+def test_sgd_rules():
+    with pytest.raises(ConfigError, match="^optimizer.lr: "):
+        validate(compose_train("optimizer=sgd", "optimizer.lr=-1"))
+    with pytest.raises(ConfigError, match="^optimizer.momentum: "):
+        validate(compose_train("optimizer=sgd", "optimizer.momentum=1"))
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["caching.features=true", "force=full"], "caching.features"),
+        (["normalization.energy=false", "normalization.E_shift=1.0"], "normalization.energy"),
+        (["normalization.features=false", "normalization.feature_stats=stats.npz"], "normalization.features"),
+        (["normalization.feature_stats=/no/such/stats.npz"], "normalization.feature_stats"),
+        (["+model.per_species.O={hidden: [3], activations: [cosh]}"], "model.per_species.O.activations"),
+        (["+model.per_species.O={hidden: [3]}"], "model.per_species.O"),
+        (["+model.per_species.O={hidden: [two], activations: [tanh]}"], "model.per_species.O.hidden"),
+    ],
+)
+def test_combination_rules_name_their_key(overrides, key):
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        validate(compose_train(*overrides))
+
+
+def test_cuda_device_refused_without_cuda():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="^precision.device: .*CUDA is not available"):
+        validate(compose_train("precision.device=cuda"))
+
+
+REFERENCE_KEYS = [
+    "iterations", "seed", "optimizer.mu", "optimizer.batchsize", "optimizer.beta1", "optimizer.beta2",
+    "optimizer.epsilon", "optimizer.weight_decay", "data.testpercent", "data.max_energy", "data.max_forces",
+    "force.weight", "force.fraction", "force.sampling", "force.resample_each_epoch",
+    "force.min_structures_per_epoch", "force.scale_unbiased", "force.epochs_per_window",
+    "caching.features", "caching.features_for_force", "caching.neighbors", "caching.triplets",
+    "caching.persist_dir", "caching.scope", "dataloader.num_workers", "dataloader.prefetch_factor",
+    "dataloader.persistent_workers", "precision.device", "precision.dtype", "precision.memory_mode",
+    "normalization.energy_target", "normalization.E_atomic", "normalization.feature_stats",
+    "normalization.E_shift", "normalization.E_scaling", "normalization.features", "normalization.energy",
+    "tracking.save_energies", "tracking.save_forces", "tracking.timing", "tracking.show_progress",
+    "tracking.show_batch_progress", "tracking.uri", "tracking.experiment", "tracking.run_name",
+    "tracking.enabled", "descriptor.rad_order", "descriptor.rad_cutoff", "descriptor.ang_order",
+    "descriptor.ang_cutoff", "descriptor.species", "model.hidden", "model.activations",
+]
+
+
+def test_cfg_job_shows_every_key(tmp_path):
+    result = run_cli("train", "--cfg", "job", cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    shown = OmegaConf.create(result.stdout)
+    for key in REFERENCE_KEYS:
+        assert OmegaConf.select(shown, key, default="<absent>") != "<absent>", key
+    sgd = OmegaConf.create(run_cli("train", "--cfg", "job", "optimizer=sgd", cwd=tmp_path).stdout)
+    assert sgd.optimizer.lr == 0.01 and sgd.optimizer.momentum == 0.9
+
+
+def test_fast_overrides_compose():
+    validate(compose_train(*FAST))
