@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -44,9 +45,18 @@ class PreparedData:
         }
 
 
+SHARED_PREFIX = "../shared/"
+
+
 def load_structures(path) -> list[Structure]:
     """Read ``data.path``; every structure must carry an energy."""
     source = OmegaConf.to_container(path) if not isinstance(path, str) else path
+    if isinstance(source, str) and source.startswith(SHARED_PREFIX) and not Path(source).exists():
+        raise DataError(
+            source,
+            f"not found: this data option reads the shared data folder {SHARED_PREFIX!r}, which is absent "
+            f"from {Path.cwd()}; run from the project root next to it, or give data.path=<your files>",
+        )
     structures = read_structures(source)
     for s in structures:
         if s.energy is None:

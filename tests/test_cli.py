@@ -1,0 +1,103 @@
+"""The command line as a user runs it: subprocesses against a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import FAST, run_cli
+
+
+def store(tmp_path):
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def runs_of(uri: str, experiment: str = "aenet_exp"):
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    return client, ([] if found is None else client.search_runs([found.experiment_id]))
+
+
+def test_train_records_a_complete_run(tmp_path):
+    uri = store(tmp_path)
+    result = run_cli(
+        "train", *FAST, f"tracking.uri={uri}", "force=subsampled", "force.fraction=0.5", "iterations=3",
+        "tracking.save_energies=true", "tracking.save_forces=true", "tracking.timing=true", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    client, runs = runs_of(uri)
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["force.fraction"] == "0.5" and params["optimizer.mu"] == "0.001"
+    assert params["optimizer.name"] == "adam" and params["dataset.structures"] == "16"
+    assert params["dataset.force_structures"] == "16" and params["dataset.species"] == "O,Ti"
+    for name in ("train/energy_rmse", "test/energy_rmse", "train/force_rmse", "test/force_rmse", "train/loss",
+                 "time/epoch_s", "time/data_s", "time/featurize_s", "time/forward_s", "time/backward_s",
+                 "time/optimizer_s"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1, 2, 3], name
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "potential.pt", "learning_curve.png", "parity.png", "energies.train.predicted",
+            "energies.test.predicted", "forces.train.predicted", "forces.test.predicted"} <= artifacts
+    assert "force=subsampled" in run.data.tags["aenet_exp.overrides"]
+    assert len(run.data.tags.get("mlflow.source.git.commit", "")) >= 40
+    assert "per_epoch_s" in result.stdout  # the timing summary
+
+
+def test_sweep_records_children_under_one_parent(tmp_path):
+    uri = store(tmp_path)
+    result = run_cli(
+        "train", "-m", *FAST, f"tracking.uri={uri}", "iterations=1", "optimizer.mu=1e-3,3e-3",
+        "force.fraction=0.1,0.3", "force.weight=0.1", cwd=tmp_path, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    _, runs = runs_of(uri)
+    parents = [r for r in runs if r.data.tags.get("aenet_exp.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert len(parents) == 1 and len(children) == 4
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    grid = {(r.data.params["optimizer.mu"], r.data.params["force.fraction"]) for r in children}
+    assert grid == {("0.001", "0.1"), ("0.001", "0.3"), ("0.003", "0.1"), ("0.003", "0.3")}
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("force.weight=2", "force.weight"), ("data.testpercent=150", "data.testpercent"),
+     ("optimizer.batchsize=0", "optimizer.batchsize")],
+)
+def test_user_error_names_key_without_traceback_or_run(tmp_path, override, key):
+    uri = store(tmp_path)
+    result = run_cli("train", *FAST, f"tracking.uri={uri}", override, cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"aenet_exp: error: {key}: " in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_bad_data_file_names_it(tmp_path):
+    bad = tmp_path / "broken.xsf"
+    bad.write_text("# total energy = -1.0 eV\nCRYSTAL\nPRIMVEC\n1 0 0\n0 1 0\n")
+    result = run_cli("train", *FAST, f"data.path={bad}", f"tracking.uri={store(tmp_path)}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"aenet_exp: error: {bad}, line 5: unexpected end of file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_shared_data_says_so(tmp_path):
+    result = run_cli("train", "data=tio2", "tracking.enabled=false", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "../shared/data/tio2-1000/dir_xsf.tar.gz" in result.stderr and "shared data folder" in result.stderr
+
+
+def test_typo_fails_at_composition(tmp_path):
+    result = run_cli("train", "optimizer.mus=0.1", cwd=tmp_path)
+    assert result.returncode != 0 and "optimizer.mus" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_command_and_help(tmp_path):
+    assert "usage: python -m aenet_exp train" in run_cli("--help", cwd=tmp_path).stdout
+    result = run_cli("fly", cwd=tmp_path)
+    assert result.returncode == 2 and "unknown command 'fly'" in result.stderr
