@@ -161,3 +161,9 @@ def test_cfg_job_shows_every_key(tmp_path):
 
 def test_fast_overrides_compose():
     validate(compose_train(*FAST))
+
+
+def test_persist_dir_needs_a_cache_to_persist(tmp_path):
+    with pytest.raises(ConfigError, match="^caching.persist_dir: .*none is on"):
+        validate(compose_train(f"caching.persist_dir={tmp_path}"))
+    validate(compose_train(f"caching.persist_dir={tmp_path}", "caching=force"))

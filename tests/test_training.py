@@ -344,3 +344,50 @@ def test_speed_flags_never_change_results(fast_config, tmp_path, setup, flags):
         assert flag_metrics.keys() == ref_metrics.keys()
         for key in (k for k in ref_metrics if not k.startswith("time/")):
             assert flag_metrics[key] == pytest.approx(ref_metrics[key], rel=1e-10), key
+
+
+class Counter:
+    def __init__(self, target):
+        self.target, self.calls = target, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.target(*args, **kwargs)
+
+
+@pytest.mark.parametrize("flags", [["caching=energy"], ["caching=force", "force=subsampled", "force.fraction=0.25"]])
+def test_persist_dir_reused_by_the_next_run(fast_config, tmp_path, monkeypatch, flags):
+    from aenet_exp.training import batching
+
+    searches = Counter(batching.find_pairs)
+    monkeypatch.setattr(batching, "find_pairs", searches)
+    cache = tmp_path / "cache"
+    cfg = fast_config(*flags, f"caching.persist_dir={cache}", "precision=float64")
+    first = run(cfg, tmp_path / "one")
+    assert searches.calls == 16
+    entries = sorted(p.name for p in cache.rglob("*") if p.is_file())
+    assert entries and all(name.endswith(".npz") and not name.startswith(".") for name in entries)
+    for path in cache.rglob("*.npz"):
+        np.load(path, allow_pickle=False).files  # plain arrays only
+
+    second = run(cfg, tmp_path / "two")
+    assert searches.calls == 16  # nothing searched again
+    assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == entries
+    for key in first:
+        if not key.startswith("time/"):
+            assert second[key] == pytest.approx(first[key], rel=1e-10), key
+
+    run(fast_config(*flags, f"caching.persist_dir={cache}", "precision=float64", "descriptor.rad_cutoff=4.5"), tmp_path / "3")
+    assert searches.calls == 32  # a changed cutoff rebuilds
+
+
+def test_corrupt_persisted_entry_is_rebuilt(fast_config, tmp_path):
+    cache = tmp_path / "cache"
+    cfg = fast_config("caching=energy", f"caching.persist_dir={cache}", "precision=float64")
+    first = run(cfg, tmp_path / "one")
+    for path in cache.rglob("*.npz"):
+        path.write_bytes(b"garbage")
+    second = run(cfg, tmp_path / "two")
+    assert second["final/test/energy_rmse"] == pytest.approx(first["final/test/energy_rmse"], rel=1e-10)
+    for path in cache.rglob("*.npz"):
+        assert np.load(path, allow_pickle=False).files

@@ -1,8 +1,9 @@
 """The structured config of ``python -m aenet_exp train``: one dataclass per Hydra group.
 
 Each group's YAML options under ``conf/<group>/`` are validated against the dataclass stored
-under the same group here (see :mod:`aenet_exp.config.store`). The ænet
-``TorchTrainingConfig`` name of every parameter is given in its field's comment.
+under the same group here (see :mod:`aenet_exp.config.store`). Every field carries its meaning
+and, where it has one, the name of the ænet ``TorchTrainingConfig`` parameter it implements;
+``docs/configuration.md`` is generated from them.
 """
 
 from __future__ import annotations
@@ -13,124 +14,156 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 
+def param(default: Any, meaning: str, reference: str | None = None) -> Any:
+    """A dataclass field with its documentation (lists and dicts are copied per instance)."""
+    metadata = {"meaning": meaning, "reference": reference}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class DataConfig:
-    name: str = "custom"  # a label for the data set, logged with the run
-    path: Any = MISSING  # file, directory, glob, tar archive, or a list of those
-    testpercent: float = 10.0  # testpercent: % of structures held out for testing (0-100)
-    max_energy: Optional[float] = None  # max_energy: drop structures above this eV/atom (target energy space)
-    max_forces: Optional[float] = None  # max_forces: drop structures whose largest |force component| exceeds this eV/Å
+    name: str = param("custom", "a label for the data set, logged with the run")
+    path: Any = param(MISSING, "structure file, directory, glob, tar archive, or a list of those")
+    testpercent: float = param(10.0, "percentage of structures held out for testing (0–100), seeded split", "testpercent")
+    max_energy: Optional[float] = param(
+        None, "drop structures above this energy, eV/atom in the target energy space", "max_energy"
+    )
+    max_forces: Optional[float] = param(
+        None, "drop structures whose largest force component exceeds this, eV/Å", "max_forces"
+    )
 
 
 @dataclass
 class DescriptorConfig:
-    species: Optional[list[str]] = None  # None: every species of the data, sorted alphabetically
-    rad_order: int = 10  # highest radial Chebyshev order
-    rad_cutoff: float = 6.0  # radial cutoff, Å
-    ang_order: int = 4  # highest angular Chebyshev order
-    ang_cutoff: float = 4.0  # angular cutoff, Å
-    min_cutoff: float = 0.0  # pairs closer than this (Å) are ignored
+    species: Optional[list[str]] = param(
+        None, "species order of the descriptor; null = every species of the data, sorted alphabetically"
+    )
+    rad_order: int = param(10, "highest radial Chebyshev order")
+    rad_cutoff: float = param(6.0, "radial cutoff, Å")
+    ang_order: int = param(4, "highest angular Chebyshev order")
+    ang_cutoff: float = param(4.0, "angular cutoff, Å")
+    min_cutoff: float = param(0.0, "pairs closer than this are ignored, Å (ænet's Fortran code: 0)")
 
 
 @dataclass
 class ModelConfig:
-    hidden: list[int] = field(default_factory=lambda: [10, 10])  # hidden layer sizes, every species
-    activations: list[str] = field(default_factory=lambda: ["tanh", "tanh"])  # per hidden layer
-    per_species: dict[str, Any] = field(default_factory=dict)  # by symbol: {hidden: [...], activations: [...]}
+    hidden: list[int] = param([10, 10], "hidden layer sizes of every species' network")
+    activations: list[str] = param(
+        ["tanh", "tanh"], "activation after each hidden layer: linear, tanh, sigmoid, relu, mtanh, twist"
+    )
+    per_species: dict[str, Any] = param(
+        {}, "networks by symbol, added with '+model.per_species.O={hidden: [..], activations: [..]}'"
+    )
 
 
 @dataclass
 class OptimizerConfig:
-    name: str = MISSING  # method: adam | sgd | adamw
-    batchsize: int = 32  # method.batchsize: structures per batch
-    weight_decay: float = 0.0  # method.weight_decay (L2 for adam/sgd, decoupled for adamw)
+    name: str = param(MISSING, "adam | adamw | sgd (chosen by the optimizer group)", "method")
+    batchsize: int = param(32, "structures per batch", "method.batchsize")
+    weight_decay: float = param(0.0, "L2 penalty (adam, sgd) or decoupled weight decay (adamw)", "method.weight_decay")
 
 
 @dataclass
 class AdamConfig(OptimizerConfig):
-    name: str = "adam"
-    mu: float = 1e-3  # Adam(mu): learning rate
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-8
+    name: str = param("adam", "adam | adamw | sgd (chosen by the optimizer group)", "method")
+    mu: float = param(1e-3, "learning rate", "Adam.mu")
+    beta1: float = param(0.9, "first-moment decay", "Adam.beta1")
+    beta2: float = param(0.999, "second-moment decay", "Adam.beta2")
+    epsilon: float = param(1e-8, "numerical stability term", "Adam.epsilon")
 
 
 @dataclass
 class AdamWConfig(AdamConfig):
-    name: str = "adamw"
-    weight_decay: float = 1e-2
+    name: str = param("adamw", "adam | adamw | sgd (chosen by the optimizer group)", "method")
+    weight_decay: float = param(1e-2, "decoupled weight decay", "method.weight_decay")
 
 
 @dataclass
 class SGDConfig(OptimizerConfig):
-    name: str = "sgd"
-    lr: float = 1e-2  # SGD(lr): learning rate
-    momentum: float = 0.9
+    name: str = param("sgd", "adam | adamw | sgd (chosen by the optimizer group)", "method")
+    lr: float = param(1e-2, "learning rate", "SGD.lr")
+    momentum: float = param(0.9, "momentum coefficient", "SGD.momentum")
 
 
 @dataclass
 class ForceConfig:
-    weight: float = 0.0  # force_weight α: loss = (1-α) RMSE(E/atom) + α RMSE(F)
-    fraction: float = 1.0  # force_fraction: share of force-labelled structures supervised per epoch
-    sampling: str = "random"  # force_sampling: random | fixed
-    resample_each_epoch: bool = True  # force_resample_each_epoch
-    min_structures_per_epoch: Optional[int] = 1  # force_min_structures_per_epoch
-    scale_unbiased: bool = False  # force_scale_unbiased: multiply force RMSE by sqrt(1/fraction)
-    epochs_per_window: int = 1  # epochs_per_force_window: epochs between re-samplings
+    weight: float = param(0.0, "α in loss = (1−α)·RMSE(E/atom) + α·RMSE(F), 0–1", "force_weight")
+    fraction: float = param(
+        1.0, "share of force-labelled training structures supervised on forces per epoch, (0, 1]", "force_fraction"
+    )
+    sampling: str = param("random", "random: re-drawn subsets | fixed: one subset for the whole run", "force_sampling")
+    resample_each_epoch: bool = param(
+        True, "with random sampling, re-draw every window (else draw once)", "force_resample_each_epoch"
+    )
+    min_structures_per_epoch: Optional[int] = param(
+        1, "at least this many structures supervised on forces per epoch", "force_min_structures_per_epoch"
+    )
+    scale_unbiased: bool = param(False, "multiply the force RMSE in the loss by sqrt(1/fraction)", "force_scale_unbiased")
+    epochs_per_window: int = param(1, "epochs between re-draws of the force subset", "epochs_per_force_window")
 
 
 @dataclass
 class CachingConfig:
-    features: bool = False  # cached_features (energy-only training)
-    features_for_force: bool = False  # cached_features_for_force
-    neighbors: bool = False  # cache_neighbors
-    triplets: bool = False  # cache_triplets
-    persist_dir: Optional[str] = None  # cache_persist_dir
-    scope: str = "all"  # cache_scope: train | val | all
+    features: bool = param(False, "compute features once (energy-only training)", "cached_features")
+    features_for_force: bool = param(
+        False, "keep features of structures not supervised on forces during a force window", "cached_features_for_force"
+    )
+    neighbors: bool = param(False, "keep each structure's neighbour-pair list across epochs", "cache_neighbors")
+    triplets: bool = param(False, "keep each structure's whole graph (pairs and triplets)", "cache_triplets")
+    persist_dir: Optional[str] = param(
+        None, "directory where neighbour, triplet and feature caches are stored and reused by later runs",
+        "cache_persist_dir",
+    )
+    scope: str = param("all", "which split is cached: train | val | all", "cache_scope")
 
 
 @dataclass
 class DataLoaderConfig:
-    num_workers: int = 0  # num_workers
-    prefetch_factor: int = 2  # prefetch_factor (with workers)
-    persistent_workers: bool = True  # persistent_workers (with workers)
+    num_workers: int = param(0, "worker processes building neighbour lists and triplets", "num_workers")
+    prefetch_factor: int = param(2, "batches prepared ahead per worker (with workers)", "prefetch_factor")
+    persistent_workers: bool = param(True, "keep workers (and their caches) between epochs", "persistent_workers")
 
 
 @dataclass
 class PrecisionConfig:
-    dtype: str = "auto"  # precision: auto (float32 on CPU, float64 on GPU) | float32 | float64
-    device: Optional[str] = None  # device: None = CUDA when present, else CPU
-    memory_mode: str = "gpu"  # memory_mode: cpu | gpu | mixed
+    dtype: str = param("auto", "auto (float32 on CPU, float64 on GPU) | float32 | float64", "precision")
+    device: Optional[str] = param(None, "cpu | cuda | cuda:N; null = CUDA when present, else CPU", "device")
+    memory_mode: str = param(
+        "gpu", "cpu: data on the host, moved per batch | gpu: on the device once | mixed: features on the device",
+        "memory_mode",
+    )
 
 
 @dataclass
 class NormalizationConfig:
-    energy_target: str = "cohesive"  # energy_target: cohesive | total
-    E_atomic: Any = None  # E_atomic: {symbol: eV}, or a structure file of isolated atoms
-    features: bool = True  # normalize_features
-    energy: bool = True  # normalize_energy
-    feature_stats: Optional[str] = None  # feature_stats: .npz / .json file with 'mean' and 'std'
-    E_shift: Optional[float] = None  # E_shift, eV/atom
-    E_scaling: Optional[float] = None  # E_scaling, eV/atom
+    energy_target: str = param("cohesive", "cohesive (minus E_atomic) | total energies", "energy_target")
+    E_atomic: Any = param(None, "{symbol: eV} or a structure file of isolated atoms", "E_atomic")
+    features: bool = param(True, "standardise features with training-set mean and std", "normalize_features")
+    energy: bool = param(True, "shift and scale per-atom energies onto [−1, 1]", "normalize_energy")
+    feature_stats: Optional[str] = param(None, ".npz or .json file with 'mean' and 'std' arrays", "feature_stats")
+    E_shift: Optional[float] = param(None, "per-atom energy shift, eV/atom (null: from the training set)", "E_shift")
+    E_scaling: Optional[float] = param(None, "per-atom energy scale, eV/atom (null: from the training set)", "E_scaling")
 
 
 @dataclass
 class TrackingConfig:
-    enabled: bool = True
-    uri: str = "sqlite:///outputs/mlflow.db"  # MLflow tracking store
-    experiment: str = "aenet_exp"
-    run_name: Optional[str] = None
-    save_energies: bool = False  # save_energies
-    save_forces: bool = False  # save_forces
-    timing: bool = False  # timing
-    show_progress: bool = True  # show_progress (only on a terminal)
-    show_batch_progress: bool = False  # show_batch_progress (only on a terminal)
+    enabled: bool = param(True, "record the run in MLflow")
+    uri: str = param("sqlite:///outputs/mlflow.db", "MLflow tracking store (relative to the working directory)")
+    experiment: str = param("aenet_exp", "MLflow experiment name")
+    run_name: Optional[str] = param(None, "MLflow run name (null: generated)")
+    save_energies: bool = param(False, "write energies.{train,test}.predicted", "save_energies")
+    save_forces: bool = param(False, "write forces.{train,test}.predicted", "save_forces")
+    timing: bool = param(False, "time/* metrics per phase and a summary at the end", "timing")
+    show_progress: bool = param(True, "epoch progress bar (on a terminal)", "show_progress")
+    show_batch_progress: bool = param(False, "batch progress bar (on a terminal)", "show_batch_progress")
 
 
 @dataclass
 class TrainConfig:
-    iterations: int = 100  # iterations: epochs
-    seed: int = 0  # split, initialisation and force sampling
+    iterations: int = param(100, "training epochs", "iterations")
+    seed: int = param(0, "seed of the split, initialisation, shuffling and force sampling")
     data: DataConfig = MISSING
     descriptor: DescriptorConfig = MISSING
     model: ModelConfig = MISSING

@@ -144,6 +144,13 @@ def check_combinations(cfg: DictConfig) -> None:
             f"caches features without gradients and cannot train forces (force.weight={cfg.force.weight}); "
             "use caching.features_for_force, or force=off",
         )
+    caching = cfg.caching
+    if caching.persist_dir and not (caching.features or caching.features_for_force or caching.neighbors or caching.triplets):
+        raise ConfigError(
+            "caching.persist_dir",
+            "stores the neighbour, triplet and feature caches, but none is on; "
+            "set caching.neighbors, caching.triplets, caching.features or caching.features_for_force (or caching=energy/force)",
+        )
     if not norm.energy and (norm.E_shift is not None or norm.E_scaling is not None):
         raise ConfigError("normalization.energy", "is false, but E_shift or E_scaling is given; drop them or set it true")
     if not norm.features and norm.feature_stats is not None:

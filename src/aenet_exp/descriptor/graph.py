@@ -118,10 +118,12 @@ def build_graph(
     triplet_cutoff: float,
     min_cutoff: float = 0.0,
     neighbors: tuple[Pairs, np.ndarray] | None = None,
+    triplets: Triplets | None = None,
 ) -> AtomGraph:
     """The graph of one structure: pairs within ``cutoff`` and triplets within ``triplet_cutoff`` (Å).
 
-    ``neighbors`` reuses the output of :func:`find_pairs` (a cached neighbour list) instead of searching.
+    ``neighbors`` reuses the output of :func:`find_pairs` and ``triplets`` a triplet list built
+    from those pairs (cached lists) instead of computing them.
     """
     unknown = sorted(set(structure.species) - set(species_order))
     if unknown:
@@ -129,8 +131,9 @@ def build_graph(
             f"{structure.source}: species {unknown} are not in the descriptor's species {list(species_order)}"
         )
     pairs, distances = neighbors or find_pairs(structure, max(cutoff, triplet_cutoff), min_cutoff)
-    angular = torch.from_numpy(np.flatnonzero(distances < triplet_cutoff))
-    triplets = triplets_from_pairs(pairs.center[angular], angular)
+    if triplets is None:
+        angular = torch.from_numpy(np.flatnonzero(distances < triplet_cutoff))
+        triplets = triplets_from_pairs(pairs.center[angular], angular)
     cell = structure.cell if structure.cell is not None else np.zeros((3, 3))
     return AtomGraph(
         positions=torch.from_numpy(structure.positions.copy()),

@@ -15,7 +15,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from aenet_exp.data import Structure
-from aenet_exp.descriptor import AtomGraph, ChebyshevDescriptor, build_graph, collate_graphs, find_pairs
+from aenet_exp.descriptor import (
+    AtomGraph,
+    ChebyshevDescriptor,
+    Pairs,
+    Triplets,
+    build_graph,
+    collate_graphs,
+    find_pairs,
+)
+from aenet_exp.training.persist import DiskCache, structure_digest
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,8 @@ class GraphDataset(Dataset):
 
     ``cache_neighbors`` keeps each structure's pair list (triplets rebuilt from it);
     ``cache_triplets`` keeps the whole graph. Only structures in ``cacheable`` are kept.
-    Caches live in the process that builds (each DataLoader worker has its own).
+    Caches live in the process that builds (each DataLoader worker has its own); with
+    ``persist_dir`` they are also stored on disk and read back by later runs.
     """
 
     def __init__(
@@ -49,6 +59,7 @@ class GraphDataset(Dataset):
         cache_neighbors: bool,
         cache_triplets: bool,
         cacheable: set[int],
+        persist_dir: str | None = None,
     ):
         self.structures = structures
         self.species = list(descriptor.species)
@@ -56,30 +67,44 @@ class GraphDataset(Dataset):
         self.cache_neighbors = cache_neighbors
         self.cache_triplets = cache_triplets
         self.cacheable = cacheable
-        self.neighbor_cache: dict[int, tuple] = {}
+        self.neighbor_cache: dict[int, tuple[Pairs, np.ndarray]] = {}
         self.graph_cache: dict[int, AtomGraph] = {}
-        self.builds = 0  # neighbour searches done by this process
-
-    def _search(self, index: int):
-        rad, ang, minimum = self.cutoffs
-        self.builds += 1
-        return find_pairs(self.structures[index], max(rad, ang), minimum)
+        settings = "graph|rad={}|ang={}|min={}".format(*self.cutoffs)
+        self.disk = DiskCache(persist_dir, "graphs", settings) if persist_dir else None
 
     def graph(self, index: int) -> AtomGraph:
-        """The graph of structure ``index``, from the cache where allowed."""
+        """The graph of structure ``index``, from the caches where allowed."""
         if self.cache_triplets and index in self.cacheable:
             if index not in self.graph_cache:
-                self.graph_cache[index] = self._build(index, self._search(index))
+                self.graph_cache[index] = self._build(index, *self._lists(index))
             return self.graph_cache[index]
         if self.cache_neighbors and index in self.cacheable:
             if index not in self.neighbor_cache:
-                self.neighbor_cache[index] = self._search(index)
+                self.neighbor_cache[index] = self._lists(index)[0]
             return self._build(index, self.neighbor_cache[index])
         return self._build(index, self._search(index))
 
-    def _build(self, index: int, neighbors) -> AtomGraph:
+    def _search(self, index: int) -> tuple[Pairs, np.ndarray]:
         rad, ang, minimum = self.cutoffs
-        return build_graph(self.structures[index], self.species, rad, ang, minimum, neighbors=neighbors)
+        return find_pairs(self.structures[index], max(rad, ang), minimum)
+
+    def _build(self, index: int, neighbors: tuple[Pairs, np.ndarray], triplets: Triplets | None = None) -> AtomGraph:
+        rad, ang, minimum = self.cutoffs
+        return build_graph(self.structures[index], self.species, rad, ang, minimum, neighbors, triplets)
+
+    def _lists(self, index: int) -> tuple[tuple[Pairs, np.ndarray], Triplets]:
+        """``((pairs, distances), triplets)`` of a structure: read from ``persist_dir`` when stored, else built."""
+        digest = structure_digest(self.structures[index]) if self.disk else ""
+        stored = self.disk.load(digest) if self.disk else None
+        if stored is not None:
+            pairs = Pairs(*(torch.from_numpy(stored[k]) for k in PAIR_KEYS))
+            return (pairs, stored["distances"]), Triplets(*(torch.from_numpy(stored[k]) for k in TRIPLET_KEYS))
+        neighbors = self._search(index)
+        triplets = self._build(index, neighbors).triplets
+        if self.disk:
+            arrays = {k: v.numpy() for k, v in zip(PAIR_KEYS + TRIPLET_KEYS, (*neighbors[0], *triplets))}
+            self.disk.save(digest, arrays | {"distances": neighbors[1]})
+        return neighbors, triplets
 
     def batch_graph(self, indices: Sequence[int]) -> AtomGraph | None:
         return collate_graphs([self.graph(i) for i in indices]) if indices else None
@@ -89,6 +114,10 @@ class GraphDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.structures)
+
+
+PAIR_KEYS = ("center", "neighbor", "shift")
+TRIPLET_KEYS = ("triplet_center", "pair_a", "pair_b")
 
 
 class BatchRequests(Sampler):

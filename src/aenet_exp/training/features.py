@@ -7,8 +7,11 @@ from typing import NamedTuple
 
 import torch
 
+from aenet_exp.data import Structure
 from aenet_exp.descriptor import AtomGraph
+from aenet_exp.descriptor.graph import species_indices
 from aenet_exp.training.batching import atoms_per_structure
+from aenet_exp.training.persist import DiskCache, structure_digest
 
 
 class FeatureBlock(NamedTuple):
@@ -32,17 +35,49 @@ def concat_blocks(blocks: Sequence[FeatureBlock]) -> FeatureBlock:
 
 
 class FeatureCache:
-    """Per-structure features (no gradients) of the structures in ``cacheable``, on ``device``."""
+    """Per-structure features (no gradients) of the structures in ``cacheable``, on ``device``.
 
-    def __init__(self, cacheable: set[int], device: torch.device):
+    With ``disk`` the features are also stored there and read back by later runs.
+    """
+
+    def __init__(
+        self,
+        cacheable: set[int],
+        device: torch.device,
+        structures: Sequence[Structure],
+        species_order: Sequence[str],
+        disk: DiskCache | None = None,
+    ):
         self.cacheable = cacheable
         self.device = device
+        self.structures = structures
+        self.species_order = list(species_order)
+        self.disk = disk
         self.entries: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.digests: dict[int, str] = {}
+        self.on_disk: set[int] = set()  # read back from disk (no need to write)
+
+    def _digest(self, index: int) -> str:
+        if index not in self.digests:
+            self.digests[index] = structure_digest(self.structures[index])
+        return self.digests[index]
 
     def __contains__(self, index: int) -> bool:
-        return index in self.entries
+        """Whether features of ``index`` are at hand; an entry on disk is read into memory here."""
+        if index in self.entries:
+            return True
+        if self.disk is None or index not in self.cacheable:
+            return False
+        stored = self.disk.load(self._digest(index))
+        if stored is None:
+            return False
+        species = species_indices(self.structures[index].species, self.species_order)
+        self.entries[index] = (torch.from_numpy(stored["features"]).to(self.device), species.to(self.device))
+        self.on_disk.add(index)
+        return True
 
     def clear(self) -> None:
+        """Forget the in-memory entries (entries on disk stay valid: features do not depend on the window)."""
         self.entries.clear()
 
     def store(self, indices: Sequence[int], graph: AtomGraph, features: torch.Tensor) -> None:
@@ -51,9 +86,11 @@ class FeatureCache:
         for index, rows, species in zip(indices, features.split(counts), graph.species.split(counts)):
             if index in self.cacheable:
                 self.entries[index] = (rows.detach().to(self.device), species.to(self.device))
+                if self.disk is not None and index not in self.on_disk:
+                    self.disk.save(self._digest(index), {"features": rows.detach().cpu().numpy()})
 
     def block(self, indices: Sequence[int]) -> FeatureBlock:
-        """The cached features of ``indices`` as one block."""
+        """The cached features of ``indices`` (each checked with ``in`` first) as one block."""
         rows = [self.entries[i] for i in indices]
         structure = torch.cat([torch.full((len(s),), k, dtype=torch.int64) for k, (_, s) in enumerate(rows)])
         return FeatureBlock(

@@ -15,6 +15,7 @@ from aenet_exp.model import Potential, forces_from_energy
 from aenet_exp.training.batching import BatchRequests, BuiltBatch, GraphDataset, make_loader, plan_batches
 from aenet_exp.training.events import Predictions
 from aenet_exp.training.features import FeatureBlock, FeatureCache, concat_blocks
+from aenet_exp.training.persist import DiskCache
 from aenet_exp.training.sampling import ForceSampler
 from aenet_exp.training.timing import PhaseTimer
 
@@ -96,9 +97,16 @@ class Trainer:
         self.labels = Labels.of(structures, self.dtype, storage[0])
         caching = settings.caching
         cacheable = self._scope(caching.scope)
-        self.features = FeatureCache(cacheable, storage[1])
+        descriptor = potential.descriptor
+        feature_disk = None
+        if caching.persist_dir:
+            depends_on = f"features|{sorted(descriptor.settings().items())}|{self.dtype}"
+            feature_disk = DiskCache(caching.persist_dir, "features", depends_on)
+        self.features = FeatureCache(cacheable, storage[1], structures, descriptor.species, feature_disk)
         self.feature_caching = caching.features or caching.features_for_force
-        self.dataset = GraphDataset(structures, potential.descriptor, caching.neighbors, caching.triplets, cacheable)
+        self.dataset = GraphDataset(
+            structures, descriptor, caching.neighbors, caching.triplets, cacheable, caching.persist_dir
+        )
         self.requests = BatchRequests()
         loader = settings.dataloader
         self.loader = make_loader(

@@ -1,0 +1,62 @@
+"""``caching.persist_dir``: neighbour, triplet and feature caches on disk, reused by later runs.
+
+Each entry is an ``.npz`` of plain arrays (loaded with ``allow_pickle=False``) named by a hash
+of the structure (species, positions, cell, pbc) and of every setting the entry depends on, so
+a change to either makes a new entry. Entries are written to a temporary file and renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from aenet_exp.data import Structure
+
+
+def structure_digest(structure: Structure) -> str:
+    """A hash of everything in a structure that its graph and features depend on."""
+    h = hashlib.sha256()
+    h.update("\0".join(structure.species).encode())
+    h.update(np.ascontiguousarray(structure.positions, dtype=np.float64).tobytes())
+    cell = structure.cell if structure.cell is not None else np.zeros((3, 3))
+    h.update(np.ascontiguousarray(cell, dtype=np.float64).tobytes())
+    h.update(np.asarray(structure.pbc, dtype=bool).tobytes())
+    return h.hexdigest()
+
+
+class DiskCache:
+    """One kind of cache entry (``kind``: graphs, features) under ``directory``, for fixed ``settings``."""
+
+    def __init__(self, directory: str | Path, kind: str, settings: str):
+        self.directory = Path(directory) / kind
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+
+    def path(self, digest: str) -> Path:
+        key = hashlib.sha256(f"{digest}|{self.settings}".encode()).hexdigest()[:40]
+        return self.directory / f"{key}.npz"
+
+    def load(self, digest: str) -> dict[str, np.ndarray] | None:
+        """The arrays of an entry, or None when absent or unreadable (then it is rebuilt)."""
+        path = self.path(digest)
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                return {name: stored[name] for name in stored.files}
+        except (OSError, ValueError, EOFError):
+            return None
+
+    def save(self, digest: str, arrays: dict[str, np.ndarray]) -> None:
+        """Write an entry atomically: a temporary file in the same directory, then a rename."""
+        target = self.path(digest)
+        handle, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".npz")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                np.savez(stream, **arrays)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
