@@ -126,26 +126,23 @@ class ChebyshevDescriptor(nn.Module):
         offsets = torch.bmm(pairs.shift.to(positions.dtype).unsqueeze(1), pair_cells).squeeze(1)
         vectors = positions[pairs.neighbor] - positions[pairs.center] + offsets
         distances = torch.linalg.vector_norm(vectors, dim=-1)
+        units = vectors / distances.unsqueeze(-1)
+        angular_cutoff = self.angular.cutoff_fn(distances)  # once per pair, gathered per triplet
 
-        radial = self.radial(distances)
-        vec_a, vec_b = vectors[triplets.pair_a], vectors[triplets.pair_b]
-        d_a, d_b = distances[triplets.pair_a], distances[triplets.pair_b]
-        cos_angle = (vec_a * vec_b).sum(-1) / (d_a * d_b)
-        angular = self.angular(cos_angle, d_a, d_b)
-
-        n_atoms = positions.shape[0]
-        blocks = [
-            radial.new_zeros(n_atoms, self.radial.num_feats).index_add_(0, pairs.center, radial),
-            angular.new_zeros(n_atoms, self.angular.num_feats).index_add_(0, triplets.center, angular),
-        ]
+        radial = self.radial(distances)  # (n_pairs, R+1)
+        cos_angle = (units[triplets.pair_a] * units[triplets.pair_b]).sum(-1)
+        angular = self.angular(cos_angle, angular_cutoff[triplets.pair_a] * angular_cutoff[triplets.pair_b])
+        blocks = [self._scatter(radial, pairs.center, graph), self._scatter(angular, triplets.center, graph)]
         if self.multi_species:
-            spin = self.typespin.to(positions.dtype)[graph.species]
-            spin_pair = spin[pairs.neighbor].unsqueeze(-1)
-            spin_triplet = (spin[pairs.neighbor[triplets.pair_a]] * spin[pairs.neighbor[triplets.pair_b]]).unsqueeze(-1)
+            spin = self.typespin.to(positions.dtype)[graph.species[pairs.neighbor]]  # (n_pairs,) s_j
+            weight = spin[triplets.pair_a] * spin[triplets.pair_b]  # (n_triplets,) s_j s_k
             blocks += [
-                radial.new_zeros(n_atoms, self.radial.num_feats).index_add_(0, pairs.center, radial * spin_pair),
-                angular.new_zeros(n_atoms, self.angular.num_feats).index_add_(
-                    0, triplets.center, angular * spin_triplet
-                ),
+                self._scatter(radial * spin.unsqueeze(-1), pairs.center, graph),
+                self._scatter(angular * weight.unsqueeze(-1), triplets.center, graph),
             ]
         return torch.cat(blocks, dim=1)
+
+    @staticmethod
+    def _scatter(terms: torch.Tensor, center: torch.Tensor, graph: AtomGraph) -> torch.Tensor:
+        """Sum per-pair or per-triplet ``terms`` ``(n, k)`` onto their centre atoms -> ``(n_atoms, k)``."""
+        return terms.new_zeros(graph.positions.shape[0], terms.shape[1]).index_add_(0, center, terms)

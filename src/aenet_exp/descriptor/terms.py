@@ -63,7 +63,6 @@ class AngularTerms(nn.Module):
     def num_feats(self) -> int:
         return self.order + 1
 
-    def forward(self, cos_angle: torch.Tensor, d_ij: torch.Tensor, d_ik: torch.Tensor) -> torch.Tensor:
-        """``(n_triplets,)`` cosines and distances (Å) -> ``(n_triplets, order+1)``."""
-        envelope = self.cutoff_fn(d_ij) * self.cutoff_fn(d_ik)
+    def forward(self, cos_angle: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
+        """``(n_triplets,)`` cosines and ``fc(r_ij) · fc(r_ik)`` (from :attr:`cutoff_fn`) -> ``(n_triplets, order+1)``."""
         return chebyshev(cos_angle, self.order) * envelope.unsqueeze(-1)
