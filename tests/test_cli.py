@@ -101,3 +101,43 @@ def test_unknown_command_and_help(tmp_path):
     assert "usage: python -m aenet_exp train" in run_cli("--help", cwd=tmp_path).stdout
     result = run_cli("fly", cwd=tmp_path)
     assert result.returncode == 2 and "unknown command 'fly'" in result.stderr
+
+
+def run_in_terminal(args: list[str], cwd) -> str:
+    """Run the CLI with a pseudo-terminal as stdout and stderr; returns what it drew."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # rows, columns of a terminal
+    process = subprocess.Popen([sys.executable, "-m", "aenet_exp", *args], cwd=cwd, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the terminal closes when the process exits
+            break
+        if not data:
+            break
+        chunks.append(data)
+    process.wait(timeout=300)
+    os.close(master)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bars_on_a_terminal_only(tmp_path):
+    fast = [a for a in FAST if not a.startswith("tracking.show_progress")] + ["tracking.enabled=false"]
+    drawn = run_in_terminal(["train", *fast, "tracking.show_batch_progress=true"], tmp_path)
+    assert "epochs: 100%" in drawn and "epoch 2:" in drawn
+    assert "loss=" in drawn and "E_test meV/at=" in drawn  # live loss and errors beside the bar
+    quiet = run_cli("train", *fast, "tracking.show_progress=true", cwd=tmp_path)
+    assert quiet.returncode == 0 and "epochs:" not in quiet.stderr + quiet.stdout
+    hidden = run_in_terminal(["train", *fast, "tracking.show_progress=false"], tmp_path)
+    assert "epochs:" not in hidden and "done:" in hidden

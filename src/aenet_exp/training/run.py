@@ -76,6 +76,20 @@ def normalize(trainer: Trainer, data: PreparedData, cfg: DictConfig) -> dict[str
     return {"normalization.fitted_E_shift": shift, "normalization.fitted_E_scaling": scale}
 
 
+BAR_FIELDS = {  # metric -> (label, factor to the shown unit)
+    "train/loss": ("loss", 1.0),
+    "train/energy_rmse": ("E_train meV/at", 1000.0),
+    "test/energy_rmse": ("E_test meV/at", 1000.0),
+    "train/force_rmse": ("F_train eV/Å", 1.0),
+    "test/force_rmse": ("F_test eV/Å", 1.0),
+}
+
+
+def bar_summary(metrics: dict[str, float]) -> dict[str, str]:
+    """The live loss and errors shown beside the epoch bar."""
+    return {label: f"{metrics[k] * factor:.4g}" for k, (label, factor) in BAR_FIELDS.items() if k in metrics}
+
+
 def progress_bar(enabled: bool, **kwargs):
     """A tqdm bar on a terminal; nothing when disabled or when output is not a terminal."""
     return tqdm(**kwargs) if enabled and sys.stderr.isatty() else None
@@ -140,7 +154,7 @@ def fit(trainer: Trainer, cfg: DictConfig, output_dir: Path, observers: Sequence
             observer.on_epoch_end(epoch, metrics)
         if epochs is not None:
             epochs.update(1)
-            epochs.set_postfix({k.split("/")[0][:2] + k.split("/")[1][:8]: f"{v:.4g}" for k, v in metrics.items() if "rmse" in k or "loss" in k})
+            epochs.set_postfix(bar_summary(metrics), refresh=False)
     if epochs is not None:
         epochs.close()
     return TrainingResult(history, dict(metrics), {}, output_dir, totals)
