@@ -33,8 +33,8 @@ def chebyshev(x: torch.Tensor, order: int) -> torch.Tensor:
     return torch.stack(terms[: order + 1], dim=-1)
 
 
-class RadialTerms(nn.Module):
-    """``T_n(2 r / Rc − 1) · fc(r)`` for ``n = 0..order``."""
+class ChebyshevTerms(nn.Module):
+    """Chebyshev polynomials ``T_0..T_order`` times a cosine cutoff envelope (``num_feats = order + 1``)."""
 
     def __init__(self, order: int, cutoff: float):
         super().__init__()
@@ -44,25 +44,23 @@ class RadialTerms(nn.Module):
     @property
     def num_feats(self) -> int:
         return self.order + 1
+
+    def envelop(self, x: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
+        """``T_n(x) · envelope`` for ``n = 0..order``: ``(n,)``, ``(n,)`` -> ``(n, order+1)``."""
+        return chebyshev(x, self.order) * envelope.unsqueeze(-1)
+
+
+class RadialTerms(ChebyshevTerms):
+    """``T_n(2 r / Rc − 1) · fc(r)`` for ``n = 0..order``."""
 
     def forward(self, distances: torch.Tensor) -> torch.Tensor:
         """``(n_pairs,)`` Å -> ``(n_pairs, order+1)``."""
-        x = 2.0 * distances / self.cutoff_fn.cutoff - 1.0
-        return chebyshev(x, self.order) * self.cutoff_fn(distances).unsqueeze(-1)
+        return self.envelop(2.0 * distances / self.cutoff_fn.cutoff - 1.0, self.cutoff_fn(distances))
 
 
-class AngularTerms(nn.Module):
+class AngularTerms(ChebyshevTerms):
     """``T_n(cos θ_ijk) · fc(r_ij) · fc(r_ik)`` for ``n = 0..order``."""
-
-    def __init__(self, order: int, cutoff: float):
-        super().__init__()
-        self.order = int(order)
-        self.cutoff_fn = CosineCutoff(cutoff)
-
-    @property
-    def num_feats(self) -> int:
-        return self.order + 1
 
     def forward(self, cos_angle: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
         """``(n_triplets,)`` cosines and ``fc(r_ij) · fc(r_ik)`` (from :attr:`cutoff_fn`) -> ``(n_triplets, order+1)``."""
-        return chebyshev(cos_angle, self.order) * envelope.unsqueeze(-1)
+        return self.envelop(cos_angle, envelope)
