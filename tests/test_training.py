@@ -391,3 +391,74 @@ def test_corrupt_persisted_entry_is_rebuilt(fast_config, tmp_path):
     assert second["final/test/energy_rmse"] == pytest.approx(first["final/test/energy_rmse"], rel=1e-10)
     for path in cache.rglob("*.npz"):
         assert np.load(path, allow_pickle=False).files
+
+
+@pytest.mark.parametrize(
+    "flags, searches",
+    [
+        ([], 3 * 16 + 16),  # every epoch and every evaluation searches again: 3 epochs, stats, final
+        (["caching.neighbors=true"], 16),
+        (["caching.triplets=true"], 16),
+        (["caching.neighbors=true", "caching.scope=train"], 12 + 3 * 4 + 4),  # test structures each time
+    ],
+)
+def test_neighbor_caches_skip_searches(fast_config, tmp_path, monkeypatch, flags, searches):
+    from aenet_exp.training import batching
+
+    counter = Counter(batching.find_pairs)
+    monkeypatch.setattr(batching, "find_pairs", counter)
+    run(fast_config("force=full", "iterations=3", *flags), tmp_path)
+    # feature statistics: 12 train; each epoch: 12 train + 4 test; final predictions: 16
+    baseline = 12 + 3 * 16 + 16
+    assert counter.calls == (baseline if not flags else searches)
+
+
+@pytest.mark.parametrize(
+    "flags, computed",
+    [  # statistics pass (12 train), 3 epochs (12 train + 4 test), final predictions with forces (16)
+        ([], 12 + 3 * 16 + 16),
+        (["caching.features=true"], 12 + 4 + 16),
+        (["caching.features=true", "caching.scope=train"], 12 + 3 * 4 + 16),
+    ],
+)
+def test_feature_cache_skips_featurisation(fast_config, tmp_path, monkeypatch, flags, computed):
+    from aenet_exp.descriptor import ChebyshevDescriptor
+
+    structures = []
+    original = ChebyshevDescriptor.forward
+
+    def counting(self, graph):
+        structures.append(graph.n_structures)
+        return original(self, graph)
+
+    monkeypatch.setattr(ChebyshevDescriptor, "forward", counting)
+    run(fast_config("iterations=3", *flags), tmp_path)
+    assert sum(structures) == computed
+
+
+def test_features_for_force_caches_energy_only_structures(fast_config, tmp_path, monkeypatch):
+    from aenet_exp.training import trainer as trainer_module
+
+    built = []
+    original = trainer_module.Trainer._energy_block
+
+    def counting(self, batch, b):
+        built.append(len(b.request.energy_indices))
+        return original(self, batch, b)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_energy_block", counting)
+    run(fast_config("force=subsampled", "force.fraction=0.25", "force.resample_each_epoch=false", "iterations=3",
+                    "caching.features_for_force=true", "data.testpercent=0"), tmp_path)
+    # 16 training structures, 4 with forces each epoch (drawn once): 12 energy-only featurised in the
+    # statistics pass (16) and then never again; the final pass featurises none without forces.
+    assert sum(built) == 16
+
+
+def test_dataloader_settings_reach_torch():
+    from aenet_exp.training.batching import BatchRequests, GraphDataset, make_loader
+    from aenet_exp.descriptor import ChebyshevDescriptor
+
+    dataset = GraphDataset([], ChebyshevDescriptor(["O"], 2, 3.0, 2, 3.0), False, False, set())
+    loader = make_loader(dataset, BatchRequests(), num_workers=3, prefetch_factor=5, persistent=False)
+    assert (loader.num_workers, loader.prefetch_factor, loader.persistent_workers) == (3, 5, False)
+    assert make_loader(dataset, BatchRequests(), 0, 5, True).num_workers == 0

@@ -76,9 +76,10 @@ class FeatureCache:
         self.on_disk.add(index)
         return True
 
-    def clear(self) -> None:
-        """Forget the in-memory entries (entries on disk stay valid: features do not depend on the window)."""
-        self.entries.clear()
+    def discard(self, indices: frozenset[int]) -> None:
+        """Forget the in-memory entries of ``indices`` (entries on disk stay: features never go stale)."""
+        for index in indices:
+            self.entries.pop(index, None)
 
     def store(self, indices: Sequence[int], graph: AtomGraph, features: torch.Tensor) -> None:
         """Keep the rows of ``features`` ``(n_atoms, n_features)`` of each cacheable structure of ``graph``."""

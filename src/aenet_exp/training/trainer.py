@@ -236,7 +236,7 @@ class Trainer:
         if self.alpha > 0:
             force_set, redrawn = self.sampler.select(epoch)
             if redrawn and self.cfg.caching.features_for_force:
-                self.features.clear()  # a new window: other structures are energy-only now
+                self.features.discard(force_set)  # supervised on forces in this window: features come with gradients
         batches = plan_batches(self.train_idx, self.cfg.optimizer.batchsize, self.shuffle)
         sums = ErrorSums()
         for batch, built in self._batches(batches, force_set):
