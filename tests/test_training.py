@@ -459,6 +459,6 @@ def test_dataloader_settings_reach_torch():
     from aenet_exp.descriptor import ChebyshevDescriptor
 
     dataset = GraphDataset([], ChebyshevDescriptor(["O"], 2, 3.0, 2, 3.0), False, False, set())
-    loader = make_loader(dataset, BatchRequests(), num_workers=3, prefetch_factor=5, persistent=False)
-    assert (loader.num_workers, loader.prefetch_factor, loader.persistent_workers) == (3, 5, False)
+    loader = make_loader(dataset, BatchRequests(), num_workers=2, prefetch_factor=5, persistent=False)
+    assert (loader.num_workers, loader.prefetch_factor, loader.persistent_workers) == (2, 5, False)
     assert make_loader(dataset, BatchRequests(), 0, 5, True).num_workers == 0
