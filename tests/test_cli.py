@@ -141,3 +141,16 @@ def test_progress_bars_on_a_terminal_only(tmp_path):
     assert quiet.returncode == 0 and "epochs:" not in quiet.stderr + quiet.stdout
     hidden = run_in_terminal(["train", *fast, "tracking.show_progress=false"], tmp_path)
     assert "epochs:" not in hidden and "done:" in hidden
+
+
+def test_diverging_training_stops_with_a_message_and_a_failed_run(tmp_path):
+    uri = store(tmp_path)
+    result = run_cli(
+        "train", *FAST, f"tracking.uri={uri}", "optimizer=sgd", "optimizer.lr=1e30", "iterations=5", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert "aenet_exp: error: training diverged at epoch" in result.stderr
+    assert "Traceback" not in result.stderr
+    _, runs = runs_of(uri)
+    assert len(runs) == 1 and runs[0].info.status == "FAILED"
+    assert "diverged" in runs[0].data.tags["aenet_exp.failure_reason"]

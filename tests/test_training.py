@@ -462,3 +462,13 @@ def test_dataloader_settings_reach_torch():
     loader = make_loader(dataset, BatchRequests(), num_workers=2, prefetch_factor=5, persistent=False)
     assert (loader.num_workers, loader.prefetch_factor, loader.persistent_workers) == (2, 5, False)
     assert make_loader(dataset, BatchRequests(), 0, 5, True).num_workers == 0
+
+
+def test_overlapping_atoms_are_reported_by_file(fast_config, tmp_path):
+    bad = tmp_path / "overlap.xsf"
+    bad.write_text(
+        "# total energy = -10.0 eV\nCRYSTAL\nPRIMVEC\n4 0 0\n0 4 0\n0 0 4\nPRIMCOORD\n3 1\n"
+        "Ti 0 0 0\nO 2 2 2\nO 2.05 2 2\n"
+    )
+    with pytest.raises(DataError, match=rf"^{bad}: frame 0: atoms 1 \(O\) and 2 \(O\) are 0.050 Å apart"):
+        prepare_data(fast_config(f"data.path={bad}"))

@@ -54,7 +54,7 @@ def train(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)
         metrics = training.run(cfg, HydraConfig.get().runtime.output_dir, observers_for(cfg))
-    except (ConfigError, DataError) as error:
+    except (ConfigError, DataError, training.TrainingDiverged) as error:
         fail(str(error))
     summary = ", ".join(f"{k} = {v:.5g}" for k, v in metrics.items() if k.startswith("final/"))
     print(f"done: {summary}")

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aenet_exp.config.validation import ConfigError
 from aenet_exp.data import DataError, Structure, read_structures
+from aenet_exp.descriptor import find_pairs
 from aenet_exp.training.targets import resolve_atomic_energies, target_energy_per_atom
 
 
@@ -64,6 +65,23 @@ def load_structures(path) -> list[Structure]:
     return structures
 
 
+MIN_DISTANCE = 0.1  # Å: closer atoms are overlapping, a broken structure
+
+
+def check_overlaps(structures: list[Structure]) -> None:
+    """DataError naming the file, frame and atoms of the first structure with atoms closer than 0.1 Å."""
+    for s in structures:
+        pairs, distances = find_pairs(s, MIN_DISTANCE)
+        if len(distances):
+            k = int(np.argmin(distances))
+            i, j = int(pairs.center[k]), int(pairs.neighbor[k])
+            raise DataError(
+                s.source,
+                f"frame {s.frame}: atoms {i} ({s.species[i]}) and {j} ({s.species[j]}) are {distances[k]:.3f} Å apart, "
+                f"closer than {MIN_DISTANCE} Å: overlapping atoms",
+            )
+
+
 def species_order(structures: list[Structure], requested) -> list[str]:
     """``descriptor.species`` when given (it must cover the data), else the data's species sorted alphabetically."""
     present = sorted({sym for s in structures for sym in s.species})
@@ -103,6 +121,7 @@ def split(n: int, testpercent: float, seed: int) -> tuple[np.ndarray, np.ndarray
 def prepare_data(cfg: DictConfig) -> PreparedData:
     """Read, check species and references, filter and split the structures of ``cfg.data``."""
     structures = load_structures(cfg.data.path)
+    check_overlaps(structures)
     species = species_order(structures, cfg.descriptor.species)
     norm = cfg.normalization
     raw_atomic = OmegaConf.to_container(norm.E_atomic) if OmegaConf.is_config(norm.E_atomic) else norm.E_atomic

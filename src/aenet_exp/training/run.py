@@ -23,6 +23,10 @@ from aenet_exp.training.trainer import Trainer, metrics_of
 MODEL_FILE = "potential.pt"
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the run stops and is marked FAILED."""
+
+
 def resolve_device(requested: str | None) -> torch.device:
     """``precision.device``: as given, else CUDA when present, else CPU."""
     if requested:
@@ -142,7 +146,10 @@ def fit(trainer: Trainer, cfg: DictConfig, output_dir: Path, observers: Sequence
             batch_bar.close()
         metrics.update(trainer.test_metrics())
         if not np.isfinite(metrics["train/loss"]):
-            raise FloatingPointError(f"training diverged at epoch {epoch + 1}: loss is {metrics['train/loss']}")
+            raise TrainingDiverged(
+                f"training diverged at epoch {epoch + 1}: the loss is {metrics['train/loss']}; "
+                "lower the learning rate (optimizer.mu / optimizer.lr) or check the data"
+            )
         metrics["time/epoch_s"] = time.perf_counter() - start
         if show.timing:
             for phase, seconds in trainer.timer.take().items():
