@@ -41,6 +41,7 @@ class BuiltBatch:
     request: BatchRequest
     force_graph: AtomGraph | None  # graph of request.force_indices
     energy_graph: AtomGraph | None  # graph of request.energy_indices
+    reference_forces: torch.Tensor | None  # (n_force_atoms, 3) eV/Å of request.force_indices
 
 
 class GraphDataset(Dataset):
@@ -110,7 +111,13 @@ class GraphDataset(Dataset):
         return collate_graphs([self.graph(i) for i in indices]) if indices else None
 
     def __getitem__(self, request: BatchRequest) -> BuiltBatch:
-        return BuiltBatch(request, self.batch_graph(request.force_indices), self.batch_graph(request.energy_indices))
+        forces = [torch.from_numpy(self.structures[i].forces) for i in request.force_indices]
+        return BuiltBatch(
+            request,
+            self.batch_graph(request.force_indices),
+            self.batch_graph(request.energy_indices),
+            torch.cat(forces) if forces else None,
+        )
 
     def __len__(self) -> int:
         return len(self.structures)

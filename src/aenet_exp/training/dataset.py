@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,14 +12,16 @@ from omegaconf import DictConfig, OmegaConf
 from aenet_exp.config.validation import ConfigError
 from aenet_exp.data import DataError, Structure, read_structures
 from aenet_exp.descriptor import find_pairs
-from aenet_exp.training.targets import resolve_atomic_energies, target_energy_per_atom
+from aenet_exp.training.columns import Columns
+from aenet_exp.training.targets import resolve_atomic_energies
 
 
 @dataclass
 class PreparedData:
     """The structures of a run and how they are split."""
 
-    structures: list[Structure]
+    structures: Sequence[Structure]
+    columns: Columns  # per-structure facts, rows as in structures
     train: np.ndarray  # (n_train,) indices into structures
     test: np.ndarray  # (n_test,) indices into structures
     species: list[str]  # descriptor order
@@ -28,11 +31,11 @@ class PreparedData:
     def facts(self) -> dict[str, object]:
         """Dataset facts logged with a run."""
         def count(indices):
-            return int(len(indices)), int(sum(self.structures[i].n_atoms for i in indices))
+            return int(len(indices)), int(self.columns.n_atoms[indices].sum())
 
         n_train, atoms_train = count(self.train)
         n_test, atoms_test = count(self.test)
-        forces = sum(1 for s in self.structures if s.forces is not None)
+        forces = int(self.columns.has_forces.sum())
         return {
             "dataset.structures": len(self.structures),
             "dataset.atoms": atoms_train + atoms_test,
@@ -82,9 +85,9 @@ def check_overlaps(structures: list[Structure]) -> None:
             )
 
 
-def species_order(structures: list[Structure], requested) -> list[str]:
+def species_order(present: Sequence[str], requested) -> list[str]:
     """``descriptor.species`` when given (it must cover the data), else the data's species sorted alphabetically."""
-    present = sorted({sym for s in structures for sym in s.species})
+    present = sorted(present)
     if requested is None:
         return present
     missing = sorted(set(present) - set(requested))
@@ -94,18 +97,17 @@ def species_order(structures: list[Structure], requested) -> list[str]:
 
 
 def filter_structures(
-    structures: list[Structure], per_atom: np.ndarray, max_energy: float | None, max_forces: float | None
+    columns: Columns, per_atom: np.ndarray, max_energy: float | None, max_forces: float | None
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Indices kept by ``max_energy`` (eV/atom, target space) and ``max_forces`` (largest |component|, eV/Å)."""
-    keep = np.ones(len(structures), dtype=bool)
+    keep = np.ones(len(columns), dtype=bool)
     removed = {}
     if max_energy is not None:
         high = per_atom > max_energy
         removed["max_energy"] = int(high.sum())
         keep &= ~high
     if max_forces is not None:
-        largest = np.array([np.abs(s.forces).max() if s.forces is not None else 0.0 for s in structures])
-        strong = largest > max_forces
+        strong = columns.max_abs_force > max_forces
         removed["max_forces"] = int((strong & keep).sum())
         keep &= ~strong
     return np.flatnonzero(keep), removed
@@ -122,16 +124,17 @@ def prepare_data(cfg: DictConfig) -> PreparedData:
     """Read, check species and references, filter and split the structures of ``cfg.data``."""
     structures = load_structures(cfg.data.path)
     check_overlaps(structures)
-    species = species_order(structures, cfg.descriptor.species)
+    columns = Columns.of_structures(structures)
+    species = species_order(columns.species, cfg.descriptor.species)
     norm = cfg.normalization
     raw_atomic = OmegaConf.to_container(norm.E_atomic) if OmegaConf.is_config(norm.E_atomic) else norm.E_atomic
     atomic = resolve_atomic_energies(raw_atomic, norm.energy_target, species)
-    per_atom = target_energy_per_atom(structures, atomic, norm.energy_target == "cohesive")
-    kept, removed = filter_structures(structures, per_atom, cfg.data.max_energy, cfg.data.max_forces)
+    per_atom = columns.target_energy_per_atom(atomic, norm.energy_target == "cohesive")
+    kept, removed = filter_structures(columns, per_atom, cfg.data.max_energy, cfg.data.max_forces)
     if len(kept) == 0:
         raise DataError(str(cfg.data.path), f"no structure left after the filters ({removed})")
-    structures = [structures[i] for i in kept]
+    structures, columns = [structures[i] for i in kept], columns.take(kept)
     train, test = split(len(structures), cfg.data.testpercent, cfg.seed)
     if len(train) == 0:
         raise DataError(str(cfg.data.path), f"no training structure left with data.testpercent={cfg.data.testpercent}")
-    return PreparedData(structures, train, test, species, atomic, removed)
+    return PreparedData(structures, columns, train, test, species, atomic, removed)

@@ -17,7 +17,7 @@ from aenet_exp.model import Potential
 from aenet_exp.training.dataset import PreparedData, prepare_data
 from aenet_exp.training.events import Observer, TrainingResult
 from aenet_exp.training.outputs import write_atomically, write_predictions
-from aenet_exp.training.targets import energy_normalization, load_feature_stats, target_energy_per_atom
+from aenet_exp.training.targets import energy_normalization, load_feature_stats
 from aenet_exp.training.trainer import Trainer, metrics_of
 
 MODEL_FILE = "potential.pt"
@@ -66,9 +66,8 @@ def build_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtype)
 def normalize(trainer: Trainer, data: PreparedData, cfg: DictConfig) -> dict[str, float]:
     """Fit (or take the given) feature and energy normalisation on the training split."""
     potential, norm = trainer.potential, cfg.normalization
-    train = [data.structures[i] for i in data.train]
     cohesive = norm.energy_target == "cohesive"
-    per_atom = target_energy_per_atom(train, data.atomic_energies, cohesive)
+    per_atom = data.columns.take(data.train).target_energy_per_atom(data.atomic_energies, cohesive)
     shift, scale = energy_normalization(per_atom, norm.E_shift, norm.E_scaling, norm.energy)
     potential.set_normalization(
         energy_shift=shift, energy_scale=scale, atomic_energies=data.atomic_energies if cohesive else None
@@ -111,7 +110,7 @@ def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Observer] =
     torch.manual_seed(cfg.seed)
     potential = build_potential(cfg, data.species, dtype).to(device)
     storage = storage_devices(cfg.precision.memory_mode, device)
-    trainer = Trainer(potential, data.structures, data.train, data.test, cfg, device, storage, cfg.seed)
+    trainer = Trainer(potential, data, cfg, device, storage)
     fitted = normalize(trainer, data, cfg)
     facts = {**data.facts(), **fitted, "precision.resolved_device": str(device), "precision.resolved_dtype": str(dtype).removeprefix("torch.")}
 

@@ -47,21 +47,6 @@ def resolve_atomic_energies(value: Any, energy_target: str, species: Sequence[st
     return {s: float(energies[s]) for s in species}
 
 
-def reference_energy(structure: Structure, atomic_energies: Mapping[str, float] | None) -> float:
-    """Σ_i E_atomic[s_i] in eV (0 without references)."""
-    if atomic_energies is None:
-        return 0.0
-    return float(sum(atomic_energies[s] for s in structure.species))
-
-
-def target_energy_per_atom(
-    structures: Sequence[Structure], atomic_energies: Mapping[str, float] | None, cohesive: bool
-) -> np.ndarray:
-    """``(n_structures,)`` energies per atom (eV/atom) in the training target space."""
-    references = atomic_energies if cohesive else None
-    return np.array([(s.energy - reference_energy(s, references)) / s.n_atoms for s in structures])
-
-
 def energy_normalization(
     per_atom: np.ndarray, shift: float | None, scaling: float | None, enabled: bool
 ) -> tuple[float, float]:

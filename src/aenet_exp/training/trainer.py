@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from aenet_exp.data import Structure
 from aenet_exp.descriptor import AtomGraph
 from aenet_exp.model import Potential, forces_from_energy
 from aenet_exp.training.batching import BatchRequests, BuiltBatch, GraphDataset, make_loader, plan_batches
+from aenet_exp.training.columns import Columns
+from aenet_exp.training.dataset import PreparedData
 from aenet_exp.training.events import Predictions
 from aenet_exp.training.features import FeatureBlock, FeatureCache, concat_blocks
 from aenet_exp.training.persist import DiskCache
@@ -22,21 +22,19 @@ from aenet_exp.training.timing import PhaseTimer
 
 @dataclass
 class Labels:
-    """Reference labels of all structures, placed per ``precision.memory_mode``."""
+    """Reference energies of all structures, placed per ``precision.memory_mode``.
+
+    Reference forces travel with each batch (read where the batch is built).
+    """
 
     energies: torch.Tensor  # (n_structures,) eV
     n_atoms: torch.Tensor  # (n_structures,)
-    forces: list[torch.Tensor | None]  # per structure (n_atoms, 3) eV/Å
 
     @classmethod
-    def of(cls, structures: Sequence[Structure], dtype: torch.dtype, device: torch.device) -> "Labels":
-        def tensor(x):
-            return torch.as_tensor(x, dtype=dtype, device=device)
-
+    def of(cls, columns: Columns, dtype: torch.dtype, device: torch.device) -> "Labels":
         return cls(
-            tensor([s.energy for s in structures]),
-            torch.tensor([s.n_atoms for s in structures], device=device),
-            [tensor(s.forces) if s.forces is not None else None for s in structures],
+            torch.as_tensor(columns.energy, dtype=dtype, device=device),
+            torch.as_tensor(columns.n_atoms, device=device),
         )
 
 
@@ -46,6 +44,7 @@ class BatchOutput:
     energies: torch.Tensor  # (n,) eV
     force_indices: list[int]
     forces: torch.Tensor | None  # (n_force_atoms, 3) eV/Å of force_indices, atoms concatenated
+    reference_forces: torch.Tensor | None  # the same atoms' reference forces
 
 
 class ErrorSums:
@@ -79,22 +78,21 @@ class Trainer:
     def __init__(
         self,
         potential: Potential,
-        structures: Sequence[Structure],
-        train: np.ndarray,
-        test: np.ndarray,
+        data: PreparedData,
         settings,
         device: torch.device,
         storage: tuple[torch.device, torch.device],
-        seed: int,
     ):
         self.potential = potential
-        self.structures = structures
-        self.train_idx, self.test_idx = np.asarray(train), np.asarray(test)
+        structures = self.structures = data.structures
+        self.columns = data.columns
+        self.train_idx, self.test_idx = np.asarray(data.train), np.asarray(data.test)
+        seed = settings.seed
         self.cfg = settings
         self.device = device
         self.dtype = potential.descriptor.dtype
         self.alpha = float(settings.force.weight)
-        self.labels = Labels.of(structures, self.dtype, storage[0])
+        self.labels = Labels.of(data.columns, self.dtype, storage[0])
         caching = settings.caching
         cacheable = self._scope(caching.scope)
         descriptor = potential.descriptor
@@ -112,7 +110,7 @@ class Trainer:
         self.loader = make_loader(
             self.dataset, self.requests, loader.num_workers, loader.prefetch_factor, loader.persistent_workers
         )
-        with_forces = np.array([i for i in self.train_idx if structures[i].forces is not None], dtype=int)
+        with_forces = self.train_idx[data.columns.has_forces[self.train_idx]]
         f = settings.force
         self.sampler = ForceSampler(
             with_forces, f.fraction, f.sampling, f.resample_each_epoch, f.min_structures_per_epoch,
@@ -183,7 +181,8 @@ class Trainer:
             with self.timer.phase("forward"):
                 energies.append(self.potential.energy_from_features(*block))
             order += energy_order
-        return BatchOutput(order, torch.cat(energies), force_indices, forces)
+        reference = built.reference_forces.to(self.device, self.dtype) if built.reference_forces is not None else None
+        return BatchOutput(order, torch.cat(energies), force_indices, forces, reference)
 
     def _errors(self, out: BatchOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-atom energy errors ``(n,)`` eV/atom and force errors ``(n_force_atoms, 3)`` eV/Å."""
@@ -193,8 +192,7 @@ class Trainer:
         energy_error = (out.energies - reference) / n_atoms
         if out.forces is None:
             return energy_error, None
-        reference_forces = torch.cat([self.labels.forces[i] for i in out.force_indices]).to(self.device)
-        return energy_error, out.forces - reference_forces
+        return energy_error, out.forces - out.reference_forces
 
     def _loss(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> torch.Tensor:
         """(1 − α)·RMSE(E/atom) + α·RMSE(F)·factor, both divided by the energy scale (normalised units)."""
@@ -259,24 +257,25 @@ class Trainer:
     def predict(self, indices: np.ndarray, with_forces: bool) -> Predictions:
         """Energies (and forces of force-labelled structures when ``with_forces``) of ``indices``."""
         self.potential.eval()
-        force_set = frozenset(int(i) for i in indices if with_forces and self.structures[i].forces is not None)
+        force_set = frozenset(int(i) for i in indices if with_forces and self.columns.has_forces[i])
         energies: dict[int, float] = {}
         forces: dict[int, np.ndarray] = {}
         for batch, built in self._batches(plan_batches(indices, self.cfg.optimizer.batchsize, None), force_set):
             out = self._predict(batch, built, create_graph=False)
             energies.update(zip(out.order, out.energies.detach().cpu().double().tolist()))
             if out.forces is not None:
-                counts = [self.structures[i].n_atoms for i in out.force_indices]
-                rows = out.forces.detach().cpu().double().numpy()
-                forces.update(zip(out.force_indices, np.split(rows, np.cumsum(counts)[:-1])))
+                split_at = np.cumsum(self.columns.n_atoms[out.force_indices])[:-1]
+                predicted = np.split(out.forces.detach().cpu().double().numpy(), split_at)
+                reference = np.split(out.reference_forces.detach().cpu().double().numpy(), split_at)
+                forces.update(zip(out.force_indices, zip(reference, predicted)))
         indices = np.asarray(indices, dtype=int)
         return Predictions(
             indices=indices,
-            energy_ref=np.array([self.structures[i].energy for i in indices]),
+            energy_ref=self.columns.energy[indices],
             energy_pred=np.array([energies[int(i)] for i in indices]),
-            n_atoms=np.array([self.structures[i].n_atoms for i in indices]),
-            force_ref=[self.structures[i].forces if int(i) in forces else None for i in indices],
-            force_pred=[forces.get(int(i)) for i in indices],
+            n_atoms=self.columns.n_atoms[indices],
+            force_ref=[forces[int(i)][0] if int(i) in forces else None for i in indices],
+            force_pred=[forces[int(i)][1] if int(i) in forces else None for i in indices],
         )
 
     def test_metrics(self) -> dict[str, float]:

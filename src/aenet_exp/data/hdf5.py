@@ -1,0 +1,394 @@
+"""An HDF5 structure database for data sets that do not fit in memory.
+
+:func:`build_database` streams structure files into one HDF5 file;
+:class:`StructureDatabase` reads it back one structure at a time. The file holds
+plain arrays only (no pickles, no object dtypes other than UTF-8 strings).
+
+Layout (all datasets at the root; ``n`` structures, ``N`` atoms in all)::
+
+    species        (n_species,)  S3    chemical symbols, in order of first appearance
+    sources        (n_sources,)  str   files the structures came from (variable-length UTF-8)
+
+    positions      (N, 3)        f8    Cartesian coordinates, Å
+    forces         (N, 3)        f8    forces, eV/Å; NaN rows for structures without forces
+    species_index  (N,)          i1    row of ``species``
+
+    atom_offset    (n,)          i8    first row of structure i in the per-atom datasets
+    n_atoms        (n,)          i4    its atom count
+    energy         (n,)          f8    total energy, eV; NaN when unlabelled
+    has_forces     (n,)          bool
+    max_abs_force  (n,)          f8    largest |force component|, eV/Å; NaN without forces
+    cell           (n, 3, 3)     f8    lattice vectors as rows, Å; zeros without a cell
+    has_cell       (n,)          bool
+    pbc            (n, 3)        bool
+    source_index   (n,)          i4    row of ``sources``
+    frame          (n,)          i4    frame within its source file
+
+Every dataset is chunked and resizable along its first axis. Root attributes:
+``format`` (``"aenet_exp-structures"``), ``format_version`` (1), ``length_unit``
+(Å), ``energy_unit`` (eV), ``force_unit`` (eV/Å) and ``created_by``.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import secrets
+import sys
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+from aenet_exp import __version__
+from aenet_exp.data.errors import DataError
+from aenet_exp.data.readers import Source, _resolve, read_structures
+from aenet_exp.data.structure import Structure
+
+FORMAT = "aenet_exp-structures"
+FORMAT_VERSION = 1
+COMPRESSIONS = ("gzip", "lzf", None)
+
+# name -> (dtype, shape after the first axis)
+_TABLES = {"species": ("S3", ()), "sources": (h5py.string_dtype(), ())}
+_PER_ATOM = {"positions": ("f8", (3,)), "forces": ("f8", (3,)), "species_index": ("i1", ())}
+_PER_STRUCTURE = {
+    "atom_offset": ("i8", ()),
+    "n_atoms": ("i4", ()),
+    "energy": ("f8", ()),
+    "has_forces": ("?", ()),
+    "max_abs_force": ("f8", ()),
+    "cell": ("f8", (3, 3)),
+    "has_cell": ("?", ()),
+    "pbc": ("?", (3,)),
+    "source_index": ("i4", ()),
+    "frame": ("i4", ()),
+}
+_CHUNK_ROWS = {"table": 256, "atom": 4096, "structure": 1024}
+_EXPECTED = "expected an aenet_exp structure database"
+
+
+# ---------------------------------------------------------------- writing
+
+
+def build_database(
+    source: Source,
+    path: str | Path,
+    compression: str | None = "gzip",
+    compression_level: int | None = 4,
+    show_progress: bool = False,
+) -> int:
+    """Read every structure in ``source`` into an HDF5 database at ``path``.
+
+    Files are read one at a time and appended, so memory holds one file's
+    structures plus the species and source tables. The database is written to a
+    temporary file beside ``path`` and moved into place at the end: on any error
+    the temporary file is removed and ``path`` is left as it was.
+
+    Args:
+        source: as for :func:`read_structures` (file, directory, glob, archive or a list).
+        path: the database file to create or replace.
+        compression: ``"gzip"``, ``"lzf"`` or ``None``.
+        compression_level: gzip level 0-9 (``None``: h5py's default); unused by other filters.
+        show_progress: a progress bar over files, when stderr is a terminal.
+
+    Returns:
+        The number of structures written.
+
+    Raises:
+        ValueError: an invalid ``compression`` or ``compression_level``.
+        DataError: a source matches no file, or a file is malformed.
+    """
+    filters = _filters(compression, compression_level)
+    files = _resolve(source)
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        count = _write(files, temporary, filters, show_progress)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _filters(compression: str | None, level: int | None) -> dict:
+    """h5py dataset filter options; ValueError naming the bad parameter."""
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression must be 'gzip', 'lzf' or None, got {compression!r}")
+    if level is not None and (isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9):
+        raise ValueError(f"compression_level must be an integer from 0 to 9 or None, got {level!r}")
+    if compression is None:
+        return {}
+    return {"compression": compression, "compression_opts": level if compression == "gzip" else None, "shuffle": True}
+
+
+def _write(files: list[Path], path: Path, filters: dict, show_progress: bool) -> int:
+    """Write the structures of ``files`` to a new HDF5 file at ``path``; returns their count."""
+    with h5py.File(path, "x") as h5:
+        h5.attrs.update(
+            format=FORMAT,
+            format_version=FORMAT_VERSION,
+            length_unit="Å",
+            energy_unit="eV",
+            force_unit="eV/Å",
+            created_by=f"aenet_exp {__version__}",
+        )
+        writer = _Writer(h5, filters)
+        for file in _progress(files, show_progress):
+            writer.append(read_structures(file))
+        return writer.count
+
+
+def _progress(files: list[Path], enabled: bool) -> Iterable[Path]:
+    """``files``, behind a tqdm bar when enabled and stderr is a terminal."""
+    return tqdm(files, desc="database", unit="file") if enabled and sys.stderr.isatty() else files
+
+
+class _Writer:
+    """Appends structures to the resizable datasets of a new database file."""
+
+    def __init__(self, h5: h5py.File, filters: dict):
+        self._h5 = h5
+        self._species: dict[str, int] = {}
+        self._sources: dict[str, int] = {}
+        self._n_atoms = 0
+        self.count = 0
+        for kind, layout in (("table", _TABLES), ("atom", _PER_ATOM), ("structure", _PER_STRUCTURE)):
+            for name, (dtype, shape) in layout.items():
+                h5.create_dataset(
+                    name,
+                    shape=(0, *shape),
+                    maxshape=(None, *shape),
+                    dtype=dtype,
+                    chunks=(_CHUNK_ROWS[kind], *shape),
+                    **filters,
+                )
+
+    def append(self, structures: list[Structure]) -> None:
+        """Append one file's structures."""
+        counts = np.array([s.n_atoms for s in structures], dtype=np.int64)
+        offsets = self._n_atoms + np.cumsum(counts) - counts
+        forces = [s.forces if s.forces is not None else np.full((s.n_atoms, 3), np.nan) for s in structures]
+        self._extend("positions", np.concatenate([s.positions for s in structures]))
+        self._extend("forces", np.concatenate(forces))
+        self._extend("species_index", [self._species_row(sym) for s in structures for sym in s.species])
+        self._extend("atom_offset", offsets)
+        self._extend("n_atoms", counts)
+        self._extend("energy", [np.nan if s.energy is None else s.energy for s in structures])
+        self._extend("has_forces", [s.forces is not None for s in structures])
+        self._extend("max_abs_force", [np.abs(f).max() for f in forces])
+        self._extend("cell", [np.zeros((3, 3)) if s.cell is None else s.cell for s in structures])
+        self._extend("has_cell", [s.cell is not None for s in structures])
+        self._extend("pbc", [s.pbc for s in structures])
+        self._extend("source_index", [self._source_row(s.source) for s in structures])
+        self._extend("frame", [s.frame for s in structures])
+        self._n_atoms += int(counts.sum())
+        self.count += len(structures)
+
+    def _species_row(self, symbol: str) -> int:
+        if symbol not in self._species:
+            self._species[symbol] = len(self._species)
+            self._extend("species", [symbol.encode("ascii")])
+        return self._species[symbol]
+
+    def _source_row(self, source: str) -> int:
+        if source not in self._sources:
+            self._sources[source] = len(self._sources)
+            self._extend("sources", [source])
+        return self._sources[source]
+
+    def _extend(self, name: str, rows) -> None:
+        """Append ``rows`` along the first axis of dataset ``name``."""
+        dataset = self._h5[name]
+        start = dataset.shape[0]
+        values = np.asarray(rows, dtype=dataset.dtype)
+        dataset.resize(start + len(values), axis=0)
+        dataset[start:] = values
+
+
+# ---------------------------------------------------------------- reading
+
+
+class StructureDatabase(Sequence[Structure]):
+    """A read-only sequence of the structures in a database made by :func:`build_database`.
+
+    The file is checked on construction; the handle used for reading is opened
+    on first access in each process (again after a fork) and dropped when
+    pickled, so the database can be handed to DataLoader workers. Each process
+    keeps its ``cache_size`` most recently read structures; cached structures are
+    shared, so do not modify their arrays in place.
+    """
+
+    def __init__(self, path: str | Path, cache_size: int = 2048):
+        if cache_size < 0:
+            raise ValueError(f"cache_size must be >= 0, got {cache_size}")
+        self.path = Path(path)
+        self.cache_size = cache_size
+        with _open(self.path) as h5:
+            self._len = h5["n_atoms"].shape[0]
+            self._species = tuple(symbol.decode("ascii") for symbol in h5["species"][()])
+        self._h5: h5py.File | None = None
+        self._pid: int | None = None
+        self._cache: OrderedDict[int, Structure] = OrderedDict()
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, index):
+        """The structure at ``index`` (negative counts from the end); a list for a slice."""
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        i = self._position(index)
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        structure = self._read(i)
+        if self.cache_size:
+            self._cache[i] = structure
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return structure
+
+    @property
+    def energies(self) -> np.ndarray:
+        """``(n,)`` total energies in eV, NaN where unlabelled."""
+        return self._column("energy")
+
+    @property
+    def n_atoms(self) -> np.ndarray:
+        """``(n,)`` atom counts."""
+        return self._column("n_atoms")
+
+    @property
+    def has_forces(self) -> np.ndarray:
+        """``(n,)`` bool, whether each structure has forces."""
+        return self._column("has_forces")
+
+    @property
+    def max_abs_force(self) -> np.ndarray:
+        """``(n,)`` largest |force component| in eV/Å, NaN without forces."""
+        return self._column("max_abs_force")
+
+    @property
+    def frames(self) -> np.ndarray:
+        """``(n,)`` frame of each structure within its source file."""
+        return self._column("frame")
+
+    @property
+    def species(self) -> list[str]:
+        """Every chemical symbol in the database, in order of first appearance."""
+        return list(self._species)
+
+    @property
+    def sources(self) -> list[str]:
+        """``(n,)`` the file each structure came from."""
+        h5 = self._file()
+        return h5["sources"].asstr()[()][h5["source_index"][()]].tolist()
+
+    def close(self) -> None:
+        """Close this process's handle; the next access reopens it."""
+        if self._h5 is not None and self._pid == os.getpid():
+            self._h5.close()
+        self._h5 = None
+
+    def __enter__(self) -> StructureDatabase:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        """Pickle without the handle and cache; the unpickled copy opens its own."""
+        return {**self.__dict__, "_h5": None, "_pid": None, "_cache": OrderedDict()}
+
+    def __repr__(self) -> str:
+        return f"StructureDatabase({str(self.path)!r}, {len(self)} structures)"
+
+    def _position(self, index) -> int:
+        i = operator.index(index)
+        if not -self._len <= i < self._len:
+            raise IndexError(f"structure index {index} out of range for {self._len} structures")
+        return i % self._len
+
+    def _file(self) -> h5py.File:
+        """This process's open handle, opened on first use and again after a fork."""
+        if self._h5 is None or self._pid != os.getpid():
+            self._h5 = _open(self.path)
+            self._pid = os.getpid()
+        return self._h5
+
+    def _column(self, name: str) -> np.ndarray:
+        return self._file()[name][()]
+
+    def _read(self, i: int) -> Structure:
+        """Structure ``i``, from its rows of the per-structure and per-atom datasets."""
+        h5 = self._file()
+        start = int(h5["atom_offset"][i])
+        atoms = slice(start, start + int(h5["n_atoms"][i]))
+        energy = float(h5["energy"][i])
+        return Structure(
+            species=[self._species[k] for k in h5["species_index"][atoms]],
+            positions=h5["positions"][atoms],
+            cell=h5["cell"][i] if h5["has_cell"][i] else None,
+            pbc=h5["pbc"][i],
+            energy=None if np.isnan(energy) else energy,
+            forces=h5["forces"][atoms] if h5["has_forces"][i] else None,
+            source=h5["sources"].asstr()[h5["source_index"][i]],
+            frame=int(h5["frame"][i]),
+        )
+
+
+def _open(path: Path) -> h5py.File:
+    """Open a database read-only and check its layout; DataError if it is not one.
+
+    File locking is off: a database is only ever written to a temporary file
+    that is then moved into place, so a reader never sees one being written.
+    """
+    if not path.is_file():
+        raise DataError(path, f"no such file, {_EXPECTED}")
+    try:
+        h5 = h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        raise DataError(path, f"not an HDF5 file ({exc}), {_EXPECTED}") from None
+    try:
+        _check_layout(h5, path)
+    except BaseException:
+        h5.close()
+        raise
+    return h5
+
+
+def _check_layout(h5: h5py.File, path: Path) -> None:
+    """DataError unless ``h5`` has this module's format attribute, datasets, dtypes and shapes."""
+    if h5.attrs.get("format") != FORMAT:
+        raise DataError(path, f"format attribute is {h5.attrs.get('format')!r}, {_EXPECTED}")
+    if h5.attrs.get("format_version") != FORMAT_VERSION:
+        version = h5.attrs.get("format_version")
+        raise DataError(path, f"unsupported format_version {version!r} (reads {FORMAT_VERSION}), {_EXPECTED}")
+    _refuse_objects(h5, path)
+    layout = {**_TABLES, **_PER_ATOM, **_PER_STRUCTURE}
+    missing = [name for name in layout if not isinstance(h5.get(name), h5py.Dataset)]
+    if missing:
+        raise DataError(path, f"missing datasets {', '.join(missing)}, {_EXPECTED}")
+    for name, (dtype, shape) in layout.items():
+        found = h5[name]
+        if found.dtype.kind != np.dtype(dtype).kind or found.shape[1:] != shape:
+            wanted = f"{np.dtype(dtype).kind}-kind {shape}"
+            raise DataError(path, f"dataset {name} is {found.dtype} {found.shape[1:]}, not {wanted}, {_EXPECTED}")
+    for group in (_PER_ATOM, _PER_STRUCTURE):
+        if len({h5[name].shape[0] for name in group}) != 1:
+            raise DataError(path, f"datasets {', '.join(group)} differ in length, {_EXPECTED}")
+
+
+def _refuse_objects(h5: h5py.File, path: Path) -> None:
+    """DataError for any dataset whose dtype is an object or opaque type other than a string."""
+
+    def check(name: str, item) -> None:
+        if isinstance(item, h5py.Dataset) and item.dtype.kind in "OV" and h5py.check_string_dtype(item.dtype) is None:
+            raise DataError(path, f"dataset {name} has dtype {item.dtype}, refusing non-array data; {_EXPECTED}")
+
+    h5.visititems(check)
