@@ -11,7 +11,7 @@ Layout (all datasets at the root; ``n`` structures, ``N`` atoms in all)::
 
     positions      (N, 3)        f8    Cartesian coordinates, Å
     forces         (N, 3)        f8    forces, eV/Å; NaN rows for structures without forces
-    species_index  (N,)          i1    row of ``species``
+    species_index  (N,)          i1    row of ``species`` (i1 holds all 119 symbols)
 
     atom_offset    (n,)          i8    first row of structure i in the per-atom datasets
     n_atoms        (n,)          i4    its atom count
@@ -67,7 +67,9 @@ _PER_STRUCTURE = {
     "source_index": ("i4", ()),
     "frame": ("i4", ()),
 }
-_CHUNK_ROWS = {"table": 256, "atom": 4096, "structure": 1024}
+_CHUNK_ROWS = {"table": 256, "atom": 1024, "structure": 1024}
+_BLOCK_ATOMS = 1 << 16
+_BLOCK_STRUCTURES = 1 << 12
 _EXPECTED = "expected an aenet_exp structure database"
 
 
@@ -83,8 +85,9 @@ def build_database(
 ) -> int:
     """Read every structure in ``source`` into an HDF5 database at ``path``.
 
-    Files are read one at a time and appended, so memory holds one file's
-    structures plus the species and source tables. The database is written to a
+    Files are read one at a time and appended in blocks, so memory holds at most
+    one block (about 65k atoms or 4096 structures, or one larger file) plus the
+    species and source tables, whatever the number of files. The database is written to a
     temporary file beside ``path`` and moved into place at the end: on any error
     the temporary file is removed and ``path`` is left as it was.
 
@@ -140,6 +143,7 @@ def _write(files: list[Path], path: Path, filters: dict, show_progress: bool) ->
         writer = _Writer(h5, filters)
         for file in _progress(files, show_progress):
             writer.append(read_structures(file))
+        writer.flush()
         return writer.count
 
 
@@ -149,63 +153,85 @@ def _progress(files: list[Path], enabled: bool) -> Iterable[Path]:
 
 
 class _Writer:
-    """Appends structures to the resizable datasets of a new database file."""
+    """Appends structures to the resizable datasets of a new database file.
+
+    Structures are held until a block of ``_BLOCK_ATOMS`` atoms or
+    ``_BLOCK_STRUCTURES`` structures is pending, then written with one resize
+    and one write per dataset.
+    """
 
     def __init__(self, h5: h5py.File, filters: dict):
-        self._h5 = h5
+        self._datasets = {
+            name: h5.create_dataset(
+                name,
+                shape=(0, *shape),
+                maxshape=(None, *shape),
+                dtype=dtype,
+                chunks=(_CHUNK_ROWS[kind], *shape),
+                **filters,
+            )
+            for kind, layout in (("table", _TABLES), ("atom", _PER_ATOM), ("structure", _PER_STRUCTURE))
+            for name, (dtype, shape) in layout.items()
+        }
         self._species: dict[str, int] = {}
         self._sources: dict[str, int] = {}
+        self._pending: list[Structure] = []
+        self._pending_atoms = 0
         self._n_atoms = 0
         self.count = 0
-        for kind, layout in (("table", _TABLES), ("atom", _PER_ATOM), ("structure", _PER_STRUCTURE)):
-            for name, (dtype, shape) in layout.items():
-                h5.create_dataset(
-                    name,
-                    shape=(0, *shape),
-                    maxshape=(None, *shape),
-                    dtype=dtype,
-                    chunks=(_CHUNK_ROWS[kind], *shape),
-                    **filters,
-                )
 
     def append(self, structures: list[Structure]) -> None:
-        """Append one file's structures."""
-        counts = np.array([s.n_atoms for s in structures], dtype=np.int64)
-        offsets = self._n_atoms + np.cumsum(counts) - counts
-        forces = [s.forces if s.forces is not None else np.full((s.n_atoms, 3), np.nan) for s in structures]
-        self._extend("positions", np.concatenate([s.positions for s in structures]))
-        self._extend("forces", np.concatenate(forces))
-        self._extend("species_index", [self._species_row(sym) for s in structures for sym in s.species])
-        self._extend("atom_offset", offsets)
-        self._extend("n_atoms", counts)
-        self._extend("energy", [np.nan if s.energy is None else s.energy for s in structures])
-        self._extend("has_forces", [s.forces is not None for s in structures])
-        self._extend("max_abs_force", [np.abs(f).max() for f in forces])
-        self._extend("cell", [np.zeros((3, 3)) if s.cell is None else s.cell for s in structures])
-        self._extend("has_cell", [s.cell is not None for s in structures])
-        self._extend("pbc", [s.pbc for s in structures])
-        self._extend("source_index", [self._source_row(s.source) for s in structures])
-        self._extend("frame", [s.frame for s in structures])
-        self._n_atoms += int(counts.sum())
+        """Queue one file's structures, writing a block when enough are pending."""
+        self._pending.extend(structures)
+        self._pending_atoms += sum(s.n_atoms for s in structures)
+        if self._pending_atoms >= _BLOCK_ATOMS or len(self._pending) >= _BLOCK_STRUCTURES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the pending structures."""
+        if not self._pending:
+            return
+        structures, self._pending, self._pending_atoms = self._pending, [], 0
+        new_species, new_sources = len(self._species), len(self._sources)
+        rows = self._rows(structures)
+        rows["species"] = np.array([sym.encode("ascii") for sym in list(self._species)[new_species:]], dtype="S3")
+        rows["sources"] = list(self._sources)[new_sources:]
+        for name, values in rows.items():
+            _extend(self._datasets[name], values)
+        self._n_atoms += int(rows["n_atoms"].sum())
         self.count += len(structures)
 
-    def _species_row(self, symbol: str) -> int:
-        if symbol not in self._species:
-            self._species[symbol] = len(self._species)
-            self._extend("species", [symbol.encode("ascii")])
-        return self._species[symbol]
+    def _rows(self, structures: list[Structure]) -> dict[str, np.ndarray]:
+        """The per-atom and per-structure rows of ``structures``, adding new species and sources to the tables."""
+        counts = np.array([s.n_atoms for s in structures])
+        forces = [s.forces if s.forces is not None else np.full((s.n_atoms, 3), np.nan) for s in structures]
+        return {
+            "positions": np.concatenate([s.positions for s in structures]),
+            "forces": np.concatenate(forces),
+            "species_index": [self._row(self._species, sym) for s in structures for sym in s.species],
+            "atom_offset": self._n_atoms + np.cumsum(counts) - counts,
+            "n_atoms": counts,
+            "energy": [np.nan if s.energy is None else s.energy for s in structures],
+            "has_forces": [s.forces is not None for s in structures],
+            "max_abs_force": [np.abs(f).max() for f in forces],
+            "cell": [np.zeros((3, 3)) if s.cell is None else s.cell for s in structures],
+            "has_cell": [s.cell is not None for s in structures],
+            "pbc": [s.pbc for s in structures],
+            "source_index": [self._row(self._sources, s.source) for s in structures],
+            "frame": [s.frame for s in structures],
+        }
 
-    def _source_row(self, source: str) -> int:
-        if source not in self._sources:
-            self._sources[source] = len(self._sources)
-            self._extend("sources", [source])
-        return self._sources[source]
+    @staticmethod
+    def _row(table: dict[str, int], key: str) -> int:
+        """The row of ``key`` in a species or sources table, appending it when new."""
+        return table.setdefault(key, len(table))
 
-    def _extend(self, name: str, rows) -> None:
-        """Append ``rows`` along the first axis of dataset ``name``."""
-        dataset = self._h5[name]
+
+def _extend(dataset: h5py.Dataset, rows) -> None:
+    """Append ``rows`` along the first axis of ``dataset``."""
+    values = np.asarray(rows, dtype=dataset.dtype)
+    if len(values):
         start = dataset.shape[0]
-        values = np.asarray(rows, dtype=dataset.dtype)
         dataset.resize(start + len(values), axis=0)
         dataset[start:] = values
 
@@ -232,13 +258,14 @@ class StructureDatabase(Sequence[Structure]):
             self._len = h5["n_atoms"].shape[0]
             self._species = tuple(symbol.decode("ascii") for symbol in h5["species"][()])
         self._h5: h5py.File | None = None
+        self._ds: dict[str, h5py.Dataset] = {}
         self._pid: int | None = None
         self._cache: OrderedDict[int, Structure] = OrderedDict()
 
     def __len__(self) -> int:
         return self._len
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int | slice) -> Structure | list[Structure]:
         """The structure at ``index`` (negative counts from the end); a list for a slice."""
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
@@ -285,15 +312,15 @@ class StructureDatabase(Sequence[Structure]):
 
     @property
     def sources(self) -> list[str]:
-        """``(n,)`` the file each structure came from."""
-        h5 = self._file()
-        return h5["sources"].asstr()[()][h5["source_index"][()]].tolist()
+        """The file each structure came from, one per structure."""
+        ds = self._datasets()
+        return ds["sources"].asstr()[()][ds["source_index"][()]].tolist()
 
     def close(self) -> None:
         """Close this process's handle; the next access reopens it."""
-        if self._h5 is not None and self._pid == os.getpid():
+        if self._h5 is not None:
             self._h5.close()
-        self._h5 = None
+        self._h5, self._ds = None, {}
 
     def __enter__(self) -> StructureDatabase:
         return self
@@ -303,7 +330,7 @@ class StructureDatabase(Sequence[Structure]):
 
     def __getstate__(self) -> dict:
         """Pickle without the handle and cache; the unpickled copy opens its own."""
-        return {**self.__dict__, "_h5": None, "_pid": None, "_cache": OrderedDict()}
+        return {**self.__dict__, "_h5": None, "_ds": {}, "_pid": None, "_cache": OrderedDict()}
 
     def __repr__(self) -> str:
         return f"StructureDatabase({str(self.path)!r}, {len(self)} structures)"
@@ -314,31 +341,32 @@ class StructureDatabase(Sequence[Structure]):
             raise IndexError(f"structure index {index} out of range for {self._len} structures")
         return i % self._len
 
-    def _file(self) -> h5py.File:
-        """This process's open handle, opened on first use and again after a fork."""
+    def _datasets(self) -> dict[str, h5py.Dataset]:
+        """This process's datasets by name, opening the file on first use and again after a fork."""
         if self._h5 is None or self._pid != os.getpid():
             self._h5 = _open(self.path)
             self._pid = os.getpid()
-        return self._h5
+            self._ds = {name: self._h5[name] for name in self._h5}
+        return self._ds
 
     def _column(self, name: str) -> np.ndarray:
-        return self._file()[name][()]
+        return self._datasets()[name][()]
 
     def _read(self, i: int) -> Structure:
         """Structure ``i``, from its rows of the per-structure and per-atom datasets."""
-        h5 = self._file()
-        start = int(h5["atom_offset"][i])
-        atoms = slice(start, start + int(h5["n_atoms"][i]))
-        energy = float(h5["energy"][i])
+        ds = self._datasets()
+        start = int(ds["atom_offset"][i])
+        atoms = slice(start, start + int(ds["n_atoms"][i]))
+        energy = float(ds["energy"][i])
         return Structure(
-            species=[self._species[k] for k in h5["species_index"][atoms]],
-            positions=h5["positions"][atoms],
-            cell=h5["cell"][i] if h5["has_cell"][i] else None,
-            pbc=h5["pbc"][i],
+            species=[self._species[k] for k in ds["species_index"][atoms]],
+            positions=ds["positions"][atoms],
+            cell=ds["cell"][i] if ds["has_cell"][i] else None,
+            pbc=ds["pbc"][i],
             energy=None if np.isnan(energy) else energy,
-            forces=h5["forces"][atoms] if h5["has_forces"][i] else None,
-            source=h5["sources"].asstr()[h5["source_index"][i]],
-            frame=int(h5["frame"][i]),
+            forces=ds["forces"][atoms] if ds["has_forces"][i] else None,
+            source=ds["sources"].asstr()[ds["source_index"][i]],
+            frame=int(ds["frame"][i]),
         )
 
 
