@@ -98,7 +98,7 @@ def test_typo_fails_at_composition(tmp_path):
 
 
 def test_unknown_command_and_help(tmp_path):
-    assert "usage: python -m aenet_exp train" in run_cli("--help", cwd=tmp_path).stdout
+    assert "usage: python -m aenet_exp {train,build-db}" in run_cli("--help", cwd=tmp_path).stdout
     result = run_cli("fly", cwd=tmp_path)
     assert result.returncode == 2 and "unknown command 'fly'" in result.stderr
 
@@ -154,3 +154,25 @@ def test_diverging_training_stops_with_a_message_and_a_failed_run(tmp_path):
     _, runs = runs_of(uri)
     assert len(runs) == 1 and runs[0].info.status == "FAILED"
     assert "diverged" in runs[0].data.tags["aenet_exp.failure_reason"]
+
+
+def test_build_db_then_train_from_it(tmp_path):
+    from aenet_exp.data import StructureDatabase
+
+    database = tmp_path / "small.h5"
+    built = run_cli("build-db", f"data.path={FAST[0].split('=', 1)[1]}", f"data.database={database}",
+                    "data.compression=lzf", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    assert f"wrote 16 structures to {database}" in built.stdout
+    assert len(StructureDatabase(database)) == 16
+    uri = store(tmp_path)
+    trained = run_cli("train", *FAST, f"data.database={database}", "data.path=/nonexistent", f"tracking.uri={uri}",
+                      cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr  # the database exists: data.path is not read
+    _, runs = runs_of(uri)
+    assert runs[0].data.params["data.database"] == str(database)
+
+
+def test_build_db_needs_a_database_path(tmp_path):
+    result = run_cli("build-db", *FAST, cwd=tmp_path)
+    assert result.returncode == 2 and "aenet_exp: error: data.database: " in result.stderr

@@ -472,3 +472,27 @@ def test_overlapping_atoms_are_reported_by_file(fast_config, tmp_path):
     )
     with pytest.raises(DataError, match=rf"^{bad}: frame 0: atoms 1 \(O\) and 2 \(O\) are 0.050 Å apart"):
         prepare_data(fast_config(f"data.path={bad}"))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_database_training_equals_in_memory(fast_config, tmp_path, workers):
+    base = ["force=subsampled", "force.fraction=0.5", "precision=float64", "iterations=2",
+            f"dataloader.num_workers={workers}"]
+    memory, _ = train(fast_config(*base), tmp_path / "m")
+    database = tmp_path / "set.h5"
+    lazy, _ = train(fast_config(*base, f"data.database={database}", "data.in_memory_cache_size=4"), tmp_path / "d")
+    assert database.is_file()
+    for key in (k for k in memory if not k.startswith("time/")):
+        assert lazy[key] == pytest.approx(memory[key], rel=1e-10), key
+
+
+def test_database_filters_use_columns(fast_config, tmp_path):
+    from aenet_exp.data.hdf5 import build_database
+
+    database = tmp_path / "set.h5"
+    build_database(SMALL, database)
+    structures = read_structures(SMALL)
+    largest = sorted(np.abs(s.forces).max() for s in structures)
+    data = prepare_data(fast_config(f"data.database={database}", f"data.max_forces={largest[-3]}"))
+    assert data.removed["max_forces"] == 2 and len(data.structures) == 14
+    assert data.structures[0].n_atoms == data.columns.n_atoms[0]

@@ -17,14 +17,16 @@ import aenet_exp.config  # noqa: F401  registers the schema and resolvers
 from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.data import DataError
 
-USAGE = """usage: python -m aenet_exp train [-m] [key=value ...] [hydra options]
+USAGE = """usage: python -m aenet_exp {train,build-db} [-m] [key=value ...] [hydra options]
 
 commands:
-  train    train a potential (Hydra overrides; -m sweeps; --cfg job prints the config)
+  train     train a potential (Hydra overrides; -m sweeps; --cfg job prints the config)
+  build-db  build the HDF5 database data.database from data.path (streaming, atomic)
 
 examples:
   python -m aenet_exp train optimizer=adam force=subsampled
   python -m aenet_exp train -m optimizer.mu=1e-3,3e-3 force.fraction=0.1,0.3
+  python -m aenet_exp build-db data.path='dft/*.xsf' data.database=dft.h5
 """
 
 
@@ -61,7 +63,24 @@ def train(cfg: DictConfig) -> float | None:
     return metrics.get("final/test/energy_rmse", metrics.get("final/train/energy_rmse"))
 
 
-COMMANDS = {"train": train}
+@hydra.main(config_path="pkg://aenet_exp.conf", config_name="train", version_base="1.3")
+def build_db(cfg: DictConfig) -> None:
+    """Hydra task: build the HDF5 structure database ``data.database`` from ``data.path``."""
+    from aenet_exp.data.hdf5 import build_database
+
+    try:
+        validate(cfg)
+        if not cfg.data.database:
+            raise ConfigError("data.database", "expected the path of the HDF5 database to build, e.g. data.database=train.h5")
+        source = OmegaConf.to_container(cfg.data.path) if OmegaConf.is_config(cfg.data.path) else cfg.data.path
+        d = cfg.data
+        count = build_database(source, d.database, d.compression, d.compression_level, cfg.tracking.show_progress)
+    except (ConfigError, DataError) as error:
+        fail(str(error))
+    print(f"wrote {count} structures to {cfg.data.database}")
+
+
+COMMANDS = {"train": train, "build-db": build_db}
 
 
 def main(argv: list[str] | None = None) -> None:

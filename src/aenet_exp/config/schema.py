@@ -33,6 +33,17 @@ class DataConfig:
     max_forces: Optional[float] = param(
         None, "drop structures whose largest force component exceeds this, eV/Å", "max_forces"
     )
+    database: Optional[str] = param(
+        None, "HDF5 structure database (.h5): built from data.path when absent, then read lazily",
+        "HDF5StructureDataset.database_file",
+    )
+    in_memory_cache_size: int = param(
+        2048, "structures kept per process in the database's LRU cache", "HDF5StructureDataset.in_memory_cache_size"
+    )
+    compression: Optional[str] = param("gzip", "database compression: gzip | lzf | null", "HDF5StructureDataset.compression")
+    compression_level: Optional[int] = param(
+        4, "gzip level 0–9 (database)", "HDF5StructureDataset.compression_level"
+    )
 
 
 @dataclass

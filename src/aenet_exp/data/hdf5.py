@@ -310,6 +310,14 @@ class StructureDatabase(Sequence[Structure]):
         """Every chemical symbol in the database, in order of first appearance."""
         return list(self._species)
 
+    def composition(self) -> np.ndarray:
+        """``(n, len(species))`` atoms of each species (in :attr:`species` order) per structure."""
+        ds = self._datasets()
+        owner = np.repeat(np.arange(self._len), ds["n_atoms"][()])
+        counts = np.zeros((self._len, len(self._species)), dtype=np.int64)
+        np.add.at(counts, (owner, ds["species_index"][()].astype(np.int64)), 1)
+        return counts
+
     @property
     def sources(self) -> list[str]:
         """The file each structure came from, one per structure."""

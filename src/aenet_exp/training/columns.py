@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aenet_exp.data import Structure
+from aenet_exp.data.hdf5 import StructureDatabase
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,20 @@ class Columns:
             max_abs_force=np.array([np.abs(s.forces).max() if s.forces is not None else 0.0 for s in structures]),
             species=species,
             composition=composition,
+        )
+
+    @classmethod
+    def of_database(cls, database: StructureDatabase) -> "Columns":
+        """The columns of an HDF5 structure database, read without reading any structure."""
+        species = tuple(sorted(database.species))
+        order = [database.species.index(sym) for sym in species]
+        return cls(
+            energy=database.energies,
+            n_atoms=database.n_atoms,
+            has_forces=database.has_forces,
+            max_abs_force=np.nan_to_num(database.max_abs_force, nan=0.0),
+            species=species,
+            composition=database.composition()[:, order],
         )
 
     def __len__(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aenet_exp.config.validation import ConfigError
 from aenet_exp.data import DataError, Structure, read_structures
+from aenet_exp.data.hdf5 import StructureDatabase, build_database
 from aenet_exp.descriptor import find_pairs
 from aenet_exp.training.columns import Columns
 from aenet_exp.training.targets import resolve_atomic_energies
@@ -120,11 +122,45 @@ def split(n: int, testpercent: float, seed: int) -> tuple[np.ndarray, np.ndarray
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
-def prepare_data(cfg: DictConfig) -> PreparedData:
-    """Read, check species and references, filter and split the structures of ``cfg.data``."""
+class Subset(Sequence):
+    """Structures ``indices`` of a lazily read ``base`` (picklable for DataLoader workers)."""
+
+    def __init__(self, base: Sequence[Structure], indices: np.ndarray):
+        self.base, self.indices = base, np.asarray(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Structure:
+        return self.base[int(self.indices[i])]
+
+
+def open_database(data: DictConfig, show_progress: bool) -> StructureDatabase:
+    """``data.database``, built from ``data.path`` first when it does not exist."""
+    path = Path(data.database)
+    if not path.exists():
+        source = OmegaConf.to_container(data.path) if OmegaConf.is_config(data.path) else data.path
+        build_database(source, path, data.compression, data.compression_level, show_progress)
+    database = StructureDatabase(path, cache_size=data.in_memory_cache_size)
+    unlabelled = np.flatnonzero(np.isnan(database.energies))
+    if len(unlabelled):
+        raise DataError(path, f"structure {unlabelled[0]} has no energy; training needs a total energy per structure")
+    return database
+
+
+def load(cfg: DictConfig) -> tuple[Sequence[Structure], Columns]:
+    """The structures of ``cfg.data`` and their columns: in memory, or lazily from an HDF5 database."""
+    if cfg.data.database:
+        database = open_database(cfg.data, cfg.tracking.show_progress)
+        return database, Columns.of_database(database)
     structures = load_structures(cfg.data.path)
     check_overlaps(structures)
-    columns = Columns.of_structures(structures)
+    return structures, Columns.of_structures(structures)
+
+
+def prepare_data(cfg: DictConfig) -> PreparedData:
+    """Read, check species and references, filter and split the structures of ``cfg.data``."""
+    structures, columns = load(cfg)
     species = species_order(columns.species, cfg.descriptor.species)
     norm = cfg.normalization
     raw_atomic = OmegaConf.to_container(norm.E_atomic) if OmegaConf.is_config(norm.E_atomic) else norm.E_atomic
@@ -133,7 +169,8 @@ def prepare_data(cfg: DictConfig) -> PreparedData:
     kept, removed = filter_structures(columns, per_atom, cfg.data.max_energy, cfg.data.max_forces)
     if len(kept) == 0:
         raise DataError(str(cfg.data.path), f"no structure left after the filters ({removed})")
-    structures, columns = [structures[i] for i in kept], columns.take(kept)
+    structures = [structures[i] for i in kept] if isinstance(structures, list) else Subset(structures, kept)
+    columns = columns.take(kept)
     train, test = split(len(structures), cfg.data.testpercent, cfg.seed)
     if len(train) == 0:
         raise DataError(str(cfg.data.path), f"no training structure left with data.testpercent={cfg.data.testpercent}")
