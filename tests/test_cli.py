@@ -176,3 +176,11 @@ def test_build_db_then_train_from_it(tmp_path):
 def test_build_db_needs_a_database_path(tmp_path):
     result = run_cli("build-db", *FAST, cwd=tmp_path)
     assert result.returncode == 2 and "aenet_exp: error: data.database: " in result.stderr
+
+
+def test_sweep_with_a_bad_value_records_nothing(tmp_path):
+    uri = store(tmp_path)
+    result = run_cli("train", "-m", *FAST, f"tracking.uri={uri}", "force.weight=2,3", cwd=tmp_path)
+    assert result.returncode == 2 and "aenet_exp: error: force.weight: " in result.stderr
+    client, runs = runs_of(uri)
+    assert runs == []  # the sweep's parent is deleted

@@ -167,3 +167,12 @@ def test_persist_dir_needs_a_cache_to_persist(tmp_path):
     with pytest.raises(ConfigError, match="^caching.persist_dir: .*none is on"):
         validate(compose_train(f"caching.persist_dir={tmp_path}"))
     validate(compose_train(f"caching.persist_dir={tmp_path}", "caching=force"))
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [(["optimizer.name=sgd"], "optimizer.lr"), (["optimizer.name=rmsprop"], "optimizer.name")],
+)
+def test_optimizer_chosen_by_name_is_refused_clearly(overrides, key):
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        validate(compose_train(*overrides))

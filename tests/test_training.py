@@ -496,3 +496,43 @@ def test_database_filters_use_columns(fast_config, tmp_path):
     data = prepare_data(fast_config(f"data.database={database}", f"data.max_forces={largest[-3]}"))
     assert data.removed["max_forces"] == 2 and len(data.structures) == 14
     assert data.structures[0].n_atoms == data.columns.n_atoms[0]
+
+
+def test_float32_targets_keep_per_atom_precision():
+    from aenet_exp.training.columns import Columns
+    from aenet_exp.training.trainer import Labels
+
+    columns = Columns.of_structures(read_structures(SMALL))
+    shift, scale = -8.0, 0.5
+    exact = Labels.of(columns, E_ATOMIC, shift, scale, torch.float64, torch.device("cpu")).target.numpy()
+    single = Labels.of(columns, E_ATOMIC, shift, scale, torch.float32, torch.device("cpu")).target.numpy()
+    # totals reach -20,000 eV: a float32 difference of totals would be off by ~1e-3 eV/atom
+    assert np.abs(single - exact).max() * scale < 1e-6
+
+
+def test_network_for_a_species_not_in_the_data_is_refused(fast_config, tmp_path):
+    with pytest.raises(ConfigError, match=r"^model.per_species: species \['Tl'\]"):
+        run(fast_config("+model.per_species.Tl={hidden: [3], activations: [tanh]}"), tmp_path)
+
+
+@pytest.mark.parametrize("content", [b"[1, 2, 3]", b'{"mean": {"a": 1}, "std": 2}', b"PK\x03\x04 not a zip"])
+def test_malformed_feature_stats_file_names_key(fast_config, tmp_path, content):
+    path = tmp_path / ("stats.npz" if content.startswith(b"PK") else "stats.json")
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match="^normalization.feature_stats: "):
+        run(fast_config(f"normalization.feature_stats={path}"), tmp_path)
+
+
+def test_force_weight_without_forces_is_refused(fast_config, tmp_path, data_dir):
+    no_forces = tmp_path / "noforces.xyz"
+    lines = (data_dir / "ethanol" / "ethanol5.xyz").read_text().splitlines()
+    frames = []
+    for k in range(5):
+        block = lines[k * 11 : (k + 1) * 11]
+        header = block[1].replace(":forces:R:3", "")
+        atoms = [" ".join(row.split()[:4]) for row in block[2:]]
+        frames += [block[0], header, *atoms]
+    no_forces.write_text("\n".join(frames) + "\n")
+    iso = data_dir / "ethanol" / "isolated_atoms.xyz"
+    with pytest.raises(ConfigError, match="^force.weight: .*no training structure has forces"):
+        run(fast_config(f"data.path={no_forces}", f"normalization.E_atomic={iso}", "force=full"), tmp_path)

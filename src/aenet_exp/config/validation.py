@@ -85,6 +85,8 @@ SGD_RULES: list[tuple[str, Rule, str]] = [
 def lookup(cfg: DictConfig, key: str) -> Any:
     node: Any = cfg
     for part in key.split("."):
+        if part not in node:
+            raise ConfigError(key, "missing; choose the optimizer with its group, e.g. optimizer=sgd, not optimizer.name")
         node = node[part]
     return node
 
@@ -135,6 +137,8 @@ def check_device(cfg: DictConfig) -> None:
         raise ConfigError("precision.device", f"expected 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("precision.device", f"{device!r} requested but CUDA is not available on this machine")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ConfigError("precision.device", f"{device!r} requested but this machine has {torch.cuda.device_count()} GPU(s)")
     if parsed.type not in ("cpu", "cuda"):
         raise ConfigError("precision.device", f"expected 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
@@ -164,8 +168,13 @@ def check_combinations(cfg: DictConfig) -> None:
         raise ConfigError("data.path", "expected a file, directory, glob or archive of structures")
 
 
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first value out of range, unknown choice or bad combination."""
+    if cfg.optimizer.name not in OPTIMIZER_NAMES:
+        raise ConfigError("optimizer.name", f"expected one of {list(OPTIMIZER_NAMES)} (set with optimizer=<name>)")
     check_rules(cfg, RANGE_RULES)
     check_rules(cfg, SGD_RULES if cfg.optimizer.name == "sgd" else ADAM_RULES)
     check_networks(cfg)

@@ -73,6 +73,15 @@ class Potential(nn.Module):
         """Normalised network outputs ``(n_atoms,)`` from raw features ``(n_atoms, n_features)``."""
         return self.networks((features - self.feature_mean) / self.feature_std, species)
 
+    def normalized_energy(
+        self, features: torch.Tensor, species: torch.Tensor, structure: torch.Tensor, n_structures: int
+    ) -> torch.Tensor:
+        """``Σ_i net(f̂_i)`` per structure ``(n_structures,)``: energy in normalised units, before scale,
+        shift and atomic references (training compares it with normalised targets, free of the
+        cancellation between large total energies that float32 cannot resolve)."""
+        outputs = self.atomic_outputs(features, species)
+        return outputs.new_zeros(n_structures).index_add_(0, structure, outputs)
+
     def energy_from_features(
         self, features: torch.Tensor, species: torch.Tensor, structure: torch.Tensor, n_structures: int
     ) -> torch.Tensor:

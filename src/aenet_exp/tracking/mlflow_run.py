@@ -148,6 +148,23 @@ class MlflowRun:
         retry_locked(partial(self._client.set_terminated, self.run_id, status))
         self._finished = True
 
+    def child_count(self) -> int:
+        """How many runs name this one as their parent."""
+        runs = retry_locked(
+            partial(
+                self._client.search_runs,
+                [self._info.experiment_id],
+                filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.run_id}'",
+                max_results=1,
+            )
+        )
+        return len(runs)
+
+    def delete(self) -> None:
+        """Remove the run (MLflow keeps it restorable until garbage collection)."""
+        retry_locked(partial(self._client.delete_run, self.run_id))
+        self._finished = True
+
     def __enter__(self) -> MlflowRun:
         return self
 

@@ -24,7 +24,8 @@ class SweepParentCallback(Callback):
 
     Reads ``tracking.enabled``, ``tracking.uri`` and ``tracking.experiment``; does nothing
     when tracking is disabled. Hydra skips ``on_multirun_end`` when a job raises, so the
-    parent is then marked FAILED at interpreter exit instead.
+    parent is then marked FAILED at interpreter exit instead, or deleted when no job got as far
+    as recording a run.
     """
 
     def __init__(self) -> None:
@@ -41,14 +42,25 @@ class SweepParentCallback(Callback):
             params={},
             tags={SWEEP_DIR_TAG: sweep_dir, ROLE_TAG: "sweep"},
         )
-        atexit.register(self._parent.finish, "FAILED", INTERRUPTED_REASON)
+        atexit.register(self._close_interrupted)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self._parent is None:
             return
-        atexit.unregister(self._parent.finish)
+        atexit.unregister(self._close_interrupted)
         self._parent.finish("FINISHED")
         self._parent = None
+
+
+    def _close_interrupted(self) -> None:
+        """At exit without ``on_multirun_end``: FAILED, or deleted when no job recorded a run
+        (a sweep stopped by a config error records nothing)."""
+        if self._parent is None:
+            return
+        if self._parent.child_count() == 0:
+            self._parent.delete()
+        else:
+            self._parent.finish("FAILED", INTERRUPTED_REASON)
 
 
 def find_sweep_parent(uri: str, experiment: str, sweep_dir: str) -> str | None:

@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from aenet_exp.config.validation import ConfigError
 from aenet_exp.descriptor import ChebyshevDescriptor
 from aenet_exp.model import Potential
 from aenet_exp.training.dataset import PreparedData, prepare_data
@@ -58,6 +59,9 @@ def build_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtype)
         species, d.rad_order, d.rad_cutoff, d.ang_order, d.ang_cutoff, min_cutoff=d.min_cutoff, dtype=dtype
     )
     per_species = cfg.model.per_species
+    unknown = sorted(set(per_species) - set(species))
+    if unknown:
+        raise ConfigError("model.per_species", f"species {unknown} are not in the descriptor's species {list(species)}")
     hidden = {s: list(per_species[s].hidden if s in per_species else cfg.model.hidden) for s in species}
     activations = {s: list(per_species[s].activations if s in per_species else cfg.model.activations) for s in species}
     return Potential(descriptor, hidden, activations)
@@ -107,11 +111,15 @@ def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Observer] =
     device = resolve_device(cfg.precision.device)
     dtype = resolve_dtype(cfg.precision.dtype, device)
     data = prepare_data(cfg)
+    if cfg.force.weight > 0 and not data.columns.has_forces[data.train].any():
+        raise ConfigError("force.weight", f"is {cfg.force.weight}, but no training structure has forces")
     torch.manual_seed(cfg.seed)
     potential = build_potential(cfg, data.species, dtype).to(device)
     storage = storage_devices(cfg.precision.memory_mode, device)
     trainer = Trainer(potential, data, cfg, device, storage)
     fitted = normalize(trainer, data, cfg)
+    trainer.set_targets(data.atomic_energies if cfg.normalization.energy_target == "cohesive" else None)
+    trainer.timer.take()  # the statistics pass is not an epoch
     facts = {**data.facts(), **fitted, "precision.resolved_device": str(device), "precision.resolved_dtype": str(dtype).removeprefix("torch.")}
 
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -120,12 +128,12 @@ def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Observer] =
     try:
         result = fit(trainer, cfg, output_dir, observers)
         finish(trainer, data, cfg, result)
+        for observer in observers:
+            observer.on_end(result)
     except BaseException as error:
         for observer in observers:
             observer.on_failure(error)
         raise
-    for observer in observers:
-        observer.on_end(result)
     return result.metrics
 
 
@@ -143,7 +151,11 @@ def fit(trainer: Trainer, cfg: DictConfig, output_dir: Path, observers: Sequence
         metrics = trainer.train_epoch(epoch, batch_bar)
         if batch_bar is not None:
             batch_bar.close()
+        phases = trainer.timer.take()
+        evaluation = time.perf_counter()
         metrics.update(trainer.test_metrics())
+        trainer.timer.take()  # evaluation is timed as a whole, apart from the training phases
+        metrics["time/eval_s"] = time.perf_counter() - evaluation
         if not np.isfinite(metrics["train/loss"]):
             raise TrainingDiverged(
                 f"training diverged at epoch {epoch + 1}: the loss is {metrics['train/loss']}; "
@@ -151,7 +163,7 @@ def fit(trainer: Trainer, cfg: DictConfig, output_dir: Path, observers: Sequence
             )
         metrics["time/epoch_s"] = time.perf_counter() - start
         if show.timing:
-            for phase, seconds in trainer.timer.take().items():
+            for phase, seconds in phases.items():
                 metrics[f"time/{phase}_s"] = seconds
                 totals[phase] = totals.get(phase, 0.0) + seconds
         for key, value in metrics.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,10 @@ def resolve_atomic_energies(value: Any, energy_target: str, species: Sequence[st
     missing = sorted(set(species) - set(energies))
     if missing:
         raise ConfigError("normalization.E_atomic", f"no reference energy for species {missing} of the data")
-    return {s: float(energies[s]) for s in species}
+    try:
+        return {s: float(energies[s]) for s in species}
+    except (TypeError, ValueError):
+        raise ConfigError("normalization.E_atomic", f"expected energies in eV, got {energies}") from None
 
 
 def energy_normalization(
@@ -79,11 +83,11 @@ def load_feature_stats(path: str | Path, n_features: int) -> tuple[np.ndarray, n
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as stored:
-                mean, std = stored["mean"], stored["std"]
+                mean, std = np.asarray(stored["mean"], float), np.asarray(stored["std"], float)
         else:
             stored = json.loads(path.read_text())
             mean, std = np.asarray(stored["mean"], float), np.asarray(stored["std"], float)
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, TypeError, OSError, zipfile.BadZipFile) as exc:
         raise ConfigError(key, f"{path}: expected arrays 'mean' and 'std' ({exc})") from None
     for name, array in (("mean", mean), ("std", std)):
         if array.shape != (n_features,):

@@ -22,26 +22,31 @@ from aenet_exp.training.timing import PhaseTimer
 
 @dataclass
 class Labels:
-    """Reference energies of all structures, placed per ``precision.memory_mode``.
+    """Energy targets of all structures in normalised units, placed per ``precision.memory_mode``.
 
+    ``offset`` (float64, host) holds what normalisation takes away: ``N·shift + Σ E_atomic``.
     Reference forces travel with each batch (read where the batch is built).
     """
 
-    energies: torch.Tensor  # (n_structures,) eV
+    target: torch.Tensor  # (n_structures,) ((E − offset) / N) / scale, per atom, normalised
     n_atoms: torch.Tensor  # (n_structures,)
+    offset: np.ndarray  # (n_structures,) eV
 
     @classmethod
-    def of(cls, columns: Columns, dtype: torch.dtype, device: torch.device) -> "Labels":
+    def of(cls, columns: Columns, references: dict | None, shift: float, scale: float,
+           dtype: torch.dtype, device: torch.device) -> "Labels":
+        """Targets computed in float64 before the cast, so large total energies cancel exactly."""
+        offset = columns.n_atoms * shift + columns.reference_energy(references)
+        target = (columns.energy - offset) / (columns.n_atoms * scale)
         return cls(
-            torch.as_tensor(columns.energy, dtype=dtype, device=device),
-            torch.as_tensor(columns.n_atoms, device=device),
+            torch.as_tensor(target, dtype=dtype, device=device), torch.as_tensor(columns.n_atoms, device=device), offset
         )
 
 
 @dataclass
 class BatchOutput:
     order: list[int]  # structure indices in the order of ``energies``
-    energies: torch.Tensor  # (n,) eV
+    energies: torch.Tensor  # (n,) normalised energies Σ_i net(f̂_i)
     force_indices: list[int]
     forces: torch.Tensor | None  # (n_force_atoms, 3) eV/Å of force_indices, atoms concatenated
     reference_forces: torch.Tensor | None  # the same atoms' reference forces
@@ -92,7 +97,8 @@ class Trainer:
         self.device = device
         self.dtype = potential.descriptor.dtype
         self.alpha = float(settings.force.weight)
-        self.labels = Labels.of(data.columns, self.dtype, storage[0])
+        self.label_device = storage[0]
+        self.labels: Labels | None = None  # set_targets, once the normalisation is fitted
         caching = settings.caching
         cacheable = self._scope(caching.scope)
         descriptor = potential.descriptor
@@ -120,6 +126,11 @@ class Trainer:
         self.shuffle = np.random.default_rng(seed + 2)
         self.timer = PhaseTimer(settings.tracking.timing, device)
         self.optimizer = build_optimizer(potential, settings.optimizer)
+
+    def set_targets(self, references: dict | None) -> None:
+        """Normalised energy targets from the potential's fitted shift and scale (call after normalising)."""
+        shift, scale = float(self.potential.energy_shift), float(self.potential.energy_scale)
+        self.labels = Labels.of(self.columns, references, shift, scale, self.dtype, self.label_device)
 
     def _scope(self, scope: str) -> set[int]:
         parts = {"train": [self.train_idx], "val": [self.test_idx], "all": [self.train_idx, self.test_idx]}[scope]
@@ -172,24 +183,24 @@ class Trainer:
                 with self.timer.phase("featurize"):
                     features = self.potential.descriptor(graph._replace(positions=positions))
                 with self.timer.phase("forward"):
-                    energy = self.potential.energy_from_features(features, graph.species, graph.structure, graph.n_structures)
-                    forces = forces_from_energy(energy, positions, create_graph)
+                    energy = self.potential.normalized_energy(features, graph.species, graph.structure, graph.n_structures)
+                    forces = forces_from_energy(self.potential.energy_scale * energy, positions, create_graph)
             order += force_indices
             energies.append(energy)
         energy_order, block = self._energy_block(batch, built)
         if block is not None:
-            with self.timer.phase("forward"):
-                energies.append(self.potential.energy_from_features(*block))
+            with self.timer.phase("forward"), torch.set_grad_enabled(self.potential.training):
+                energies.append(self.potential.normalized_energy(*block))
             order += energy_order
         reference = built.reference_forces.to(self.device, self.dtype) if built.reference_forces is not None else None
         return BatchOutput(order, torch.cat(energies), force_indices, forces, reference)
 
     def _errors(self, out: BatchOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-atom energy errors ``(n,)`` eV/atom and force errors ``(n_force_atoms, 3)`` eV/Å."""
-        order = torch.tensor(out.order, device=self.labels.energies.device)
-        reference = self.labels.energies[order].to(self.device)
+        order = torch.tensor(out.order, device=self.labels.target.device)
+        target = self.labels.target[order].to(self.device)
         n_atoms = self.labels.n_atoms[order].to(self.device)
-        energy_error = (out.energies - reference) / n_atoms
+        energy_error = self.potential.energy_scale * (out.energies / n_atoms - target)
         if out.forces is None:
             return energy_error, None
         return energy_error, out.forces - out.reference_forces
@@ -269,10 +280,11 @@ class Trainer:
                 reference = np.split(out.reference_forces.detach().cpu().double().numpy(), split_at)
                 forces.update(zip(out.force_indices, zip(reference, predicted)))
         indices = np.asarray(indices, dtype=int)
+        normalised = np.array([energies[int(i)] for i in indices])
         return Predictions(
             indices=indices,
             energy_ref=self.columns.energy[indices],
-            energy_pred=np.array([energies[int(i)] for i in indices]),
+            energy_pred=self.labels.offset[indices] + float(self.potential.energy_scale) * normalised,
             n_atoms=self.columns.n_atoms[indices],
             force_ref=[forces[int(i)][0] if int(i) in forces else None for i in indices],
             force_pred=[forces[int(i)][1] if int(i) in forces else None for i in indices],
