@@ -142,7 +142,8 @@ class PrecisionConfig:
     dtype: str = param("auto", "auto (float32 on CPU, float64 on GPU) | float32 | float64", "precision")
     device: Optional[str] = param(None, "cpu | cuda | cuda:N; null = CUDA when present, else CPU", "device")
     memory_mode: str = param(
-        "gpu", "cpu: data on the host, moved per batch | gpu: on the device once | mixed: features on the device",
+        "gpu", "where energy targets and cached features live — cpu: host, moved per batch | gpu: the device, "
+        "moved once | mixed: features on the device, targets on the host (graphs are built on the host per batch)",
         "memory_mode",
     )
 

@@ -43,10 +43,11 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def storage_devices(memory_mode: str, device: torch.device) -> tuple[torch.device, torch.device]:
-    """Where ``(labels and cached graphs, cached features)`` live for ``precision.memory_mode``.
+    """Where ``(energy targets, cached features)`` live for ``precision.memory_mode``.
 
     ``cpu``: host, moved per batch; ``gpu``: the training device, moved once; ``mixed``:
-    features on the device, raw structures on the host.
+    features on the device, targets on the host. Graphs are built on the host (in DataLoader
+    workers) and moved per batch in every mode.
     """
     host = torch.device("cpu")
     return {"cpu": (host, host), "gpu": (device, device), "mixed": (host, device)}[memory_mode]
