@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -18,7 +19,7 @@ def runs_of(uri: str, experiment: str = "aenet_exp"):
     return client, ([] if found is None else client.search_runs([found.experiment_id]))
 
 
-def test_train_records_a_complete_run(tmp_path):
+def test_train_records_a_complete_run(tmp_path, monkeypatch):
     uri = store(tmp_path)
     result = run_cli(
         "train", *FAST, f"tracking.uri={uri}", "force=subsampled", "force.fraction=0.5", "iterations=3",
@@ -43,6 +44,14 @@ def test_train_records_a_complete_run(tmp_path):
     assert "force=subsampled" in run.data.tags["aenet_exp.overrides"]
     assert len(run.data.tags.get("mlflow.source.git.commit", "")) >= 40
     assert "per_epoch_s" in result.stdout  # the timing summary
+
+    from aenet_exp.calculator import Calculator
+    from aenet_exp.data import read_structures
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    calc = Calculator.load(f"runs:/{run.info.run_id}")
+    energies, _ = calc.predict(read_structures(FAST[0].split("=", 1)[1])[:2])
+    assert np.isfinite(energies).all()
 
 
 def test_sweep_records_children_under_one_parent(tmp_path):

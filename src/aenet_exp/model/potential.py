@@ -44,6 +44,11 @@ class Potential(nn.Module):
         self.register_buffer("atomic_energies", torch.zeros(n_species))
         self.to(descriptor.dtype)
 
+    def astype(self, dtype: torch.dtype) -> "Potential":
+        """This potential with descriptor, weights and buffers in ``dtype`` (in place)."""
+        self.descriptor.dtype = dtype
+        return self.to(dtype)
+
     @property
     def species(self) -> list[str]:
         return self.descriptor.species
@@ -86,9 +91,13 @@ class Potential(nn.Module):
         self, features: torch.Tensor, species: torch.Tensor, structure: torch.Tensor, n_structures: int
     ) -> torch.Tensor:
         """Total energies ``(n_structures,)`` in eV from raw features ``(n_atoms, n_features)``."""
-        atomic = self.energy_scale * self.atomic_outputs(features, species) + self.energy_shift
-        atomic = atomic + self.atomic_energies[species]
+        atomic = self.atom_energies(features, species)
         return atomic.new_zeros(n_structures).index_add_(0, structure, atomic)
+
+    def atom_energies(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Per-atom energies ``(n_atoms,)`` in eV: ``scale · net(f̂) + shift + E_atomic``."""
+        atomic = self.energy_scale * self.atomic_outputs(features, species) + self.energy_shift
+        return atomic + self.atomic_energies[species]
 
     def forward(self, graph: AtomGraph) -> torch.Tensor:
         """Total energies ``(n_structures,)`` in eV of a batch graph."""
