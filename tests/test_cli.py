@@ -193,3 +193,15 @@ def test_sweep_with_a_bad_value_records_nothing(tmp_path):
     assert result.returncode == 2 and "aenet_exp: error: force.weight: " in result.stderr
     client, runs = runs_of(uri)
     assert runs == []  # the sweep's parent is deleted
+
+
+def test_resume_continues_the_same_mlflow_run(tmp_path):
+    uri = store(tmp_path)
+    first = run_cli("train", *FAST, f"tracking.uri={uri}", "iterations=2", "hydra.run.dir=run", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    again = run_cli("train", f"resume={tmp_path / 'run'}", "iterations=4", cwd=tmp_path)  # the store of the run
+    assert again.returncode == 0, again.stderr
+    client, runs = runs_of(uri)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train/loss")]
+    assert steps == [1, 2, 3, 4]

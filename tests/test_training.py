@@ -536,3 +536,44 @@ def test_force_weight_without_forces_is_refused(fast_config, tmp_path, data_dir)
     iso = data_dir / "ethanol" / "isolated_atoms.xyz"
     with pytest.raises(ConfigError, match="^force.weight: .*no training structure has forces"):
         run(fast_config(f"data.path={no_forces}", f"normalization.E_atomic={iso}", "force=full"), tmp_path)
+
+
+@pytest.mark.parametrize("setup", [["force=subsampled", "force.fraction=0.5"], ["caching=energy"]])
+def test_resume_equals_an_uninterrupted_run(fast_config, tmp_path, setup):
+    base = [*setup, "precision=float64", "checkpoint.every=1"]
+    _, whole = train(fast_config(*base, "iterations=4"), tmp_path / "whole")
+    _, first = train(fast_config(*base, "iterations=2"), tmp_path / "part")
+    assert (tmp_path / "part" / "checkpoint.pt").is_file()
+    metrics, rest = train(fast_config(f"resume={tmp_path / 'part'}", "iterations=4"), tmp_path / "ignored")
+    assert len(rest.epochs) == 2 and not (tmp_path / "ignored").exists()
+    for expected, got in zip(whole.epochs[2:], rest.epochs):
+        for key in (k for k in expected if not k.startswith("time/")):
+            assert got[key] == pytest.approx(expected[key], rel=1e-10), key
+    assert metrics["final/test/energy_rmse"] == pytest.approx(whole.result.metrics["final/test/energy_rmse"], rel=1e-10)
+    assert len(rest.result.history["train/loss"]) == 4
+
+
+def test_checkpoint_refuses_code_and_resume_names_missing_checkpoint(fast_config, tmp_path):
+    from aenet_exp.config.validation import validate
+    from aenet_exp.training.checkpoint import load_checkpoint
+
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"format": "aenet_exp-checkpoint", "x": Exploit()}, tmp_path / "checkpoint.pt")
+    with pytest.raises(Exception, match="Weights only load failed"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(ConfigError, match="^resume: no checkpoint.pt"):
+        validate(fast_config(f"resume={tmp_path / 'nothing'}"))
+
+
+def test_init_from_starts_from_trained_weights(fast_config, tmp_path):
+    run(fast_config("iterations=3", "precision=float64"), tmp_path / "a")
+    trained = Potential.load(tmp_path / "a" / MODEL_FILE)
+    metrics, rec = train(fast_config(f"init_from={tmp_path / 'a'}", "iterations=1", "precision=float64",
+                                     "optimizer.mu=1e-30"), tmp_path / "b")
+    tuned = Potential.load(tmp_path / "b" / MODEL_FILE)
+    assert float(tuned.energy_shift) == float(trained.energy_shift)
+    for name, value in trained.state_dict().items():
+        torch.testing.assert_close(tuned.state_dict()[name], value, rtol=1e-12, atol=1e-20)

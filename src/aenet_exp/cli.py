@@ -40,12 +40,18 @@ def observers_for(cfg: DictConfig) -> list:
     """The MLflow observer of this job (none when ``tracking.enabled`` is false)."""
     if not cfg.tracking.enabled:
         return []
-    from aenet_exp.tracking.observer import MlflowObserver
+    from aenet_exp.tracking.observer import MlflowObserver, recorded_run_id
 
     hydra_cfg = HydraConfig.get()
     sweep_dir = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None
     tracking = OmegaConf.to_container(cfg.tracking, resolve=True)
-    return [MlflowObserver(tracking, list(hydra_cfg.overrides.task), sweep_dir)]
+    if cfg.resume:  # record where the run was recorded, whatever this command line says
+        from aenet_exp.training.checkpoint import load_checkpoint
+
+        tracking = OmegaConf.to_container(OmegaConf.create(load_checkpoint(cfg.resume)["config"]).tracking)
+    run_dir = cfg.resume or hydra_cfg.runtime.output_dir
+    resume_id = recorded_run_id(cfg.resume) if cfg.resume else None
+    return [MlflowObserver(tracking, list(hydra_cfg.overrides.task), sweep_dir, run_dir, resume_id)]
 
 
 @hydra.main(config_path="pkg://aenet_exp.conf", config_name="train", version_base="1.3")

@@ -173,9 +173,21 @@ class TrackingConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    every: int = param(10, "write checkpoint.pt every this many epochs (and at the end); 0: only at the end")
+
+
+@dataclass
 class TrainConfig:
     iterations: int = param(100, "training epochs", "iterations")
     seed: int = param(0, "seed of the split, initialisation, shuffling and force sampling")
+    resume: Optional[str] = param(
+        None, "a run directory: continue its training (same config, same MLflow run) up to `iterations` epochs"
+    )
+    init_from: Optional[str] = param(
+        None, "a run directory or model file: start from its weights and normalisation, with a fresh optimiser"
+    )
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     data: DataConfig = MISSING
     descriptor: DescriptorConfig = MISSING
     model: ModelConfig = MISSING

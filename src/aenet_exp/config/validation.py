@@ -43,6 +43,7 @@ def one_of(*choices: str) -> Rule:
 RANGE_RULES: list[tuple[str, Rule, str]] = [
     ("iterations", positive, "a positive number of epochs"),
     ("seed", non_negative, "a non-negative integer"),
+    ("checkpoint.every", non_negative, "a non-negative number of epochs"),
     ("data.testpercent", lambda x: 0 <= x <= 100, "a percentage in [0, 100]"),
     ("data.max_forces", lambda x: x is None or x > 0, "a positive force in eV/Å, or null"),
     ("data.in_memory_cache_size", non_negative, "a non-negative number of structures"),
@@ -164,6 +165,10 @@ def check_combinations(cfg: DictConfig) -> None:
         raise ConfigError("normalization.features", "is false, but feature_stats is given; drop it or set it true")
     if norm.feature_stats is not None and not Path(norm.feature_stats).is_file():
         raise ConfigError("normalization.feature_stats", f"file not found: {norm.feature_stats}")
+    if cfg.resume is not None and not (Path(cfg.resume) / "checkpoint.pt").is_file():
+        raise ConfigError("resume", f"no checkpoint.pt in {cfg.resume}; expected the output directory of a run")
+    if cfg.resume is not None and cfg.init_from is not None:
+        raise ConfigError("init_from", "cannot be combined with resume (a resumed run keeps its own weights)")
     if cfg.data.path is None or (isinstance(cfg.data.path, str) and not cfg.data.path.strip()):
         raise ConfigError("data.path", "expected a file, directory, glob or archive of structures")
 

@@ -91,6 +91,14 @@ class MlflowRun:
             raise
         return run
 
+    @classmethod
+    def attach(cls, uri: str, run_id: str) -> MlflowRun:
+        """Continue an existing run (a resumed training): it is marked RUNNING again."""
+        client = open_client(uri)
+        run = retry_locked(partial(client.get_run, run_id))
+        retry_locked(partial(client.update_run, run_id, status="RUNNING"))
+        return cls(client, run)
+
     @property
     def run_id(self) -> str:
         return self._info.run_id

@@ -12,6 +12,13 @@ from aenet_exp.tracking.plots import learning_curve_png, parity_png
 from aenet_exp.tracking.sweep import find_sweep_parent
 
 LEARNING_CURVE = "learning_curve.png"
+RUN_ID_FILE = "mlflow_run_id"
+
+
+def recorded_run_id(run_dir: str | Path) -> str | None:
+    """The MLflow run id a training in ``run_dir`` recorded to, if any."""
+    path = Path(run_dir) / RUN_ID_FILE
+    return path.read_text().strip() if path.is_file() else None
 PARITY = "parity.png"
 
 
@@ -22,16 +29,32 @@ class MlflowObserver:
         tracking: the ``tracking`` config (``uri``, ``experiment``, ``run_name``).
         overrides: the command-line overrides, recorded as a tag.
         sweep_dir: the Hydra sweep directory of a multirun job (its run becomes a child of the sweep's).
+        run_dir: the training's output directory, where the run id is kept for a later resume.
+        resume_run_id: continue this run (a resumed training) instead of creating one.
     """
 
-    def __init__(self, tracking: Mapping, overrides: Sequence[str] = (), sweep_dir: str | None = None):
+    def __init__(
+        self,
+        tracking: Mapping,
+        overrides: Sequence[str] = (),
+        sweep_dir: str | None = None,
+        run_dir: str | Path | None = None,
+        resume_run_id: str | None = None,
+    ):
         self.tracking = tracking
         self.overrides = list(overrides)
         self.sweep_dir = sweep_dir
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.resume_run_id = resume_run_id
         self.run: MlflowRun | None = None
 
     def on_start(self, config: dict, facts: dict) -> None:
         t = self.tracking
+        if self.resume_run_id:
+            self.run = MlflowRun.attach(t["uri"], self.resume_run_id)
+            self.run.set_tags({"aenet_exp.resumed_with": " ".join(self.overrides)})
+            print(f"MLflow run {self.run.run_id} continued at {t['uri']}")
+            return
         parent = find_sweep_parent(t["uri"], t["experiment"], self.sweep_dir) if self.sweep_dir else None
         tags = {"aenet_exp.overrides": " ".join(self.overrides) or "(none)", "aenet_exp.role": "job"}
         commit = project_git_commit()
@@ -39,6 +62,9 @@ class MlflowObserver:
             tags["mlflow.source.git.commit"] = commit
         params = {**flatten_params(config), **{k: str(v) for k, v in facts.items()}}
         self.run = MlflowRun.start(t["uri"], t["experiment"], t["run_name"], params, tags, parent_run_id=parent)
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / RUN_ID_FILE).write_text(self.run.run_id + "\n")
         print(f"MLflow run {self.run.run_id} in experiment '{t['experiment']}' at {t['uri']}")
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:

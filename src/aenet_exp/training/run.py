@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from aenet_exp.config.validation import ConfigError
 from aenet_exp.descriptor import ChebyshevDescriptor
 from aenet_exp.model import Potential
+from aenet_exp.training.checkpoint import load_checkpoint, save_checkpoint
 from aenet_exp.training.dataset import PreparedData, prepare_data
 from aenet_exp.training.events import Observer, TrainingResult
 from aenet_exp.training.outputs import write_atomically, write_predictions
@@ -106,8 +107,15 @@ def progress_bar(enabled: bool, **kwargs):
 def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Observer] = ()) -> dict[str, float]:
     """Train a potential as ``cfg`` says; returns the final metrics.
 
+    With ``cfg.resume`` the run continues from the checkpoint in that directory, with the
+    configuration stored there (``iterations`` from ``cfg``), writing to that directory.
     User errors (ConfigError, DataError) are raised before any observer hears of the run.
     """
+    checkpoint = None
+    if cfg.resume:
+        output_dir = Path(cfg.resume)
+        checkpoint = load_checkpoint(output_dir)
+        cfg = resumed_config(checkpoint["config"], cfg.iterations)
     output_dir = Path(output_dir)
     device = resolve_device(cfg.precision.device)
     dtype = resolve_dtype(cfg.precision.dtype, device)
@@ -115,19 +123,21 @@ def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Observer] =
     if cfg.force.weight > 0 and not data.columns.has_forces[data.train].any():
         raise ConfigError("force.weight", f"is {cfg.force.weight}, but no training structure has forces")
     torch.manual_seed(cfg.seed)
-    potential = build_potential(cfg, data.species, dtype).to(device)
+    potential = initial_potential(cfg, data.species, dtype, checkpoint).to(device)
     storage = storage_devices(cfg.precision.memory_mode, device)
     trainer = Trainer(potential, data, cfg, device, storage)
-    fitted = normalize(trainer, data, cfg)
+    fitted = normalize(trainer, data, cfg) if checkpoint is None and not cfg.init_from else {}
     trainer.set_targets(data.atomic_energies if cfg.normalization.energy_target == "cohesive" else None)
     trainer.timer.take()  # the statistics pass is not an epoch
+    if checkpoint is not None:
+        trainer.load_state(checkpoint["trainer"])
     facts = {**data.facts(), **fitted, "precision.resolved_device": str(device), "precision.resolved_dtype": str(dtype).removeprefix("torch.")}
 
     config = OmegaConf.to_container(cfg, resolve=True)
     for observer in observers:
         observer.on_start(config, facts)
     try:
-        result = fit(trainer, cfg, output_dir, observers)
+        result = fit(trainer, cfg, output_dir, observers, checkpoint)
         finish(trainer, data, cfg, result)
         for observer in observers:
             observer.on_end(result)
@@ -138,15 +148,57 @@ def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Observer] =
     return result.metrics
 
 
-def fit(trainer: Trainer, cfg: DictConfig, output_dir: Path, observers: Sequence[Observer]) -> TrainingResult:
-    """Run ``cfg.iterations`` epochs, reporting each epoch's metrics."""
-    history: dict[str, list[float]] = {}
+def resumed_config(stored_yaml: str, iterations: int) -> DictConfig:
+    """The configuration a checkpoint was written with, to run up to ``iterations`` epochs."""
+    cfg = OmegaConf.create(stored_yaml)
+    cfg.iterations = iterations
+    cfg.resume = None
+    return cfg
+
+
+def initial_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtype, checkpoint: dict | None) -> Potential:
+    """A new potential, the checkpoint's (resume), or a trained one to fine-tune (``init_from``)."""
+    if checkpoint is not None:
+        potential = Potential.from_settings(checkpoint["settings"])
+        potential.load_state_dict(checkpoint["model"])
+        return potential
+    if cfg.init_from:
+        from aenet_exp.calculator import model_path
+
+        potential = Potential.load(model_path(cfg.init_from)).astype(dtype)
+        missing = sorted(set(species) - set(potential.species))
+        if missing:
+            raise ConfigError("init_from", f"the model has no network for species {missing} of the data")
+        return potential
+    return build_potential(cfg, species, dtype)
+
+
+def write_checkpoint(trainer: Trainer, cfg: DictConfig, output_dir: Path, epochs_done: int, history: dict) -> None:
+    save_checkpoint(
+        output_dir,
+        {
+            "epoch": epochs_done,
+            "config": OmegaConf.to_yaml(cfg, resolve=True),
+            "settings": trainer.potential.settings(),
+            "model": trainer.potential.state_dict(),
+            "trainer": trainer.state(),
+            "history": history,
+        },
+    )
+
+
+def fit(
+    trainer: Trainer, cfg: DictConfig, output_dir: Path, observers: Sequence[Observer], checkpoint: dict | None = None
+) -> TrainingResult:
+    """Run epochs up to ``cfg.iterations`` (from the checkpoint's epoch when resuming), reporting each."""
+    history: dict[str, list[float]] = {k: list(v) for k, v in (checkpoint or {}).get("history", {}).items()}
+    first = checkpoint["epoch"] if checkpoint else 0
     totals: dict[str, float] = {}
     show = cfg.tracking
-    epochs = progress_bar(show.show_progress, total=cfg.iterations, desc="epochs", unit="epoch")
+    epochs = progress_bar(show.show_progress, total=cfg.iterations, initial=first, desc="epochs", unit="epoch")
     batches_per_epoch = -(-len(trainer.train_idx) // cfg.optimizer.batchsize)
-    metrics: dict[str, float] = {}
-    for epoch in range(cfg.iterations):
+    metrics: dict[str, float] = {k: v[-1] for k, v in history.items()}
+    for epoch in range(first, cfg.iterations):
         start = time.perf_counter()
         batch_bar = progress_bar(show.show_batch_progress, total=batches_per_epoch, desc=f"epoch {epoch + 1}", leave=False)
         metrics = trainer.train_epoch(epoch, batch_bar)
@@ -169,6 +221,9 @@ def fit(trainer: Trainer, cfg: DictConfig, output_dir: Path, observers: Sequence
                 totals[phase] = totals.get(phase, 0.0) + seconds
         for key, value in metrics.items():
             history.setdefault(key, []).append(value)
+        every = cfg.checkpoint.every
+        if (every and (epoch + 1) % every == 0) or epoch + 1 == cfg.iterations:
+            write_checkpoint(trainer, cfg, output_dir, epoch + 1, history)
         for observer in observers:
             observer.on_epoch_end(epoch, metrics)
         if epochs is not None:

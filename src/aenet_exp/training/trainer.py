@@ -132,6 +132,31 @@ class Trainer:
         shift, scale = float(self.potential.energy_shift), float(self.potential.energy_scale)
         self.labels = Labels.of(self.columns, references, shift, scale, self.dtype, self.label_device)
 
+    def state(self) -> dict:
+        """Optimiser, random generators, force subset and split: what a checkpoint needs to continue exactly."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "shuffle": self.shuffle.bit_generator.state,
+                "sampler": self.sampler.rng.bit_generator.state,
+            },
+            "sampler": {"selected": sorted(self.sampler.selected), "window": self.sampler.window},
+            "split": {"train": torch.from_numpy(self.train_idx), "test": torch.from_numpy(self.test_idx)},
+        }
+
+    def load_state(self, state: dict) -> None:
+        """Continue from :meth:`state`; the data must split exactly as it did."""
+        split = state["split"]
+        if not (np.array_equal(split["train"].numpy(), self.train_idx) and np.array_equal(split["test"].numpy(), self.test_idx)):
+            raise ValueError("the data no longer splits as it did when the checkpoint was written (changed files?)")
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.shuffle.bit_generator.state = state["rng"]["shuffle"]
+        self.sampler.rng.bit_generator.state = state["rng"]["sampler"]
+        self.sampler.selected = frozenset(state["sampler"]["selected"])
+        self.sampler.window = state["sampler"]["window"]
+
     def _scope(self, scope: str) -> set[int]:
         parts = {"train": [self.train_idx], "val": [self.test_idx], "all": [self.train_idx, self.test_idx]}[scope]
         return {int(i) for part in parts for i in part}
