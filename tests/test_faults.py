@@ -1,0 +1,71 @@
+"""Faults: a training or a database build killed with SIGKILL leaves no corrupt file at a final path,
+and a killed training resumes to the result of an uninterrupted one."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from aenet_exp.data.hdf5 import StructureDatabase
+from aenet_exp.model import Potential
+from aenet_exp.training import run
+from aenet_exp.training.checkpoint import load_checkpoint
+from conftest import FAST
+
+TRAINING = [*FAST, "tracking.enabled=false", "precision=float64", "force=full", "iterations=6", "checkpoint.every=1"]
+
+
+def start(args: list[str], cwd) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "aenet_exp", *args], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def kill_after(process: subprocess.Popen, condition, delay: float, timeout: float = 120) -> None:
+    """SIGKILL ``process`` ``delay`` seconds after ``condition()`` first holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None or condition(), "finished before the condition held"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(delay)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, fast_config, seed):
+    run_dir = tmp_path / "run"
+    process = start(["train", *TRAINING, f"hydra.run.dir={run_dir}"], tmp_path)
+    checkpoint = run_dir / "checkpoint.pt"
+    kill_after(process, checkpoint.exists, random.Random(seed).uniform(0.0, 1.5))
+
+    for name in os.listdir(run_dir):  # whatever stands at a final path is whole
+        if name == "checkpoint.pt":
+            load_checkpoint(run_dir)
+        elif name == "potential.pt":
+            Potential.load(run_dir / name)
+    resumed = run(fast_config(*TRAINING[len(FAST):], f"resume={run_dir}"), run_dir)
+    whole = run(fast_config(*TRAINING[len(FAST):]), tmp_path / "whole")
+    for key in (k for k in whole if not k.startswith("time/")):
+        assert resumed[key] == pytest.approx(whole[key], rel=1e-10), key
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_killed_database_build_leaves_nothing_corrupt(tmp_path, seed):
+    from aenet_exp.config import sample_data_path
+
+    database = tmp_path / "big.h5"
+    sources = "[" + ",".join([sample_data_path("tio2-sample.tar.gz")] * 12) + "]"
+    process = start(["build-db", f"data.path={sources}", f"data.database={database}", "tracking.show_progress=false"],
+                    tmp_path)
+    started = lambda: any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # noqa: E731
+    kill_after(process, lambda: started() or database.exists(), random.Random(seed).uniform(0.0, 0.5))
+    if database.exists():  # finished before the kill: whole
+        assert len(StructureDatabase(database)) == 12 * 167
+    assert not any(p.suffix == ".h5" and p != database for p in tmp_path.iterdir())
