@@ -304,6 +304,7 @@ def benchmark(args: argparse.Namespace, tarball: Path) -> int:
             print(f"row {number}: {ROWS[number - 1].label} ...", file=sys.stderr, flush=True)
             results.append(run_row(number, row_overrides(ROWS[number - 1], data_path, database, args.epochs)))
     print(data_description(results, args.epochs))
+    print(f"Common overrides: {' '.join(PUBLISHED)}")
     print()
     print(table(results))
     for result in results:

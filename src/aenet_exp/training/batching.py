@@ -153,9 +153,18 @@ def single(items: list[BuiltBatch]) -> BuiltBatch:
     return items[0]
 
 
+def single_threaded_worker(worker_id: int) -> None:
+    """Workers build graphs with one torch thread each, leaving the cores to the main process."""
+    torch.set_num_threads(1)
+
+
 def make_loader(dataset: GraphDataset, requests: BatchRequests, num_workers: int, prefetch_factor: int, persistent: bool):
     """A DataLoader over planned batch requests with ``dataloader.*`` settings."""
-    workers = dict(prefetch_factor=prefetch_factor, persistent_workers=persistent) if num_workers > 0 else {}
+    workers = (
+        dict(prefetch_factor=prefetch_factor, persistent_workers=persistent, worker_init_fn=single_threaded_worker)
+        if num_workers > 0
+        else {}
+    )
     return DataLoader(dataset, batch_sampler=requests, collate_fn=single, num_workers=num_workers, **workers)
 
 
