@@ -205,3 +205,22 @@ def test_resume_continues_the_same_mlflow_run(tmp_path):
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train/loss")]
     assert steps == [1, 2, 3, 4]
+
+
+def test_eight_parallel_jobs_share_one_store(tmp_path):
+    """8 sweep jobs, 4 at a time in separate processes (joblib), all recorded whole in one SQLite store."""
+    uri = store(tmp_path)
+    result = run_cli(
+        "train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "seed=1,2,3,4,5,6,7,8", *FAST,
+        f"tracking.uri={uri}", "iterations=2", cwd=tmp_path, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    client, runs = runs_of(uri)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert len(children) == 8 and len(runs) == 9
+    assert sorted(int(r.data.params["seed"]) for r in children) == list(range(1, 9))
+    for child in children:
+        assert child.info.status == "FINISHED"
+        history = client.get_metric_history(child.info.run_id, "train/loss")
+        assert [m.step for m in history] == [1, 2]
+        assert child.data.params["dataset.structures"] == "16"
