@@ -153,16 +153,24 @@ def test_progress_bars_on_a_terminal_only(tmp_path):
 
 
 def test_diverging_training_stops_with_a_message_and_a_failed_run(tmp_path):
+    from aenet_exp.training.checkpoint import load_checkpoint
+
     uri = store(tmp_path)
+    # linear networks and a large SGD step blow up after a few epochs (float32)
     result = run_cli(
-        "train", *FAST, f"tracking.uri={uri}", "optimizer=sgd", "optimizer.lr=1e30", "iterations=5", cwd=tmp_path
+        "train", *FAST, f"tracking.uri={uri}", "optimizer=sgd", "optimizer.lr=5", "model.activations=[linear]",
+        "iterations=6", "checkpoint.every=1", "hydra.run.dir=run", cwd=tmp_path,
     )
     assert result.returncode == 2
-    assert "aenet_exp: error: training diverged at epoch" in result.stderr
+    import re
+
+    diverged = re.search(r"aenet_exp: error: training diverged at epoch (\d+): the loss is", result.stderr)
+    assert diverged and int(diverged.group(1)) > 1, result.stderr
     assert "Traceback" not in result.stderr
     _, runs = runs_of(uri)
     assert len(runs) == 1 and runs[0].info.status == "FAILED"
     assert "diverged" in runs[0].data.tags["aenet_exp.failure_reason"]
+    assert load_checkpoint(tmp_path / "run")["epoch"] == int(diverged.group(1)) - 1  # the last good one is kept
 
 
 def test_build_db_then_train_from_it(tmp_path):
@@ -224,3 +232,14 @@ def test_eight_parallel_jobs_share_one_store(tmp_path):
         history = client.get_metric_history(child.info.run_id, "train/loss")
         assert [m.step for m in history] == [1, 2]
         assert child.data.params["dataset.structures"] == "16"
+
+
+def test_unusable_store_or_output_dir_fails_before_training(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = run_cli("train", *FAST, f"tracking.uri=sqlite:///{blocker}/mlflow.db", "hydra.run.dir=run", cwd=tmp_path)
+    assert result.returncode == 2 and "aenet_exp: error: tracking.uri: cannot record to" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "potential.pt").exists()
+    result = run_cli("train", *FAST, "tracking.enabled=false", f"resume={blocker}", cwd=tmp_path)
+    assert result.returncode == 2 and "aenet_exp: error: resume: " in result.stderr

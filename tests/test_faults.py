@@ -69,3 +69,20 @@ def test_killed_database_build_leaves_nothing_corrupt(tmp_path, seed):
     if database.exists():  # finished before the kill: whole
         assert len(StructureDatabase(database)) == 12 * 167
     assert not any(p.suffix == ".h5" and p != database for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_killed_cache_write_leaves_only_whole_entries(tmp_path, fast_config, seed):
+    import numpy as np
+
+    cache = tmp_path / "cache"
+    args = [*TRAINING, "caching=force", f"caching.persist_dir={cache}", "iterations=2"]
+    process = start(["train", *args, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    kill_after(process, lambda: cache.exists() and any(cache.rglob("*.npz")), random.Random(seed).uniform(0.0, 0.3))
+    for entry in cache.rglob("*.npz"):  # every entry at a final path is whole
+        with np.load(entry, allow_pickle=False) as stored:
+            assert stored.files
+    again = run(fast_config(*args[len(FAST):]), tmp_path / "again")
+    plain = run(fast_config(*TRAINING[len(FAST):], "iterations=2"), tmp_path / "plain")
+    for key in (k for k in plain if not k.startswith("time/")):
+        assert again[key] == pytest.approx(plain[key], rel=1e-10), key

@@ -577,3 +577,10 @@ def test_init_from_starts_from_trained_weights(fast_config, tmp_path):
     assert float(tuned.energy_shift) == float(trained.energy_shift)
     for name, value in trained.state_dict().items():
         torch.testing.assert_close(tuned.state_dict()[name], value, rtol=1e-12, atol=1e-20)
+
+
+def test_output_directory_that_cannot_be_written_fails_first(fast_config, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="^hydra.run.dir: cannot write"):
+        run(fast_config(), blocker / "out")

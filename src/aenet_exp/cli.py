@@ -59,11 +59,13 @@ def train(cfg: DictConfig) -> float | None:
     """Hydra task: validate, train, print the final errors; returns test energy RMSE for sweepers."""
     from aenet_exp import training
 
+    from aenet_exp.tracking.observer import TrackingUnavailable
+
     try:
         validate(cfg)
         metrics = training.run(cfg, HydraConfig.get().runtime.output_dir, observers_for(cfg))
-    except (ConfigError, DataError, training.TrainingDiverged) as error:
-        fail(str(error))
+    except (ConfigError, DataError, training.TrainingDiverged, TrackingUnavailable) as error:
+        fail(str(error).splitlines()[0])
     summary = ", ".join(f"{k} = {v:.5g}" for k, v in metrics.items() if k.startswith("final/"))
     print(f"done: {summary}")
     return metrics.get("final/test/energy_rmse", metrics.get("final/train/energy_rmse"))

@@ -22,6 +22,10 @@ def recorded_run_id(run_dir: str | Path) -> str | None:
 PARITY = "parity.png"
 
 
+class TrackingUnavailable(RuntimeError):
+    """The MLflow store cannot be opened or written; raised before training starts."""
+
+
 class MlflowObserver:
     """Records one training run in MLflow.
 
@@ -61,7 +65,10 @@ class MlflowObserver:
         if commit:
             tags["mlflow.source.git.commit"] = commit
         params = {**flatten_params(config), **{k: str(v) for k, v in facts.items()}}
-        self.run = MlflowRun.start(t["uri"], t["experiment"], t["run_name"], params, tags, parent_run_id=parent)
+        try:
+            self.run = MlflowRun.start(t["uri"], t["experiment"], t["run_name"], params, tags, parent_run_id=parent)
+        except Exception as error:  # MLflow and SQLAlchemy raise many types for an unusable store
+            raise TrackingUnavailable(f"tracking.uri: cannot record to {t['uri']}: {error}") from error
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / RUN_ID_FILE).write_text(self.run.run_id + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,6 +118,7 @@ def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Observer] =
         checkpoint = load_checkpoint(output_dir)
         cfg = resumed_config(checkpoint["config"], cfg.iterations)
     output_dir = Path(output_dir)
+    ensure_writable(output_dir)
     device = resolve_device(cfg.precision.device)
     dtype = resolve_dtype(cfg.precision.dtype, device)
     data = prepare_data(cfg)
@@ -146,6 +148,16 @@ def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Observer] =
             observer.on_failure(error)
         raise
     return result.metrics
+
+
+def ensure_writable(directory: Path) -> None:
+    """Fail before training when the output directory cannot be written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise ConfigError("hydra.run.dir", f"cannot write the output directory {directory}: {error.strerror}") from None
 
 
 def resumed_config(stored_yaml: str, iterations: int) -> DictConfig:
