@@ -1,4 +1,4 @@
-"""Shared fixtures: the small data files copied into tests/data (no network, no ../shared)."""
+"""Fixtures: the small data files copied into tests/data; the tests need no network and no data outside the repository."""
 
 from __future__ import annotations
 

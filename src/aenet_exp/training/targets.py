@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from aenet_exp.config.validation import ConfigError
-from aenet_exp.data import DataError, Structure, read_structures
+from aenet_exp.data import DataError, read_structures
 
 
 def isolated_atom_energies(path: str | Path) -> dict[str, float]:
@@ -67,13 +67,6 @@ def energy_normalization(
     if scaling is None:
         scaling = max(abs(high - shift), abs(low - shift))
     return shift, (float(scaling) if scaling > 0 else 1.0)
-
-
-def feature_statistics(features: np.ndarray | Any) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation ``(n_features,)`` over training atoms; a constant feature gets std 1."""
-    mean = features.mean(0)
-    std = features.std(0)
-    return mean, np.where(std > 1e-12, std, 1.0)
 
 
 def load_feature_stats(path: str | Path, n_features: int) -> tuple[np.ndarray, np.ndarray]:
