@@ -10,6 +10,10 @@ Trains on ``shared/data/tio2-1000/dir_xsf.tar.gz`` with the published aenet-PyTo
  4. forces α = 0.1, fraction 0.3              10. row 4 in float64 (the others: float32)
  5. forces α = 0.1, fraction 0.1              11. row 4 reading an HDF5 database (built first,
  6. row 4 + ``caching.neighbors``                 its build throughput reported apart)
+12. row 3 + ``caching.triplets`` (forces by autograd through the descriptor, graphs kept)
+13. row 3 + ``caching.derivatives`` (forces through the cached feature Jacobian)
+14. the published force setup: α = 0.1, a fixed 25 % of structures with forces, ``caching=force``
+    + ``caching.derivatives``
 
 Each row trains in a fresh subprocess of this script (``--one``), so the peak RSS
 (``ru_maxrss`` of that process; DataLoader workers not included) belongs to that configuration
@@ -67,6 +71,7 @@ class Row(NamedTuple):
 
 
 ENERGY = ("force=off", "caching=none")
+PUBLISHED_FORCES = ("force=subsampled", "force.fraction=0.25", "force.sampling=fixed", "caching=force", "caching.derivatives=true")
 FORCE_03 = ("force=subsampled", "caching=none")
 F32 = ("precision=float32",)
 ROWS = (
@@ -81,6 +86,9 @@ ROWS = (
     Row("row 4 + dataloader.num_workers=2", FORCE_03 + ("dataloader.num_workers=2",) + F32),
     Row("row 4, float64", FORCE_03 + ("precision=float64",)),
     Row("row 4, HDF5 database", FORCE_03 + F32, database=True),
+    Row("row 3 + caching.triplets", ("force=full", "caching=none", "caching.triplets=true") + F32),
+    Row("row 3 + caching.derivatives", ("force=full", "caching=none", "caching.derivatives=true") + F32),
+    Row("published forces (25 % fixed), caching=force + derivatives", PUBLISHED_FORCES + F32),
 )
 
 

@@ -8,7 +8,8 @@ import torch
 
 from aenet_exp.data import Structure, read_structures
 from aenet_exp.descriptor import ChebyshevDescriptor, collate_graphs
-from aenet_exp.model import ACTIVATIONS, Potential, SpeciesNetworks, energy_and_forces
+from aenet_exp.descriptor.derivatives import feature_jacobian
+from aenet_exp.model import ACTIVATIONS, Potential, SpeciesNetworks, energy_and_forces, forces_from_jacobian
 
 
 def make_potential(species, seed=0, **descriptor_settings) -> Potential:
@@ -51,6 +52,44 @@ def test_forces_match_finite_differences(data_dir, relative_path, species):
     relative_error = np.abs(forces.detach().numpy() - reference).max() / np.abs(reference).max()
     assert relative_error <= 1e-6
     assert energy.shape == (1,)
+
+
+CASES = pytest.mark.parametrize(
+    "relative_path, species",
+    [("tio2/structure0407.xsf", ["Ti", "O"]), ("ethanol/ethanol5.xyz", ["C", "H", "O"])],
+    ids=["tio2-periodic", "ethanol-molecule"],
+)
+
+
+@CASES
+def test_feature_jacobian_equals_autograd(data_dir, relative_path, species):
+    structure = read_structures(data_dir / relative_path)[0]
+    descriptor = make_potential(species).descriptor
+    graph = descriptor.graph(structure).to(dtype=torch.float64)
+    jacobian = feature_jacobian(descriptor, graph)
+    dense = torch.autograd.functional.jacobian(lambda x: descriptor(graph._replace(positions=x)), graph.positions)
+    sparse = torch.zeros_like(dense)  # (n_atoms, n_features, n_atoms, 3)
+    sparse[jacobian.center, :, jacobian.atom, :] = jacobian.blocks
+    assert torch.allclose(sparse, dense, rtol=0, atol=1e-12 * float(dense.abs().max()))
+    assert len(jacobian.center) == len(set(zip(jacobian.center.tolist(), jacobian.atom.tolist())))  # images merged
+
+
+@CASES
+@pytest.mark.parametrize("training", [False, True])
+def test_forces_through_cached_jacobian_equal_autograd(data_dir, relative_path, species, training):
+    structures = read_structures(data_dir / relative_path)[:1] * 2
+    potential = make_potential(species).train(training)
+    graph = collate_graphs([potential.descriptor.graph(s) for s in structures]).to(dtype=torch.float64)
+    energy, reference = energy_and_forces(potential, graph)
+    features = potential.descriptor(graph).detach().requires_grad_(True)
+    energy_cached = potential.energy_from_features(features, graph.species, graph.structure, graph.n_structures)
+    forces = forces_from_jacobian(energy_cached, features, feature_jacobian(potential.descriptor, graph), training)
+    assert torch.allclose(energy_cached, energy, rtol=1e-14)
+    assert torch.allclose(forces, reference, rtol=0, atol=1e-12 * float(reference.detach().abs().max()))
+    if training:  # a force loss reaches every species' first-layer weights
+        forces.square().sum().backward()
+        first_layers = [p for name, p in potential.networks.named_parameters() if name.endswith(".0.weight")]
+        assert len(first_layers) == len(species) and all(p.grad.abs().sum() > 0 for p in first_layers)
 
 
 def test_training_mode_keeps_force_graph_for_a_force_loss(data_dir):

@@ -127,6 +127,10 @@ class CachingConfig:
         None, "directory where neighbour, triplet and feature caches are stored and reused by later runs",
         "cache_persist_dir",
     )
+    derivatives: bool = param(
+        False, "force training: keep features and their sparse Jacobian w.r.t. positions of each force structure, "
+        "forces as a sparse product with dE/dfeatures instead of re-running the descriptor under autograd",
+    )
     scope: str = param("all", "which split is cached: train | val | all", "cache_scope")
 
 

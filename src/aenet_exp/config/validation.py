@@ -153,6 +153,10 @@ def check_combinations(cfg: DictConfig) -> None:
             "use caching.features_for_force, or force=off",
         )
     caching = cfg.caching
+    if caching.derivatives and cfg.force.weight <= 0:
+        raise ConfigError(
+            "caching.derivatives", "caches what force training needs, but force.weight is 0; train forces or drop it"
+        )
     if caching.persist_dir and not (caching.features or caching.features_for_force or caching.neighbors or caching.triplets):
         raise ConfigError(
             "caching.persist_dir",

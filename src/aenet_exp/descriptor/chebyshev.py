@@ -118,15 +118,25 @@ class ChebyshevDescriptor(nn.Module):
             )
         return self(graph)
 
-    def forward(self, graph: AtomGraph) -> torch.Tensor:
-        """Features ``(n_atoms, n_features)`` of a batch graph."""
-        pairs, triplets = graph.pairs, graph.triplets
-        positions = graph.positions
+    @staticmethod
+    def pair_geometry(graph: AtomGraph) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distances ``(n_pairs,)`` Å and unit vectors ``(n_pairs, 3)`` from the live positions and cells."""
+        pairs, positions = graph.pairs, graph.positions
         pair_cells = graph.cells[graph.structure[pairs.center]]
         offsets = torch.bmm(pairs.shift.to(positions.dtype).unsqueeze(1), pair_cells).squeeze(1)
         vectors = positions[pairs.neighbor] - positions[pairs.center] + offsets
         distances = torch.linalg.vector_norm(vectors, dim=-1)
-        units = vectors / distances.unsqueeze(-1)
+        return distances, vectors / distances.unsqueeze(-1)
+
+    def neighbor_spins(self, graph: AtomGraph) -> torch.Tensor:
+        """Typespin weight ``s_j`` ``(n_pairs,)`` of each pair's neighbour."""
+        return self.typespin.to(graph.positions.dtype)[graph.species[graph.pairs.neighbor]]
+
+    def forward(self, graph: AtomGraph) -> torch.Tensor:
+        """Features ``(n_atoms, n_features)`` of a batch graph."""
+        pairs, triplets = graph.pairs, graph.triplets
+        positions = graph.positions
+        distances, units = self.pair_geometry(graph)
         angular_cutoff = self.angular.cutoff_fn(distances)  # once per pair, gathered per triplet
 
         radial = self.radial(distances)  # (n_pairs, R+1)
@@ -134,7 +144,7 @@ class ChebyshevDescriptor(nn.Module):
         angular = self.angular(cos_angle, angular_cutoff[triplets.pair_a] * angular_cutoff[triplets.pair_b])
         blocks = [self._scatter(radial, pairs.center, graph), self._scatter(angular, triplets.center, graph)]
         if self.multi_species:
-            spin = self.typespin.to(positions.dtype)[graph.species[pairs.neighbor]]  # (n_pairs,) s_j
+            spin = self.neighbor_spins(graph)  # (n_pairs,) s_j
             weight = spin[triplets.pair_a] * spin[triplets.pair_b]  # (n_triplets,) s_j s_k
             blocks += [
                 self._scatter(radial * spin.unsqueeze(-1), pairs.center, graph),

@@ -1,10 +1,11 @@
-"""The single force path: forces as −dE/dr by autograd."""
+"""Forces as −dE/dr: by autograd through the descriptor, or through a cached feature Jacobian."""
 
 from __future__ import annotations
 
 import torch
 
 from aenet_exp.descriptor import AtomGraph
+from aenet_exp.descriptor.derivatives import FeatureJacobian
 from aenet_exp.model.potential import Potential
 
 
@@ -29,3 +30,16 @@ def forces_from_energy(energy: torch.Tensor, positions: torch.Tensor, create_gra
         raise ValueError("forces need positions that require grad")
     (gradient,) = torch.autograd.grad(energy.sum(), positions, create_graph=create_graph)
     return -gradient
+
+
+def forces_from_jacobian(
+    energy: torch.Tensor, features: torch.Tensor, jacobian: FeatureJacobian, create_graph: bool
+) -> torch.Tensor:
+    """Forces ``(n_atoms, 3)`` eV/Å as ``−(∂E/∂f)·(∂f/∂x)`` with a precomputed sparse feature Jacobian.
+
+    Equal to :func:`forces_from_energy` for the same geometry; ``features`` must require grad.
+    """
+    if not features.requires_grad:
+        raise ValueError("forces need features that require grad")
+    (gradient,) = torch.autograd.grad(energy.sum(), features, create_graph=create_graph)
+    return jacobian.forces(gradient, features.shape[0])

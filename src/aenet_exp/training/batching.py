@@ -2,7 +2,8 @@
 
 The trainer plans every epoch's batches in the main process; a :class:`BatchRequests` sampler
 hands each planned batch to a worker as one request naming the structures that need a graph
-with forces and those that need one without. Structures whose features are cached need none.
+with forces and those that need one without. Structures whose features (energy only) or
+feature derivatives (forces) are cached need none.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class BatchRequest:
     """One planned batch: its number and the structures that need a graph built."""
 
     number: int
-    force_indices: tuple[int, ...]  # supervised on forces: graph with gradients
+    force_indices: tuple[int, ...]  # supervised on forces, derivatives not cached: graph with gradients
     energy_indices: tuple[int, ...]  # energy only, features not cached: graph without gradients
 
 
@@ -107,6 +108,10 @@ class GraphDataset(Dataset):
             self.disk.save(digest, arrays | {"distances": neighbors[1]})
         return neighbors, triplets
 
+    def fresh_graph(self, index: int) -> AtomGraph:
+        """The graph of structure ``index`` built anew, not kept in any cache."""
+        return self._build(index, self._search(index))
+
     def batch_graph(self, indices: Sequence[int]) -> AtomGraph | None:
         return collate_graphs([self.graph(i) for i in indices]) if indices else None
 
@@ -140,8 +145,9 @@ class BatchRequests(Sampler):
 
     def __iter__(self):
         for number, batch in enumerate(self.plan):
-            force = tuple(int(i) for i in batch if self.needs_forces(int(i)))
-            energy = tuple(int(i) for i in batch if not self.needs_forces(int(i)) and self.needs_graph(int(i)))
+            needing = [int(i) for i in batch if self.needs_graph(int(i))]
+            force = tuple(i for i in needing if self.needs_forces(i))
+            energy = tuple(i for i in needing if not self.needs_forces(i))
             yield [BatchRequest(number, force, energy)]
 
     def __len__(self) -> int:

@@ -1,4 +1,4 @@
-"""Raw descriptor features of structures, kept between batches (``caching.features*``)."""
+"""Raw descriptor features of structures, and their derivatives, kept between batches (``caching.*``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import NamedTuple
 import torch
 
 from aenet_exp.data import Structure
-from aenet_exp.descriptor import AtomGraph
+from aenet_exp.descriptor import AtomGraph, ChebyshevDescriptor
+from aenet_exp.descriptor.derivatives import FeatureJacobian, concat_jacobians, feature_jacobian
 from aenet_exp.descriptor.graph import species_indices
 from aenet_exp.training.batching import atoms_per_structure
 from aenet_exp.training.persist import DiskCache, structure_digest
@@ -97,3 +98,52 @@ class FeatureCache:
         return FeatureBlock(
             torch.cat([f for f, _ in rows]), torch.cat([s for _, s in rows]), structure.to(self.device), len(rows)
         )
+
+
+class DerivativeEntry(NamedTuple):
+    """What force training needs of one structure of fixed geometry (``caching.derivatives``)."""
+
+    features: torch.Tensor  # (n_atoms, n_features)
+    species: torch.Tensor  # (n_atoms,)
+    jacobian: FeatureJacobian  # ∂features/∂positions, sparse
+    reference_forces: torch.Tensor  # (n_atoms, 3) eV/Å
+
+
+class DerivativeCache:
+    """Features and their sparse Jacobian w.r.t. positions of the structures in ``cacheable``, on ``device``."""
+
+    def __init__(self, cacheable: set[int], device: torch.device, descriptor: ChebyshevDescriptor):
+        self.cacheable = cacheable
+        self.device = device
+        self.descriptor = descriptor
+        self.entries: dict[int, DerivativeEntry] = {}
+
+    def __contains__(self, index: int) -> bool:
+        return index in self.entries
+
+    def add(self, index: int, graph: AtomGraph, reference_forces: torch.Tensor) -> None:
+        """Compute and keep the entry of structure ``index`` from its (single-structure) ``graph``."""
+        with torch.no_grad():
+            features = self.descriptor(graph)
+        jacobian = feature_jacobian(self.descriptor, graph)
+        self.entries[index] = DerivativeEntry(
+            features.to(self.device), graph.species.to(self.device), jacobian.to(self.device),
+            reference_forces.to(self.device, features.dtype),
+        )
+
+    def batch(self, indices: Sequence[int]) -> tuple[FeatureBlock, FeatureJacobian, torch.Tensor]:
+        """Features, Jacobian and reference forces of ``indices`` (all added), atoms concatenated."""
+        entries = [self.entries[i] for i in indices]
+        counts = [len(e.species) for e in entries]
+        structure = torch.repeat_interleave(torch.arange(len(entries)), torch.tensor(counts)).to(self.device)
+        block = FeatureBlock(
+            torch.cat([e.features for e in entries]), torch.cat([e.species for e in entries]), structure, len(entries)
+        )
+        jacobian = concat_jacobians([e.jacobian for e in entries], counts)
+        return block, jacobian, torch.cat([e.reference_forces for e in entries])
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the cache, bytes."""
+        return sum(e.jacobian.nbytes + sum(t.element_size() * t.numel() for t in (e.features, e.species, e.reference_forces))
+                   for e in self.entries.values())

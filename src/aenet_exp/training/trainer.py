@@ -9,12 +9,12 @@ import numpy as np
 import torch
 
 from aenet_exp.descriptor import AtomGraph
-from aenet_exp.model import Potential, forces_from_energy
+from aenet_exp.model import Potential, forces_from_energy, forces_from_jacobian
 from aenet_exp.training.batching import BatchRequests, BuiltBatch, GraphDataset, make_loader, plan_batches
 from aenet_exp.training.columns import Columns
 from aenet_exp.training.dataset import PreparedData
 from aenet_exp.training.events import Predictions
-from aenet_exp.training.features import FeatureBlock, FeatureCache, concat_blocks
+from aenet_exp.training.features import DerivativeCache, FeatureBlock, FeatureCache, concat_blocks
 from aenet_exp.training.persist import DiskCache
 from aenet_exp.training.sampling import ForceSampler
 from aenet_exp.training.timing import PhaseTimer
@@ -108,6 +108,7 @@ class Trainer:
             feature_disk = DiskCache(caching.persist_dir, "features", depends_on)
         self.features = FeatureCache(cacheable, storage[1], structures, descriptor.species, feature_disk)
         self.feature_caching = caching.features or caching.features_for_force
+        self.derivatives = DerivativeCache(cacheable, storage[1], descriptor) if caching.derivatives else None
         self.dataset = GraphDataset(
             structures, descriptor, caching.neighbors, caching.triplets, cacheable, caching.persist_dir
         )
@@ -168,7 +169,7 @@ class Trainer:
         self.requests.set_plan(
             batches,
             needs_forces=lambda i: i in force_set,
-            needs_graph=lambda i: not (self.feature_caching and i in self.features),
+            needs_graph=lambda i: not self._served_from_cache(i, i in force_set),
         )
         iterator = iter(self.loader)
         for batch in batches:
@@ -176,7 +177,34 @@ class Trainer:
                 built: BuiltBatch = next(iterator)
             yield batch, built
 
-    def _energy_block(self, batch: np.ndarray, built: BuiltBatch) -> tuple[list[int], FeatureBlock | None]:
+    def _served_from_cache(self, index: int, with_forces: bool) -> bool:
+        """Whether structure ``index`` needs no graph: its derivatives (forces) or features (energy) are kept."""
+        if with_forces:
+            return self.derivatives is not None and index in self.derivatives.cacheable
+        return self.feature_caching and index in self.features
+
+    def _derivative_forces(self, indices: list[int], create_graph: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised energies, forces (eV/Å) and reference forces of ``indices`` through cached Jacobians."""
+        for index in indices:
+            if index not in self.derivatives:
+                with self.timer.phase("featurize"):
+                    graph = self.dataset.fresh_graph(index).to(self.device, self.dtype)
+                    self.derivatives.add(index, graph, torch.from_numpy(self.structures[index].forces))
+        with self.timer.phase("data"):
+            block, jacobian, reference = self.derivatives.batch(indices)
+        features = block.features.to(self.device, self.dtype).requires_grad_(True)
+        with torch.enable_grad(), self.timer.phase("forward"):
+            energy = self.potential.normalized_energy(
+                features, block.species.to(self.device), block.structure.to(self.device), block.n_structures
+            )
+            forces = forces_from_jacobian(
+                self.potential.energy_scale * energy, features, jacobian.to(self.device, self.dtype), create_graph
+            )
+        return energy, forces, reference.to(self.device, self.dtype)
+
+    def _energy_block(
+        self, batch: np.ndarray, built: BuiltBatch, force_set: frozenset[int]
+    ) -> tuple[list[int], FeatureBlock | None]:
         """Features of the batch's energy-only structures: computed (and cached) or taken from the cache."""
         blocks, order = [], []
         if built.energy_graph is not None:
@@ -189,7 +217,7 @@ class Trainer:
             blocks.append(FeatureBlock(features, graph.species, graph.structure, graph.n_structures))
             order += indices
         built_now = set(built.request.force_indices) | set(built.request.energy_indices)
-        cached = [i for i in map(int, batch) if i not in built_now]
+        cached = [i for i in map(int, batch) if i not in built_now and i not in force_set]
         if cached:
             block = self.features.block(cached)
             blocks.append(FeatureBlock(block.features.to(self.device, self.dtype), block.species.to(self.device),
@@ -197,28 +225,38 @@ class Trainer:
             order += cached
         return order, (concat_blocks(blocks) if blocks else None)
 
-    def _predict(self, batch: np.ndarray, built: BuiltBatch, create_graph: bool) -> BatchOutput:
-        """Energies of every structure of the batch, forces of those built with a force graph."""
-        order, energies, forces, force_indices = [], [], None, []
+    def _predict(self, batch: np.ndarray, built: BuiltBatch, force_set: frozenset[int], create_graph: bool) -> BatchOutput:
+        """Energies of every structure of the batch, forces of those in ``force_set``."""
+        order, energies, forces, references = [], [], [], []
         if built.force_graph is not None:
             graph: AtomGraph = built.force_graph.to(self.device, self.dtype)
-            force_indices = list(built.request.force_indices)
             positions = graph.positions.detach().requires_grad_(True)
             with torch.enable_grad():
                 with self.timer.phase("featurize"):
                     features = self.potential.descriptor(graph._replace(positions=positions))
                 with self.timer.phase("forward"):
                     energy = self.potential.normalized_energy(features, graph.species, graph.structure, graph.n_structures)
-                    forces = forces_from_energy(self.potential.energy_scale * energy, positions, create_graph)
-            order += force_indices
+                    forces.append(forces_from_energy(self.potential.energy_scale * energy, positions, create_graph))
+            order += built.request.force_indices
             energies.append(energy)
-        energy_order, block = self._energy_block(batch, built)
+            references.append(built.reference_forces.to(self.device, self.dtype))
+        from_cache = [int(i) for i in batch if int(i) in force_set and int(i) not in built.request.force_indices]
+        if from_cache:
+            energy, force, reference = self._derivative_forces(from_cache, create_graph)
+            order += from_cache
+            energies.append(energy)
+            forces.append(force)
+            references.append(reference)
+        force_indices = list(order)
+        energy_order, block = self._energy_block(batch, built, force_set)
         if block is not None:
             with self.timer.phase("forward"), torch.set_grad_enabled(self.potential.training):
                 energies.append(self.potential.normalized_energy(*block))
             order += energy_order
-        reference = built.reference_forces.to(self.device, self.dtype) if built.reference_forces is not None else None
-        return BatchOutput(order, torch.cat(energies), force_indices, forces, reference)
+        return BatchOutput(
+            order, torch.cat(energies), force_indices,
+            torch.cat(forces) if forces else None, torch.cat(references) if references else None,
+        )
 
     def _errors(self, out: BatchOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-atom energy errors ``(n,)`` eV/atom and force errors ``(n_force_atoms, 3)`` eV/Å."""
@@ -253,7 +291,7 @@ class Trainer:
         total = sq = None
         count = 0
         for batch, built in self._batches(plan_batches(self.train_idx, self.cfg.optimizer.batchsize, None), frozenset()):
-            _, block = self._energy_block(batch, built)
+            _, block = self._energy_block(batch, built, frozenset())
             f = block.features.double()
             total = f.sum(0) if total is None else total + f.sum(0)
             sq = f.square().sum(0) if sq is None else sq + f.square().sum(0)
@@ -274,7 +312,7 @@ class Trainer:
         batches = plan_batches(self.train_idx, self.cfg.optimizer.batchsize, self.shuffle)
         sums = ErrorSums()
         for batch, built in self._batches(batches, force_set):
-            out = self._predict(batch, built, create_graph=True)
+            out = self._predict(batch, built, force_set, create_graph=True)
             energy_error, force_error = self._errors(out)
             loss = self._loss(energy_error, force_error)
             with self.timer.phase("backward"):
@@ -288,6 +326,8 @@ class Trainer:
         metrics = {"train/loss": self._epoch_loss(sums), "train/energy_rmse": sums.energy_rmse()}
         if sums.force_rmse() is not None:
             metrics["train/force_rmse"] = sums.force_rmse()
+        if self.derivatives is not None:
+            metrics["memory/derivative_cache_mb"] = self.derivatives.nbytes / 2**20
         return metrics
 
     def predict(self, indices: np.ndarray, with_forces: bool) -> Predictions:
@@ -297,7 +337,7 @@ class Trainer:
         energies: dict[int, float] = {}
         forces: dict[int, np.ndarray] = {}
         for batch, built in self._batches(plan_batches(indices, self.cfg.optimizer.batchsize, None), force_set):
-            out = self._predict(batch, built, create_graph=False)
+            out = self._predict(batch, built, force_set, create_graph=False)
             energies.update(zip(out.order, out.energies.detach().cpu().double().tolist()))
             if out.forces is not None:
                 split_at = np.cumsum(self.columns.n_atoms[out.force_indices])[:-1]
