@@ -1,0 +1,77 @@
+"""``python -m aenet_exp export run=<run dir | model file | runs:/<run_id>[/path]> format=aenet [out=DIR] [rmin=Å]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+KEYS = {
+    "run": "a run directory, a model file or runs:/<run_id>[/path]",
+    "format": "the output format: aenet",
+    "out": "the output directory (default: <run dir>/aenet, beside the model file, or ./aenet-<run_id>)",
+    "rmin": "ænet's minimal interatomic distance in Å (default: the descriptor's min_cutoff, else 0.5)",
+}
+FORMATS = ("aenet",)
+USAGE = "usage: python -m aenet_exp export run=<...> format=aenet [out=<dir>] [rmin=<Å>]\n\n" + "\n".join(
+    f"  {key:<8}{meaning}" for key, meaning in KEYS.items()
+)
+
+
+class ExportError(ValueError):
+    """A bad argument or an unusable model, told to the user in one line."""
+
+
+def parse_arguments(args: Sequence[str]) -> dict[str, str]:
+    """``key=value`` arguments -> ``{key: value}`` (keys of :data:`KEYS`; ``run`` required)."""
+    options: dict[str, str] = {}
+    for arg in args:
+        key, equals, value = arg.partition("=")
+        if not equals or key not in KEYS:
+            raise ExportError(f"unexpected argument {arg!r}; expected key=value with keys {list(KEYS)}")
+        options[key] = value
+    if not options.get("run"):
+        raise ExportError(f"run: expected {KEYS['run']}, e.g. run=outputs/runs/<time>")
+    return options
+
+
+def first_line(error: Exception) -> str:
+    """The first line of ``error``'s message (its type when it has none)."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def default_out(location: str, model: Path) -> Path:
+    """``<run dir>/aenet``, ``aenet`` beside a model file, or ``./aenet-<run_id>`` for a ``runs:/`` URI."""
+    if location.startswith("runs:/"):
+        return Path("aenet-" + location.removeprefix("runs:/").strip("/").split("/")[0])
+    return (Path(location) if Path(location).is_dir() else model.parent) / "aenet"
+
+
+def export(args: Sequence[str]) -> list[Path]:
+    """Run ``export`` with command-line ``args``; returns the files written (ExportError on bad input)."""
+    from aenet_exp.calculator import model_path
+    from aenet_exp.export.aenet_ascii import write_aenet_ascii
+    from aenet_exp.model import Potential
+
+    options = parse_arguments(args)
+    if options.get("format", "aenet") not in FORMATS:
+        raise ExportError(f"format: expected one of {list(FORMATS)}, got {options['format']!r}")
+    try:
+        rmin = float(options["rmin"]) if "rmin" in options else None
+    except ValueError:
+        raise ExportError(f"rmin: expected a distance in Å, got {options['rmin']!r}") from None
+    location = options["run"]
+    try:
+        model = model_path(location)
+    except Exception as error:  # no model file there, or MLflow's error for a runs:/ URI
+        raise ExportError(f"run: {first_line(error)}") from None
+    try:
+        potential = Potential.load(model)
+    except Exception:  # torch's error for a file that is not a weights-only model
+        raise ExportError(f"run: {model}: expected a model file saved by aenet_exp; torch.load cannot read it") from None
+    out = Path(options["out"]) if options.get("out") else default_out(location, model)
+    try:
+        return write_aenet_ascii(potential, out, rmin)
+    except ValueError as error:
+        raise ExportError(f"cannot export {model} to ænet's format: {error}") from None
+    except OSError as error:
+        raise ExportError(f"out={out}: {error}") from None
