@@ -29,19 +29,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
+
+from benchlib import machine_description, run_child, train_one
 
 DEFAULT_SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DATASET = Path("data/tio2-1000/dir_xsf.tar.gz")
@@ -127,77 +124,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-# ---------------------------------------------------------------- one row, in its own process
-
-
-class Recorder:
-    """Observer keeping the dataset facts and every epoch's metrics."""
-
-    def __init__(self):
-        self.facts: dict = {}
-        self.epochs: list[dict[str, float]] = []
-
-    def on_start(self, config: dict, facts: dict) -> None:
-        self.facts = facts
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.epochs.append(dict(metrics))
-
-    def on_end(self, result) -> None:
-        pass
-
-    def on_failure(self, error: BaseException) -> None:
-        pass
-
-
-def compose_train(overrides: list[str]):
-    """The composed and validated ``train`` config, as the CLI builds it."""
-    from hydra import compose, initialize_config_module
-
-    import aenet_exp.config  # noqa: F401  registers the schema
-    from aenet_exp.config.validation import validate
-
-    with initialize_config_module("aenet_exp.conf", version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    validate(cfg)
-    return cfg
-
-
-def train_one(overrides: list[str]) -> dict:
-    """Train one configuration; its per-epoch metrics, final metrics, facts and peak RSS (MB).
-
-    Training's own prints go to stderr so that stdout carries only the JSON report.
-    """
-    from aenet_exp import training
-
-    cfg = compose_train(overrides)
-    recorder = Recorder()
-    with tempfile.TemporaryDirectory() as output_dir, contextlib.redirect_stdout(sys.stderr):
-        final = training.run(cfg, output_dir, [recorder])
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    facts = {k: v for k, v in recorder.facts.items() if k.startswith("dataset.")}
-    return {"epochs": recorder.epochs, "final": final, "facts": facts, "peak_rss_mb": peak_kb / 1024}
-
-
 # ---------------------------------------------------------------- the driver
-
-
-def machine_description() -> str:
-    """CPU model (``/proc/cpuinfo``), cores, torch version and threads, and the load average now."""
-    import torch
-
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"Machine: {model}, cores = {os.cpu_count()} (usable {usable}), torch {torch.__version__}, "
-        f"threads = {torch.get_num_threads()}, Python {platform.python_version()}, load average = {load}"
-    )
 
 
 def first_structures(tarball: Path, limit: int, folder: Path) -> Path:
@@ -226,12 +153,7 @@ def row_overrides(row: Row, data_path: Path, database: Path, epochs: int) -> lis
 
 def run_row(number: int, overrides: list[str]) -> Result:
     """Run one row in a fresh interpreter (``--one``); its JSON report, or its stderr when it fails."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--one", json.dumps(overrides)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        return Result(number, None, done.stderr.strip() or f"exit status {done.returncode}, no output")
-    return Result(number, json.loads(lines[-1]), None)
+    return Result(number, *run_child(__file__, ["--one", json.dumps(overrides)]))
 
 
 def summarize(report: dict) -> dict[str, float]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import pickle
 import re
+import weakref
 from pathlib import Path
 
 import h5py
@@ -131,6 +133,38 @@ def test_failing_build_leaves_no_file(tmp_path):
     with pytest.raises(DataError, match=re.escape(str(bad))):
         build_database([SMALL / "structure0001.xsf", bad, SMALL / "structure0002.xsf"], out / "db.h5")
     assert list(out.iterdir()) == []
+
+
+def test_write_database_streams_an_iterable(tmp_path, monkeypatch):
+    """A generator is written in one pass, with at most one block of its structures alive at a time."""
+    monkeypatch.setattr(hdf5, "_BLOCK_STRUCTURES", 3)
+    expected = read_structures(SMALL)
+    refs: list[weakref.ref] = []
+    most_alive = 0
+
+    def fresh_copies():
+        nonlocal most_alive
+        for s in expected:
+            copy = dataclasses.replace(s)  # a new object that only the writer can keep alive
+            refs.append(weakref.ref(copy))
+            most_alive = max(most_alive, sum(r() is not None for r in refs))
+            yield copy
+
+    path = tmp_path / "db.h5"
+    assert hdf5.write_database(fresh_copies(), path, compression="lzf") == 16
+    assert most_alive == 3
+    for got, want in zip(StructureDatabase(path), expected, strict=True):
+        assert_same(got, want)
+
+
+def test_write_database_failing_iterable_leaves_no_file(tmp_path):
+    def broken():
+        yield from read_structures(SMALL)[:5]
+        raise DataError("generator", "broken after 5 structures")
+
+    with pytest.raises(DataError, match="broken after 5"):
+        hdf5.write_database(broken(), tmp_path / "db.h5")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_rebuild_replaces_atomically(tmp_path, source):

@@ -1,6 +1,7 @@
 """An HDF5 structure database for data sets that do not fit in memory.
 
-:func:`build_database` streams structure files into one HDF5 file;
+:func:`build_database` streams structure files into one HDF5 file (:func:`write_database`
+any iterable of structures);
 :class:`StructureDatabase` reads it back one structure at a time. The file holds
 plain arrays only (no pickles, no object dtypes other than UTF-8 strings).
 
@@ -36,7 +37,7 @@ import os
 import secrets
 import sys
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import h5py
@@ -105,17 +106,51 @@ def build_database(
         ValueError: an invalid ``compression`` or ``compression_level``.
         DataError: a source matches no file, or a file is malformed.
     """
+    return write_database(_read_files(source, show_progress), path, compression, compression_level)
+
+
+def write_database(
+    structures: Iterable[Structure],
+    path: str | Path,
+    compression: str | None = "gzip",
+    compression_level: int | None = 4,
+) -> int:
+    """Write ``structures`` into an HDF5 database at ``path``, as they come.
+
+    ``structures`` is iterated once (a generator works), its structures appended in
+    blocks, so memory holds at most one block besides what the iterable holds. The
+    database is written to a temporary file beside ``path`` and moved into place at
+    the end: on any error, the iterable's included, the temporary file is removed and
+    ``path`` is left as it was.
+
+    Args:
+        structures: the structures, in database order.
+        path: the database file to create or replace.
+        compression: ``"gzip"``, ``"lzf"`` or ``None``.
+        compression_level: gzip level 0-9 (``None``: h5py's default); unused by other filters.
+
+    Returns:
+        The number of structures written.
+
+    Raises:
+        ValueError: an invalid ``compression`` or ``compression_level`` (before ``structures`` is touched).
+    """
     filters = _filters(compression, compression_level)
-    files = _resolve(source)
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
-        count = _write(files, temporary, filters, show_progress)
+        count = _write(structures, temporary, filters)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     return count
+
+
+def _read_files(source: Source, show_progress: bool) -> Iterator[Structure]:
+    """The structures of ``source``, read one file at a time when iterated."""
+    for file in _progress(_resolve(source), show_progress):
+        yield from read_structures(file)
 
 
 def _filters(compression: str | None, level: int | None) -> dict:
@@ -129,8 +164,8 @@ def _filters(compression: str | None, level: int | None) -> dict:
     return {"compression": compression, "compression_opts": level if compression == "gzip" else None, "shuffle": True}
 
 
-def _write(files: list[Path], path: Path, filters: dict, show_progress: bool) -> int:
-    """Write the structures of ``files`` to a new HDF5 file at ``path``; returns their count."""
+def _write(structures: Iterable[Structure], path: Path, filters: dict) -> int:
+    """Write ``structures`` to a new HDF5 file at ``path``; returns their count."""
     with h5py.File(path, "x") as h5:
         h5.attrs.update(
             format=FORMAT,
@@ -141,8 +176,8 @@ def _write(files: list[Path], path: Path, filters: dict, show_progress: bool) ->
             created_by=f"aenet_exp {__version__}",
         )
         writer = _Writer(h5, filters)
-        for file in _progress(files, show_progress):
-            writer.append(read_structures(file))
+        for structure in structures:
+            writer.append(structure)
         writer.flush()
         return writer.count
 
@@ -180,10 +215,10 @@ class _Writer:
         self._n_atoms = 0
         self.count = 0
 
-    def append(self, structures: list[Structure]) -> None:
-        """Queue one file's structures, writing a block when enough are pending."""
-        self._pending.extend(structures)
-        self._pending_atoms += sum(s.n_atoms for s in structures)
+    def append(self, structure: Structure) -> None:
+        """Queue one structure, writing a block when enough are pending."""
+        self._pending.append(structure)
+        self._pending_atoms += structure.n_atoms
         if self._pending_atoms >= _BLOCK_ATOMS or len(self._pending) >= _BLOCK_STRUCTURES:
             self.flush()
 
