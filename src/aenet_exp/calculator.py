@@ -16,6 +16,8 @@ from aenet_exp.descriptor import AtomGraph, collate_graphs
 from aenet_exp.model import Potential
 
 MODEL_FILE = "potential.pt"
+# Where a directory keeps it: a run's output directory; an MLflow pyfunc model (runs:/<run_id>/model).
+MODEL_FILE_IN_DIR = (MODEL_FILE, f"artifacts/{MODEL_FILE}")
 
 
 def structure_of(atoms: Atoms) -> Structure:
@@ -27,19 +29,23 @@ def structure_of(atoms: Atoms) -> Structure:
 
 
 def model_path(location: str | Path) -> Path:
-    """The model file behind ``location``: a run's output directory, a model file, or ``runs:/<run_id>[/path]``."""
+    """The model file behind ``location``: a run's output directory, an MLflow model directory, a model
+    file, or ``runs:/<run_id>[/path]`` (``runs:/<run_id>`` is the run's ``potential.pt``, ``runs:/<run_id>/model``
+    its pyfunc model)."""
     text = str(location)
+    path = Path(location)
     if text.startswith("runs:/"):
         from aenet_exp.tracking.artifacts import download_artifact
 
         run_and_path = text.removeprefix("runs:/").strip("/")
         run_id, _, artifact = run_and_path.partition("/")
-        return download_artifact(run_id, artifact or MODEL_FILE)
-    path = Path(location)
+        path = download_artifact(run_id, artifact or MODEL_FILE)
     if path.is_dir():
-        path = path / MODEL_FILE
+        path = next((path / name for name in MODEL_FILE_IN_DIR if (path / name).is_file()), path / MODEL_FILE)
     if not path.is_file():
-        raise FileNotFoundError(f"{location}: no model file (expected a run directory with {MODEL_FILE}, or the file)")
+        raise FileNotFoundError(
+            f"{location}: no model file (expected a run or MLflow model directory with {MODEL_FILE}, or the file)"
+        )
     return path
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -13,9 +14,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.entities import LoggedModel, LoggedModelOutput, LoggedModelStatus, Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+from mlflow.protos.databricks_pb2 import ALREADY_EXISTS, RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -37,6 +38,7 @@ except ImportError:  # limits moved or renamed in some MLflow version
 _logger = logging.getLogger(__name__)
 
 FAILURE_REASON_TAG = "aenet_exp.failure_reason"
+REGISTERED_MODEL_TAG = "aenet_exp.registered_model"
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 SQLITE_PREFIX = "sqlite:///"
 _INVALID_KEY_CHARS = re.compile(r"[^\w.\- /]")
@@ -142,6 +144,54 @@ class MlflowRun:
             partial(self._client.log_artifacts, self.run_id, str(directory), artifact_path)
         )
 
+    def log_model(self, potential_file: str | Path, step: int) -> LoggedModel:
+        """Log ``potential_file`` as this run's pyfunc model ``runs:/<run_id>/model`` (an MLflow
+        LoggedModel, output of the run at ``step``).
+
+        The model is READY once whole, FAILED if logging broke off.
+        """
+        from aenet_exp.tracking.pyfunc import MODEL_NAME, save_pyfunc  # the calculator, torch: only when logging
+
+        create = partial(
+            self._client.create_logged_model, self._info.experiment_id, name=MODEL_NAME, source_run_id=self.run_id
+        )
+        model = retry_locked(create)
+        status = LoggedModelStatus.FAILED
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                local = Path(tmp) / MODEL_NAME
+                save_pyfunc(local, Path(potential_file), model)
+                retry_locked(partial(self._client.log_model_artifacts, model.model_id, str(local)))
+            output = LoggedModelOutput(model.model_id, step)
+            retry_locked(partial(self._client.log_outputs, self.run_id, [output]))
+            status = LoggedModelStatus.READY
+        finally:
+            retry_locked(partial(self._client.finalize_logged_model, model.model_id, status))
+        return model
+
+    def register_model(self, name: str, model: LoggedModel) -> int:
+        """Register the logged ``model`` as a new version of ``name`` (created if missing).
+
+        Tags the run with ``models:/<name>/<version>`` and returns the version.
+        """
+        try:
+            retry_locked(partial(self._client.create_registered_model, name))
+        except MlflowException as exc:
+            if not _already_exists(exc):
+                raise
+        # The source is the model's artifact location, not models:/<model_id>: MLflow's SQL registry
+        # would look that id up in the global tracking store rather than this client's.
+        create = partial(
+            self._client.create_model_version,
+            name,
+            model.artifact_location,
+            run_id=self.run_id,
+            model_id=model.model_id,
+        )
+        version = int(retry_locked(create).version)
+        self.set_tags({REGISTERED_MODEL_TAG: f"models:/{name}/{version}"})
+        return version
+
     def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
         """Mark the run terminated; `reason` is recorded as a tag for FAILED and KILLED runs.
 
@@ -219,9 +269,14 @@ def get_or_create_experiment(
     try:
         return retry_locked(partial(client.create_experiment, name, artifact_location))
     except MlflowException as exc:
-        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+        if not _already_exists(exc):
             raise
     return retry_locked(partial(client.get_experiment_by_name, name)).experiment_id
+
+
+def _already_exists(exc: MlflowException) -> bool:
+    """Whether ``exc`` says the entity to create exists already (another process made it first)."""
+    return exc.error_code in (ErrorCode.Name(RESOURCE_ALREADY_EXISTS), ErrorCode.Name(ALREADY_EXISTS))
 
 
 def sqlite_db_path(uri: str) -> Path | None:

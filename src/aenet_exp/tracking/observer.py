@@ -1,10 +1,13 @@
-"""The MLflow observer of a training run: params at the start, metrics per epoch, artifacts at the end."""
+"""The MLflow observer of a training run: params at the start, metrics per epoch, artifacts and the
+pyfunc model at the end."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from aenet_exp.calculator import MODEL_FILE
 from aenet_exp.tracking.flatten import flatten_params
 from aenet_exp.tracking.git import project_git_commit
 from aenet_exp.tracking.mlflow_run import MlflowRun
@@ -30,7 +33,7 @@ class MlflowObserver:
     """Records one training run in MLflow.
 
     Args:
-        tracking: the ``tracking`` config (``uri``, ``experiment``, ``run_name``).
+        tracking: the ``tracking`` config (``uri``, ``experiment``, ``run_name``, ``log_model``, ``register``).
         overrides: the command-line overrides, recorded as a tag.
         sweep_dir: the Hydra sweep directory of a multirun job (its run becomes a child of the sweep's).
         run_dir: the training's output directory, where the run id is kept for a later resume.
@@ -85,11 +88,24 @@ class MlflowObserver:
         forces = {name: pair for name, pair in forces.items() if pair[0].size} or None
         parity_png(out / PARITY, energies, forces)
         final = {k: v for k, v in result.metrics.items() if k.startswith("final/")}
-        self.run.log_metrics(final, step=len(next(iter(result.history.values()), [])))
+        step = len(next(iter(result.history.values()), []))
+        self.run.log_metrics(final, step=step)
         for path in sorted(out.iterdir()):
             if path.is_file() and not path.name.startswith("."):
                 self.run.log_artifact(path)
+        if self.tracking.get("log_model", True):  # .get: configs of checkpoints older than the key
+            self.log_model(out / MODEL_FILE, step)
         self.run.finish("FINISHED")
+
+    def log_model(self, potential_file: Path, step: int) -> None:
+        """Log the pyfunc model ``runs:/<run_id>/model``; register it when ``tracking.register`` names a model."""
+        start = time.perf_counter()
+        model = self.run.log_model(potential_file, step)
+        message = f"MLflow model runs:/{self.run.run_id}/model"
+        name = self.tracking.get("register")
+        if name:
+            message += f", registered as models:/{name}/{self.run.register_model(name, model)}"
+        print(f"{message} ({time.perf_counter() - start:.1f} s)")
 
     def on_failure(self, error: BaseException) -> None:
         if self.run is not None:
