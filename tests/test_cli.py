@@ -74,7 +74,7 @@ def test_sweep_records_children_under_one_parent(tmp_path):
 @pytest.mark.parametrize(
     "override, key",
     [("force.weight=2", "force.weight"), ("data.testpercent=150", "data.testpercent"),
-     ("optimizer.batchsize=0", "optimizer.batchsize")],
+     ("optimizer.batchsize=0", "optimizer.batchsize"), ("optimized_metric=val/loss", "optimized_metric")],
 )
 def test_user_error_names_key_without_traceback_or_run(tmp_path, override, key):
     uri = store(tmp_path)
