@@ -11,7 +11,9 @@ from aenet_exp.config.validation import ConfigError, validate
 from conftest import FAST, ROOT, compose_train, run_cli
 
 GROUP_OPTIONS = sorted(
-    (path.parent.name, path.stem) for path in (ROOT / "conf").glob("*/*.yaml") if path.parent.name != "experiment"
+    (path.parent.name, path.stem)
+    for path in (ROOT / "conf").glob("*/*.yaml")
+    if path.parent.name not in ("experiment", "hparams_search")  # tested in test_schedule.py / test_sweeps.py
 )
 
 
@@ -19,7 +21,7 @@ def test_every_group_has_options():
     groups = {g for g, _ in GROUP_OPTIONS}
     assert groups == {
         "caching", "data", "dataloader", "descriptor", "force", "model",
-        "normalization", "optimizer", "precision", "tracking",
+        "normalization", "optimizer", "precision", "scheduler", "tracking",
     }
 
 

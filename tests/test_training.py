@@ -420,10 +420,10 @@ def test_neighbor_caches_skip_searches(fast_config, tmp_path, monkeypatch, flags
 
 @pytest.mark.parametrize(
     "flags, computed",
-    [  # statistics pass (12 train), 3 epochs (12 train + 4 test), final predictions with forces (16)
+    [  # statistics pass (12 train), 3 epochs (12 train + 4 test), final predictions (16)
         ([], 12 + 3 * 16 + 16),
-        (["caching.features=true"], 12 + 4 + 16),
-        (["caching.features=true", "caching.scope=train"], 12 + 3 * 4 + 16),
+        (["caching.features=true"], 12 + 4),  # the final pass (energies only) reads the cache
+        (["caching.features=true", "caching.scope=train"], 12 + 3 * 4 + 4),
     ],
 )
 def test_feature_cache_skips_featurisation(fast_config, tmp_path, monkeypatch, flags, computed):
@@ -447,9 +447,9 @@ def test_features_for_force_caches_energy_only_structures(fast_config, tmp_path,
     built = []
     original = trainer_module.Trainer._energy_block
 
-    def counting(self, batch, b):
+    def counting(self, batch, b, force_set):
         built.append(len(b.request.energy_indices))
-        return original(self, batch, b)
+        return original(self, batch, b, force_set)
 
     monkeypatch.setattr(trainer_module.Trainer, "_energy_block", counting)
     run(fast_config("force=subsampled", "force.fraction=0.25", "force.resample_each_epoch=false", "iterations=3",
@@ -543,7 +543,15 @@ def test_force_weight_without_forces_is_refused(fast_config, tmp_path, data_dir)
         run(fast_config(f"data.path={no_forces}", f"normalization.E_atomic={iso}", "force=full"), tmp_path)
 
 
-@pytest.mark.parametrize("setup", [["force=subsampled", "force.fraction=0.5"], ["caching=energy"]])
+@pytest.mark.parametrize(
+    "setup",
+    [
+        ["force=subsampled", "force.fraction=0.5"],
+        ["caching=energy"],
+        ["scheduler=plateau", "scheduler.warmup_epochs=1", "scheduler.patience=0", "ema.decay=0.9",
+         "early_stopping.patience=10"],
+    ],
+)
 def test_resume_equals_an_uninterrupted_run(fast_config, tmp_path, setup):
     base = [*setup, "precision=float64", "checkpoint.every=1"]
     _, whole = train(fast_config(*base, "iterations=4"), tmp_path / "whole")

@@ -14,19 +14,22 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import aenet_exp.config  # noqa: F401  registers the schema and resolvers
-from aenet_exp.config.validation import ConfigError, validate
+from aenet_exp.config.validation import OPTIMIZED_METRICS, ConfigError, validate
 from aenet_exp.data import DataError
 
-USAGE = """usage: python -m aenet_exp {train,build-db} [-m] [key=value ...] [hydra options]
+USAGE = """usage: python -m aenet_exp {train,build-db,export} [-m] [key=value ...] [hydra options]
 
 commands:
   train     train a potential (Hydra overrides; -m sweeps; --cfg job prints the config)
   build-db  build the HDF5 database data.database from data.path (streaming, atomic)
+  export    write a trained potential in ænet's network format: run=<run dir | model file | runs:/<id>>
+            format=aenet [out=<dir>] [rmin=<Å>] (docs/aenet_format.md)
 
 examples:
   python -m aenet_exp train optimizer=adam force=subsampled
   python -m aenet_exp train -m optimizer.mu=1e-3,3e-3 force.fraction=0.1,0.3
   python -m aenet_exp build-db data.path='dft/*.xsf' data.database=dft.h5
+  python -m aenet_exp export run=outputs/runs/<time> format=aenet
 """
 
 
@@ -56,7 +59,7 @@ def observers_for(cfg: DictConfig) -> list:
 
 @hydra.main(config_path="pkg://aenet_exp.conf", config_name="train", version_base="1.3")
 def train(cfg: DictConfig) -> float | None:
-    """Hydra task: validate, train, print the final errors; returns test energy RMSE for sweepers."""
+    """Hydra task: validate, train, print the final errors; returns ``optimized_metric`` for sweepers."""
     from aenet_exp import training
 
     from aenet_exp.tracking.observer import TrackingUnavailable
@@ -68,7 +71,20 @@ def train(cfg: DictConfig) -> float | None:
         fail(str(error).splitlines()[0])
     summary = ", ".join(f"{k} = {v:.5g}" for k, v in metrics.items() if k.startswith("final/"))
     print(f"done: {summary}")
-    return metrics.get("final/test/energy_rmse", metrics.get("final/train/energy_rmse"))
+    return optimized_value(metrics, cfg.optimized_metric)
+
+
+def optimized_value(metrics: dict[str, float], name: str) -> float | None:
+    """``name``'s final value (``final/<name>``, else its last epoch's), returned to the sweeper.
+
+    A multirun job that did not produce it (no test structures, no forces) fails: the sweeper
+    would have nothing to compare.
+    """
+    value = metrics.get(f"final/{name}", metrics.get(name))
+    if value is None and HydraConfig.get().mode == RunMode.MULTIRUN:
+        produced = [m for m in OPTIMIZED_METRICS if f"final/{m}" in metrics or m in metrics]
+        fail(f"optimized_metric: this job produced no {name} (no test structures or no forces); expected one of {produced}")
+    return value
 
 
 @hydra.main(config_path="pkg://aenet_exp.conf", config_name="train", version_base="1.3")
@@ -88,7 +104,22 @@ def build_db(cfg: DictConfig) -> None:
     print(f"wrote {count} structures to {cfg.data.database}")
 
 
-COMMANDS = {"train": train, "build-db": build_db}
+def export() -> None:
+    """``export run=... format=aenet [out=DIR]``: write ænet's network files and list them."""
+    from aenet_exp.export.command import USAGE as EXPORT_USAGE, ExportError, export as run_export
+
+    if sys.argv[1:] in (["-h"], ["--help"]):
+        print(EXPORT_USAGE)
+        return
+    try:
+        written = run_export(sys.argv[1:])
+    except ExportError as error:
+        fail(str(error))
+    for path in written:
+        print(path)
+
+
+COMMANDS = {"train": train, "build-db": build_db, "export": export}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,6 +33,10 @@ class DataConfig:
     max_forces: Optional[float] = param(
         None, "drop structures whose largest force component exceeds this, eV/Å", "max_forces"
     )
+    test_path: Any = param(
+        None, "external test set (file, directory, glob, archive or list); with it, data.path is all for training "
+        "and data.testpercent must be 0",
+    )
     database: Optional[str] = param(
         None, "HDF5 structure database (.h5): built from data.path when absent, then read lazily",
         "HDF5StructureDataset.database_file",
@@ -135,6 +139,35 @@ class CachingConfig:
 
 
 @dataclass
+class SchedulerConfig:
+    name: str = param("none", "learning-rate schedule per epoch: none | plateau | cosine (chosen by the scheduler group)")
+    warmup_epochs: int = param(0, "epochs of linear warm-up from warmup_start_factor × lr to lr, before the schedule")
+    warmup_start_factor: float = param(0.1, "learning-rate factor at the first warm-up epoch, (0, 1]")
+    min_lr: float = param(0.0, "lowest learning rate the schedule reaches")
+    factor: float = param(0.5, "plateau: multiply the learning rate by this when the metric stalls, (0, 1)")
+    patience: int = param(10, "plateau: epochs without improvement before reducing")
+    threshold: float = param(1e-4, "plateau: relative improvement that counts")
+    metric: str = param("test/loss", "plateau: the metric watched (test/* needs a test set; else train/*)")
+
+
+@dataclass
+class EarlyStoppingConfig:
+    patience: Optional[int] = param(
+        None, "stop after this many epochs without improvement of the metric and keep the best model (null: off)"
+    )
+    metric: str = param("test/loss", "the metric watched, lower is better (test/* needs a test set; else train/*)")
+    min_delta: float = param(0.0, "smallest decrease that counts as an improvement")
+
+
+@dataclass
+class EmaConfig:
+    decay: Optional[float] = param(
+        None, "exponential moving average of the weights, updated after every step; evaluation, checkpoints' best "
+        "model and the saved potential use the averaged weights (null: off; typical 0.99–0.999)",
+    )
+
+
+@dataclass
 class DataLoaderConfig:
     num_workers: int = param(0, "worker processes building neighbour lists and triplets", "num_workers")
     prefetch_factor: int = param(2, "batches prepared ahead per worker (with workers)", "prefetch_factor")
@@ -169,6 +202,12 @@ class TrackingConfig:
     uri: str = param("sqlite:///outputs/mlflow.db", "MLflow tracking store (relative to the working directory)")
     experiment: str = param("aenet_exp", "MLflow experiment name")
     run_name: Optional[str] = param(None, "MLflow run name (null: generated)")
+    log_model: bool = param(
+        True, "log the potential as the MLflow pyfunc model runs:/<run_id>/model (predict: structures → energies, eV)"
+    )
+    register: Optional[str] = param(
+        None, "register the logged model under this name in the MLflow model registry, a new version per run (null: no)"
+    )
     save_energies: bool = param(False, "write energies.{train,test}.predicted", "save_energies")
     save_forces: bool = param(False, "write forces.{train,test}.predicted", "save_forces")
     timing: bool = param(False, "time/* metrics per phase and a summary at the end", "timing")
@@ -191,7 +230,15 @@ class TrainConfig:
     init_from: Optional[str] = param(
         None, "a run directory or model file: start from its weights and normalisation, with a fresh optimiser"
     )
+    optimized_metric: str = param(
+        "test/energy_rmse",
+        "metric whose final value a job returns to the sweeper (minimised by hparams_search): "
+        "train/ or test/ energy_rmse (eV/atom), force_rmse (eV/Å), or train/loss",
+    )
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    scheduler: SchedulerConfig = MISSING
     data: DataConfig = MISSING
     descriptor: DescriptorConfig = MISSING
     model: ModelConfig = MISSING

@@ -16,6 +16,7 @@ GROUP_SCHEMAS = {
     "precision": schema.PrecisionConfig,
     "normalization": schema.NormalizationConfig,
     "tracking": schema.TrackingConfig,
+    "scheduler": schema.SchedulerConfig,
 }
 OPTIMIZER_SCHEMAS = {"adam": schema.AdamConfig, "adamw": schema.AdamWConfig, "sgd": schema.SGDConfig}
 

@@ -39,9 +39,18 @@ def one_of(*choices: str) -> Rule:
     return lambda x: x in choices
 
 
+# Metrics a run reports per epoch (and, but for the loss, as final/<name> after training).
+EPOCH_METRICS = tuple(
+    f"{split}/{name}"
+    for split in ("train", "test")
+    for name in ("loss", "energy_rmse", "energy_mae", "force_rmse", "force_rmse_vector", "force_mae")
+)
+OPTIMIZED_METRICS = EPOCH_METRICS
+
 # (key, rule, what was expected)
 RANGE_RULES: list[tuple[str, Rule, str]] = [
     ("iterations", positive, "a positive number of epochs"),
+    ("optimized_metric", one_of(*OPTIMIZED_METRICS), f"one of {list(OPTIMIZED_METRICS)}"),
     ("seed", non_negative, "a non-negative integer"),
     ("checkpoint.every", non_negative, "a non-negative number of epochs"),
     ("data.testpercent", lambda x: 0 <= x <= 100, "a percentage in [0, 100]"),
@@ -62,6 +71,18 @@ RANGE_RULES: list[tuple[str, Rule, str]] = [
     ("force.min_structures_per_epoch", lambda x: x is None or x >= 0, "a non-negative count, or null"),
     ("force.epochs_per_window", positive, "a positive number of epochs"),
     ("caching.scope", one_of("train", "val", "all"), "'train', 'val' or 'all'"),
+    ("scheduler.name", one_of("none", "plateau", "cosine"), "'none', 'plateau' or 'cosine' (choose with scheduler=...)"),
+    ("scheduler.warmup_epochs", non_negative, "a non-negative number of epochs"),
+    ("scheduler.warmup_start_factor", lambda x: 0 < x <= 1, "a factor in (0, 1]"),
+    ("scheduler.min_lr", non_negative, "a non-negative learning rate"),
+    ("scheduler.factor", lambda x: 0 < x < 1, "a factor in (0, 1)"),
+    ("scheduler.patience", non_negative, "a non-negative number of epochs"),
+    ("scheduler.threshold", non_negative, "a non-negative relative improvement"),
+    ("scheduler.metric", one_of(*EPOCH_METRICS), f"one of {list(EPOCH_METRICS)}"),
+    ("early_stopping.patience", lambda x: x is None or x >= 1, "a positive number of epochs, or null"),
+    ("early_stopping.metric", one_of(*EPOCH_METRICS), f"one of {list(EPOCH_METRICS)}"),
+    ("early_stopping.min_delta", non_negative, "a non-negative improvement"),
+    ("ema.decay", lambda x: x is None or 0 < x < 1, "a decay in (0, 1), or null"),
     ("dataloader.num_workers", non_negative, "a non-negative number of worker processes"),
     ("dataloader.prefetch_factor", positive, "a positive number of batches per worker"),
     ("precision.dtype", one_of("auto", "float32", "float64"), "'auto', 'float32' or 'float64'"),
@@ -70,6 +91,11 @@ RANGE_RULES: list[tuple[str, Rule, str]] = [
     ("normalization.E_scaling", lambda x: x is None or x > 0, "a positive energy scale in eV/atom, or null"),
     ("tracking.experiment", lambda x: bool(str(x).strip()), "a non-empty experiment name"),
     ("tracking.uri", lambda x: bool(str(x).strip()), "an MLflow tracking URI"),
+    (
+        "tracking.register",
+        lambda x: x is None or (bool(str(x).strip()) and not set("/:") & set(str(x))),
+        "a registered-model name without '/' or ':', or null",
+    ),
 ]
 ADAM_RULES: list[tuple[str, Rule, str]] = [
     ("optimizer.mu", positive, "a positive learning rate"),
@@ -152,6 +178,10 @@ def check_combinations(cfg: DictConfig) -> None:
             f"caches features without gradients and cannot train forces (force.weight={cfg.force.weight}); "
             "use caching.features_for_force, or force=off",
         )
+    if cfg.data.test_path is not None and cfg.data.testpercent > 0:
+        raise ConfigError(
+            "data.testpercent", f"is {cfg.data.testpercent}, but data.test_path gives the test set; set it to 0"
+        )
     caching = cfg.caching
     if caching.derivatives and cfg.force.weight <= 0:
         raise ConfigError(
@@ -175,6 +205,8 @@ def check_combinations(cfg: DictConfig) -> None:
         raise ConfigError("init_from", "cannot be combined with resume (a resumed run keeps its own weights)")
     if cfg.data.path is None or (isinstance(cfg.data.path, str) and not cfg.data.path.strip()):
         raise ConfigError("data.path", "expected a file, directory, glob or archive of structures")
+    if cfg.tracking.register is not None and not (cfg.tracking.enabled and cfg.tracking.log_model):
+        raise ConfigError("tracking.register", "registers the logged model, but tracking.enabled or tracking.log_model is false")
 
 
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd")

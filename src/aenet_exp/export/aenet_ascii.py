@@ -26,11 +26,8 @@ from aenet_exp.model import Potential
 from aenet_exp.training.outputs import write_atomically
 
 SUFFIX = ".pytorch.nn.ascii"
-ACTIVATION_CODES = {"linear": 0, "tanh": 1, "sigmoid": 2, "mtanh": 3}  # ænet's feedforward.f90
-NOT_IN_AENET = {
-    "relu": "ænet has no ReLU",
-    "twist": "ænet's twist (code 4) is 1.7159·tanh(2x/3) + 0.1x, aenet_exp's is tanh(x) + 0.1x",
-}
+ACTIVATION_CODES = {"linear": 0, "tanh": 1, "sigmoid": 2, "mtanh": 3, "twist": 4}  # ænet's feedforward.f90
+NOT_IN_AENET = {"relu": "ænet has no ReLU"}
 NSFPARAM = 4  # parameters per basis function; the Chebyshev basis uses the first column only
 NENV_MAX = 2  # environment species per basis function in ænet's sfenv(2, nsf)
 TYPELEN = 2  # ænet stores species symbols in two characters

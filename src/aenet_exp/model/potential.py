@@ -72,7 +72,8 @@ class Potential(nn.Module):
             if energy_scale is not None:
                 self.energy_scale.fill_(float(energy_scale))
             if atomic_energies is not None:
-                self.atomic_energies.copy_(torch.tensor([float(atomic_energies[s]) for s in self.species]))
+                values = [float(atomic_energies[s]) for s in self.species]
+                self.atomic_energies.copy_(torch.tensor(values, dtype=torch.float64))
 
     def atomic_outputs(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """Normalised network outputs ``(n_atoms,)`` from raw features ``(n_atoms, n_features)``."""

@@ -63,6 +63,21 @@ class Columns:
             self.species, self.composition[indices],
         )
 
+    def concat(self, other: "Columns") -> "Columns":
+        """The rows of ``self`` followed by those of ``other`` (species merged, sorted)."""
+        species = tuple(sorted(set(self.species) | set(other.species)))
+
+        def widened(columns: "Columns") -> np.ndarray:
+            composition = np.zeros((len(columns), len(species)), dtype=np.int64)
+            composition[:, [species.index(s) for s in columns.species]] = columns.composition
+            return composition
+
+        join = lambda name: np.concatenate([getattr(self, name), getattr(other, name)])  # noqa: E731
+        return Columns(
+            join("energy"), join("n_atoms"), join("has_forces"), join("max_abs_force"), species,
+            np.concatenate([widened(self), widened(other)]),
+        )
+
     def reference_energy(self, atomic_energies: Mapping[str, float] | None) -> np.ndarray:
         """``(n,)`` Σ_i E_atomic[s_i] in eV (zeros without references)."""
         if atomic_energies is None:

@@ -135,6 +135,19 @@ class Subset(Sequence):
         return self.base[int(self.indices[i])]
 
 
+class Chain(Sequence):
+    """Structures of ``first`` followed by those of ``second`` (picklable for DataLoader workers)."""
+
+    def __init__(self, first: Sequence[Structure], second: Sequence[Structure]):
+        self.first, self.second = first, second
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)
+
+    def __getitem__(self, i: int) -> Structure:
+        return self.first[i] if i < len(self.first) else self.second[i - len(self.first)]
+
+
 def open_database(data: DictConfig, show_progress: bool) -> StructureDatabase:
     """``data.database``, built from ``data.path`` first when it does not exist."""
     path = Path(data.database)
@@ -158,10 +171,25 @@ def load(cfg: DictConfig) -> tuple[Sequence[Structure], Columns]:
     return structures, Columns.of_structures(structures)
 
 
+def load_test_set(test_path) -> tuple[list[Structure], Columns] | None:
+    """The external test structures of ``data.test_path`` and their columns (None without one)."""
+    if test_path is None:
+        return None
+    structures = load_structures(test_path)
+    check_overlaps(structures)
+    return structures, Columns.of_structures(structures)
+
+
 def prepare_data(cfg: DictConfig) -> PreparedData:
-    """Read, check species and references, filter and split the structures of ``cfg.data``."""
+    """Read, check species and references, filter and split the structures of ``cfg.data``.
+
+    With ``data.test_path`` the filters apply to the training structures only, and the test set
+    is that file, appended after them.
+    """
     structures, columns = load(cfg)
-    species = species_order(columns.species, cfg.descriptor.species)
+    external = load_test_set(cfg.data.test_path)
+    present = set(columns.species) | set(external[1].species if external else ())
+    species = species_order(present, cfg.descriptor.species)
     norm = cfg.normalization
     raw_atomic = OmegaConf.to_container(norm.E_atomic) if OmegaConf.is_config(norm.E_atomic) else norm.E_atomic
     atomic = resolve_atomic_energies(raw_atomic, norm.energy_target, species)
@@ -171,7 +199,14 @@ def prepare_data(cfg: DictConfig) -> PreparedData:
         raise DataError(str(cfg.data.path), f"no structure left after the filters ({removed})")
     structures = [structures[i] for i in kept] if isinstance(structures, list) else Subset(structures, kept)
     columns = columns.take(kept)
-    train, test = split(len(structures), cfg.data.testpercent, cfg.seed)
+    if external is not None:
+        test_structures, test_columns = external
+        train = np.arange(len(structures))
+        test = np.arange(len(structures), len(structures) + len(test_structures))
+        structures = structures + test_structures if isinstance(structures, list) else Chain(structures, test_structures)
+        columns = columns.concat(test_columns)
+    else:
+        train, test = split(len(structures), cfg.data.testpercent, cfg.seed)
     if len(train) == 0:
         raise DataError(str(cfg.data.path), f"no training structure left with data.testpercent={cfg.data.testpercent}")
     return PreparedData(structures, columns, train, test, species, atomic, removed)

@@ -20,6 +20,7 @@ from aenet_exp.training.checkpoint import load_checkpoint, save_checkpoint
 from aenet_exp.training.dataset import PreparedData, prepare_data
 from aenet_exp.training.events import Observer, TrainingResult
 from aenet_exp.training.outputs import write_atomically, write_predictions
+from aenet_exp.training.schedule import EarlyStopping
 from aenet_exp.training.targets import energy_normalization, load_feature_stats
 from aenet_exp.training.trainer import Trainer, metrics_of
 
@@ -124,6 +125,7 @@ def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Observer] =
     data = prepare_data(cfg)
     if cfg.force.weight > 0 and not data.columns.has_forces[data.train].any():
         raise ConfigError("force.weight", f"is {cfg.force.weight}, but no training structure has forces")
+    check_watched_metrics(cfg, len(data.test) > 0)
     torch.manual_seed(cfg.seed)
     potential = initial_potential(cfg, data.species, dtype, checkpoint).to(device)
     storage = storage_devices(cfg.precision.memory_mode, device)
@@ -148,6 +150,19 @@ def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Observer] =
             observer.on_failure(error)
         raise
     return result.metrics
+
+
+def check_watched_metrics(cfg: DictConfig, has_test_set: bool) -> None:
+    """The metrics the schedule and early stopping watch must be ones this run produces."""
+    watched = {"scheduler.metric": cfg.scheduler.name == "plateau", "early_stopping.metric": cfg.early_stopping.patience is not None}
+    for key, active in watched.items():
+        metric = OmegaConf.select(cfg, key)
+        if not active:
+            continue
+        if metric.startswith("test/") and not has_test_set:
+            raise ConfigError(key, f"watches {metric}, but this run has no test structures; use a train/ metric or a test set")
+        if "/force" in metric and cfg.force.weight == 0:
+            raise ConfigError(key, f"watches {metric}, but forces are not trained (force.weight=0)")
 
 
 def ensure_writable(directory: Path) -> None:
@@ -185,7 +200,9 @@ def initial_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtyp
     return build_potential(cfg, species, dtype)
 
 
-def write_checkpoint(trainer: Trainer, cfg: DictConfig, output_dir: Path, epochs_done: int, history: dict) -> None:
+def write_checkpoint(
+    trainer: Trainer, cfg: DictConfig, output_dir: Path, epochs_done: int, history: dict, stopping: EarlyStopping | None
+) -> None:
     save_checkpoint(
         output_dir,
         {
@@ -194,6 +211,7 @@ def write_checkpoint(trainer: Trainer, cfg: DictConfig, output_dir: Path, epochs
             "settings": trainer.potential.settings(),
             "model": trainer.potential.state_dict(),
             "trainer": trainer.state(),
+            "early_stopping": stopping.state_dict() if stopping is not None else None,
             "history": history,
         },
     )
@@ -210,6 +228,9 @@ def fit(
     epochs = progress_bar(show.show_progress, total=cfg.iterations, initial=first, desc="epochs", unit="epoch")
     batches_per_epoch = -(-len(trainer.train_idx) // cfg.optimizer.batchsize)
     metrics: dict[str, float] = {k: v[-1] for k, v in history.items()}
+    stopping = EarlyStopping(cfg.early_stopping) if cfg.early_stopping.patience is not None else None
+    if stopping is not None and checkpoint is not None:
+        stopping.load_state_dict(checkpoint["early_stopping"])
     for epoch in range(first, cfg.iterations):
         start = time.perf_counter()
         batch_bar = progress_bar(show.show_batch_progress, total=batches_per_epoch, desc=f"epoch {epoch + 1}", leave=False)
@@ -233,23 +254,35 @@ def fit(
                 totals[phase] = totals.get(phase, 0.0) + seconds
         for key, value in metrics.items():
             history.setdefault(key, []).append(value)
+        trainer.schedule.step(metrics)
+        stop = stopping is not None and stopping.update(epoch + 1, metrics, trainer.kept_weights())
         every = cfg.checkpoint.every
-        if (every and (epoch + 1) % every == 0) or epoch + 1 == cfg.iterations:
-            write_checkpoint(trainer, cfg, output_dir, epoch + 1, history)
+        if (every and (epoch + 1) % every == 0) or epoch + 1 == cfg.iterations or stop:
+            write_checkpoint(trainer, cfg, output_dir, epoch + 1, history, stopping)
         for observer in observers:
             observer.on_epoch_end(epoch, metrics)
         if epochs is not None:
             epochs.update(1)
             epochs.set_postfix(bar_summary(metrics), refresh=False)
+        if stop:
+            print(f"early stopping after epoch {epoch + 1}: {stopping.metric} last improved at epoch {stopping.best_epoch}")
+            break
     if epochs is not None:
         epochs.close()
-    return TrainingResult(history, dict(metrics), {}, output_dir, totals)
+    final = dict(metrics)
+    if stopping is not None and stopping.best_weights is not None:
+        trainer.potential.load_state_dict(stopping.best_weights)
+        final["final/best_epoch"] = stopping.best_epoch
+    elif trainer.average is not None:
+        trainer.potential.load_state_dict(trainer.average.weights())
+    return TrainingResult(history, final, {}, output_dir, totals)
 
 
 def finish(trainer: Trainer, data: PreparedData, cfg: DictConfig, result: TrainingResult) -> None:
     """Final predictions, saved model, config and prediction files in the output directory."""
     sets = {"train": data.train, "test": data.test}
-    result.predictions = {name: trainer.predict(idx, with_forces=True) for name, idx in sets.items() if len(idx)}
+    with_forces = cfg.force.weight > 0 or cfg.tracking.save_forces  # energy-only runs skip the force pass
+    result.predictions = {name: trainer.predict(idx, with_forces) for name, idx in sets.items() if len(idx)}
     for name, pred in result.predictions.items():
         result.metrics.update({f"final/{k}": v for k, v in metrics_of(pred, name).items()})
     out = result.output_dir

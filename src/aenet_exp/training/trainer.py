@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from aenet_exp.training.events import Predictions
 from aenet_exp.training.features import DerivativeCache, FeatureBlock, FeatureCache, concat_blocks
 from aenet_exp.training.persist import DiskCache
 from aenet_exp.training.sampling import ForceSampler
+from aenet_exp.training.schedule import EpochSchedule, WeightAverage
 from aenet_exp.training.timing import PhaseTimer
 
 
@@ -53,16 +55,21 @@ class BatchOutput:
 
 
 class ErrorSums:
-    """Squared errors pooled over an epoch: per-atom energies (eV/atom)² and force components (eV/Å)²."""
+    """Errors pooled over an epoch: per-atom energies (eV/atom) and force components (eV/Å), squared and absolute."""
 
     def __init__(self):
-        self.energy_sq, self.energy_n, self.force_sq, self.force_n = 0.0, 0, 0.0, 0
+        self.energy_sq, self.energy_abs, self.energy_n = 0.0, 0.0, 0
+        self.force_sq, self.force_abs, self.force_n = 0.0, 0.0, 0
 
     def add(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> None:
-        self.energy_sq += float(energy_error.detach().square().sum())
+        energy_error = energy_error.detach()
+        self.energy_sq += float(energy_error.square().sum())
+        self.energy_abs += float(energy_error.abs().sum())
         self.energy_n += energy_error.numel()
         if force_error is not None:
-            self.force_sq += float(force_error.detach().square().sum())
+            force_error = force_error.detach()
+            self.force_sq += float(force_error.square().sum())
+            self.force_abs += float(force_error.abs().sum())
             self.force_n += force_error.numel()
 
     def energy_rmse(self) -> float:
@@ -70,6 +77,18 @@ class ErrorSums:
 
     def force_rmse(self) -> float | None:
         return math.sqrt(self.force_sq / self.force_n) if self.force_n else None
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        """``{prefix}/energy_rmse``, ``energy_mae`` (eV/atom) and, with forces, ``force_rmse``, ``force_mae``
+        (per component) and ``force_rmse_vector`` (RMS of |ΔF|, √3 × the per-component RMSE), eV/Å."""
+        metrics = {f"{prefix}/energy_rmse": self.energy_rmse(), f"{prefix}/energy_mae": self.energy_abs / max(self.energy_n, 1)}
+        if self.force_n:
+            metrics |= {
+                f"{prefix}/force_rmse": self.force_rmse(),
+                f"{prefix}/force_rmse_vector": math.sqrt(3.0) * self.force_rmse(),
+                f"{prefix}/force_mae": self.force_abs / self.force_n,
+            }
+        return metrics
 
 
 class Trainer:
@@ -127,6 +146,9 @@ class Trainer:
         self.shuffle = np.random.default_rng(seed + 2)
         self.timer = PhaseTimer(settings.tracking.timing, device)
         self.optimizer = build_optimizer(potential, settings.optimizer)
+        self.schedule = EpochSchedule(self.optimizer, settings.scheduler, settings.iterations)
+        decay = settings.ema.decay
+        self.average = WeightAverage(potential, decay) if decay is not None else None
 
     def set_targets(self, references: dict | None) -> None:
         """Normalised energy targets from the potential's fitted shift and scale (call after normalising)."""
@@ -144,6 +166,8 @@ class Trainer:
             },
             "sampler": {"selected": sorted(self.sampler.selected), "window": self.sampler.window},
             "split": {"train": torch.from_numpy(self.train_idx), "test": torch.from_numpy(self.test_idx)},
+            "schedule": self.schedule.state_dict(),
+            "average": self.average.state_dict() if self.average is not None else None,
         }
 
     def load_state(self, state: dict) -> None:
@@ -157,6 +181,9 @@ class Trainer:
         self.sampler.rng.bit_generator.state = state["rng"]["sampler"]
         self.sampler.selected = frozenset(state["sampler"]["selected"])
         self.sampler.window = state["sampler"]["window"]
+        self.schedule.load_state_dict(state["schedule"])
+        if self.average is not None:
+            self.average.load_state_dict(state["average"])
 
     def _scope(self, scope: str) -> set[int]:
         parts = {"train": [self.train_idx], "val": [self.test_idx], "all": [self.train_idx, self.test_idx]}[scope]
@@ -276,12 +303,12 @@ class Trainer:
             loss = loss + self.alpha * self.force_factor * force_error.square().mean().sqrt() / scale
         return loss
 
-    def _epoch_loss(self, sums: ErrorSums) -> float:
+    def pooled_loss(self, energy_rmse: float, force_rmse: float | None) -> float:
+        """The loss of pooled errors (eV/atom, eV/Å), in normalised units as :meth:`_loss`."""
         scale = float(self.potential.energy_scale)
-        loss = (1 - self.alpha) * sums.energy_rmse() / scale
-        force = sums.force_rmse()
-        if force is not None and self.alpha > 0:
-            loss += self.alpha * self.force_factor * force / scale
+        loss = (1 - self.alpha) * energy_rmse / scale
+        if force_rmse is not None and self.alpha > 0:
+            loss += self.alpha * self.force_factor * force_rmse / scale
         return loss
 
     # ------------------------------------------------------------------ epochs
@@ -320,12 +347,13 @@ class Trainer:
                 loss.backward()
             with self.timer.phase("optimizer"):
                 self.optimizer.step()
+                if self.average is not None:
+                    self.average.update()
             sums.add(energy_error, force_error)
             if progress is not None:
                 progress.update(1)
-        metrics = {"train/loss": self._epoch_loss(sums), "train/energy_rmse": sums.energy_rmse()}
-        if sums.force_rmse() is not None:
-            metrics["train/force_rmse"] = sums.force_rmse()
+        metrics = {"train/loss": self.pooled_loss(sums.energy_rmse(), sums.force_rmse()), **sums.metrics("train")}
+        metrics["train/lr"] = self.schedule.learning_rate()
         if self.derivatives is not None:
             metrics["memory/derivative_cache_mb"] = self.derivatives.nbytes / 2**20
         return metrics
@@ -356,21 +384,30 @@ class Trainer:
         )
 
     def test_metrics(self) -> dict[str, float]:
-        """Pooled ``test/*`` errors of the current weights (forces when training on forces)."""
+        """Pooled ``test/*`` errors and loss of the evaluated weights (forces when training on forces)."""
         if len(self.test_idx) == 0:
             return {}
-        predictions = self.predict(self.test_idx, with_forces=self.alpha > 0)
-        return metrics_of(predictions, "test")
+        with self.evaluated_weights():
+            metrics = metrics_of(self.predict(self.test_idx, with_forces=self.alpha > 0), "test")
+        metrics["test/loss"] = self.pooled_loss(metrics["test/energy_rmse"], metrics.get("test/force_rmse"))
+        return metrics
+
+    def evaluated_weights(self):
+        """Context in which the potential carries the weights that are evaluated and kept (the average, with EMA)."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
+
+    def kept_weights(self) -> dict[str, torch.Tensor]:
+        """The state dict evaluated by :meth:`evaluated_weights`."""
+        return self.average.weights() if self.average is not None else self.potential.state_dict()
 
 
 def metrics_of(predictions: Predictions, prefix: str) -> dict[str, float]:
-    """``{prefix}/energy_rmse`` (eV/atom) and, with forces, ``{prefix}/force_rmse`` (eV/Å, per component)."""
+    """Pooled errors of ``predictions`` as :meth:`ErrorSums.metrics` names them (eV/atom, eV/Å)."""
+    sums = ErrorSums()
     ref, pred = predictions.energy_per_atom()
-    metrics = {f"{prefix}/energy_rmse": float(np.sqrt(np.mean((pred - ref) ** 2)))}
     f_ref, f_pred = predictions.force_components()
-    if f_ref.size:
-        metrics[f"{prefix}/force_rmse"] = float(np.sqrt(np.mean((f_pred - f_ref) ** 2)))
-    return metrics
+    sums.add(torch.from_numpy(pred - ref), torch.from_numpy(f_pred - f_ref) if f_ref.size else None)
+    return sums.metrics(prefix)
 
 
 def build_optimizer(potential: Potential, cfg) -> torch.optim.Optimizer:

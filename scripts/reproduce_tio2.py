@@ -1,0 +1,165 @@
+"""Reproduce the published aenet-PyTorch TiO2 run, faster, and print published vs here.
+
+Runs ``python -m aenet_exp train experiment=tio2_fast`` (and, with ``--published``, the first
+``--published-epochs`` epochs of ``experiment=tio2_published``; with ``--ethanol``, the ethanol
+experiment) as a user would, each recorded in the MLflow store ``--tracking-uri``. Then reads each
+run's final metrics back from MLflow, prints one markdown table (energy RMSE in meV/atom, force
+RMSE per component and as |ΔF|, both in eV/Å; epochs; wall time; machine), and downloads each
+run's learning curve and parity plot into ``--figures`` for ``docs/results.md``.
+
+Needs ``../shared`` (the TiO2 and ethanol data); exits with a message when it is absent.
+
+Usage::
+
+    python scripts/reproduce_tio2.py [--published] [--published-epochs 1000] [--ethanol] [overrides ...]
+
+Extra arguments are Hydra overrides for the ``tio2_fast`` run (e.g. ``iterations=500``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from benchlib import machine_description
+
+ROOT = Path(__file__).resolve().parents[1]
+SQRT3 = math.sqrt(3.0)
+PUBLISHED = {  # shared/reference/aenet-pytorch-tio2: eV/atom, eV/Å (|ΔF|)
+    "epochs": 10000,
+    "wall_s": 3190.6,
+    "final/train/energy_rmse": 0.00508,
+    "final/test/energy_rmse": 0.00776,
+    "final/train/force_rmse_vector": 0.343,
+    "final/test/force_rmse_vector": 0.388,
+}
+TARGET = {"wall_s": 320.0, "final/test/energy_rmse": 0.00776, "final/test/force_rmse_vector": 0.388}
+
+
+class Job(NamedTuple):
+    name: str  # row label and figure prefix
+    overrides: list[str]
+
+
+class Outcome(NamedTuple):
+    job: Job
+    metrics: dict[str, float]  # final metrics from MLflow
+    epochs: int
+    wall_s: float
+    run_id: str
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared folder")
+    parser.add_argument("--published", action="store_true", help="also run the first epochs of tio2_published")
+    parser.add_argument("--published-epochs", type=int, default=1000, help="epochs of the tio2_published run")
+    parser.add_argument("--ethanol", action="store_true", help="also run the ethanol experiment")
+    parser.add_argument("--tracking-uri", default=f"sqlite:///{ROOT / 'outputs' / 'mlflow.db'}")
+    parser.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures", help="where plots are written")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the tio2_fast run")
+    return parser.parse_args(argv)
+
+
+def train(job: Job, tracking_uri: str, run_dir: Path) -> float:
+    """Train ``job`` through the CLI in the project root; its wall time (s)."""
+    command = [
+        sys.executable, "-m", "aenet_exp", "train", *job.overrides, f"tracking.uri={tracking_uri}",
+        "tracking.experiment=reproduce", f"tracking.run_name={job.name}", f"hydra.run.dir={run_dir}",
+        "tracking.show_progress=false",
+    ]
+    print(f"== {job.name}: {' '.join(command[3:])}", flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, check=True)
+    return time.perf_counter() - start
+
+
+def recorded(job: Job, tracking_uri: str, run_dir: Path, wall_s: float, figures: Path) -> Outcome:
+    """The run's final metrics and epoch count from MLflow; its plots copied into ``figures``."""
+    import mlflow
+
+    run_id = (run_dir / "mlflow_run_id").read_text().strip()
+    client = mlflow.MlflowClient(tracking_uri)
+    metrics = client.get_run(run_id).data.metrics
+    epochs = len(client.get_metric_history(run_id, "train/loss"))
+    figures.mkdir(parents=True, exist_ok=True)
+    for plot in ("learning_curve.png", "parity.png"):
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=plot, tracking_uri=tracking_uri)
+        shutil.copyfile(local, figures / f"{job.name}_{plot}")
+    return Outcome(job, metrics, epochs, wall_s, run_id)
+
+
+def cell(metrics: dict[str, float], key: str, factor: float = 1.0, digits: int = 3) -> str:
+    value = metrics.get(key)
+    return "–" if value is None else f"{value * factor:.{digits}f}"
+
+
+def row(label: str, metrics: dict[str, float], epochs: int, wall_s: float) -> str:
+    """One table row; per-component force RMSE is |ΔF| / √3 where only |ΔF| is known (published)."""
+    def force(split: str, vector: bool) -> str:
+        if vector:
+            return cell(metrics, f"final/{split}/force_rmse_vector")
+        if f"final/{split}/force_rmse" in metrics:
+            return cell(metrics, f"final/{split}/force_rmse")
+        return cell(metrics, f"final/{split}/force_rmse_vector", 1 / SQRT3)
+
+    return (
+        f"| {label} | {epochs} | {wall_s:.0f} | {cell(metrics, 'final/train/energy_rmse', 1000, 2)} | "
+        f"{cell(metrics, 'final/test/energy_rmse', 1000, 2)} | {force('train', False)} | {force('test', False)} | "
+        f"{force('train', True)} | {force('test', True)} |"
+    )
+
+
+def verdict(outcome: Outcome) -> str:
+    """Whether the tio2_fast run met the target (test errors as published, in a tenth of the time)."""
+    m = outcome.metrics
+    checks = {
+        f"test energy RMSE {m['final/test/energy_rmse'] * 1000:.2f} ≤ 7.76 meV/atom":
+            m["final/test/energy_rmse"] <= TARGET["final/test/energy_rmse"],
+        f"test |ΔF| RMSE {m['final/test/force_rmse_vector']:.3f} ≤ 0.388 eV/Å":
+            m["final/test/force_rmse_vector"] <= TARGET["final/test/force_rmse_vector"],
+        f"wall time {outcome.wall_s:.0f} ≤ 320 s": outcome.wall_s <= TARGET["wall_s"],
+    }
+    return "; ".join(f"{text}: {'met' if ok else 'MISSED'}" for text, ok in checks.items())
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not (args.shared / "data" / "tio2-1000" / "dir_xsf.tar.gz").is_file():
+        print(f"Skipping: {args.shared} has no data/tio2-1000 (the shared data folder is needed)")
+        return 0
+    jobs = [Job("tio2_fast", ["experiment=tio2_fast", *args.overrides])]
+    if args.published:
+        jobs.append(Job("tio2_published", ["experiment=tio2_published", f"iterations={args.published_epochs}"]))
+    if args.ethanol:
+        jobs.append(Job("ethanol", ["experiment=ethanol"]))
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    outcomes = []
+    for job in jobs:
+        run_dir = ROOT / "outputs" / "reproduce" / f"{stamp}_{job.name}"
+        wall = train(job, args.tracking_uri, run_dir)
+        outcomes.append(recorded(job, args.tracking_uri, run_dir, wall, args.figures))
+
+    print()
+    print(machine_description())
+    print()
+    print("| run | epochs | wall s | train E RMSE meV/atom | test E RMSE meV/atom | train F RMSE eV/Å (component) "
+          "| test F RMSE eV/Å (component) | train F RMSE eV/Å (|ΔF|) | test F RMSE eV/Å (|ΔF|) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(row("published aenet-PyTorch (its CPU)", PUBLISHED, PUBLISHED["epochs"], PUBLISHED["wall_s"]))
+    for outcome in outcomes:
+        print(row(f"{outcome.job.name} (run {outcome.run_id[:8]})", outcome.metrics, outcome.epochs, outcome.wall_s))
+    print()
+    print(f"Target (tio2_fast): {verdict(outcomes[0])}")
+    print(f"Figures: {args.figures}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
