@@ -61,14 +61,18 @@ def observers_for(cfg: DictConfig) -> list:
 def train(cfg: DictConfig) -> float | None:
     """Hydra task: validate, train, print the final errors; returns ``optimized_metric`` for sweepers."""
     from aenet_exp import training
+    from aenet_exp.training.distributed import launch_rank
 
     from aenet_exp.tracking.observer import TrackingUnavailable
 
+    recording = launch_rank() == 0  # under torchrun, rank 0 records and reports
     try:
         validate(cfg)
-        metrics = training.run(cfg, HydraConfig.get().runtime.output_dir, observers_for(cfg))
+        metrics = training.run(cfg, HydraConfig.get().runtime.output_dir, observers_for(cfg) if recording else [])
     except (ConfigError, DataError, training.TrainingDiverged, TrackingUnavailable) as error:
         fail(str(error).splitlines()[0])
+    if not recording:
+        return None
     summary = ", ".join(f"{k} = {v:.5g}" for k, v in metrics.items() if k.startswith("final/"))
     print(f"done: {summary}")
     return optimized_value(metrics, cfg.optimized_metric)
@@ -122,6 +126,14 @@ def export() -> None:
 COMMANDS = {"train": train, "build-db": build_db, "export": export}
 
 
+def rank_overrides() -> list[str]:
+    """Hydra overrides of this process: under torchrun, ranks other than 0 write no ``.hydra/`` record
+    into the run directory, which is rank 0's."""
+    from aenet_exp.training.distributed import launch_rank
+
+    return ["hydra.output_subdir=null"] if launch_rank() > 0 else []
+
+
 def main(argv: list[str] | None = None) -> None:
     """Dispatch ``python -m aenet_exp <command> ...`` to the command's Hydra entry point."""
     args = sys.argv[1:] if argv is None else list(argv)
@@ -131,5 +143,6 @@ def main(argv: list[str] | None = None) -> None:
     command = COMMANDS.get(args[0])
     if command is None:
         fail(f"unknown command {args[0]!r}; expected one of {sorted(COMMANDS)}")
-    sys.argv = [f"aenet_exp {args[0]}", *args[1:]]
+    extra = rank_overrides() if command is train else []
+    sys.argv = [f"aenet_exp {args[0]}", *args[1:], *extra]
     command()

@@ -235,6 +235,11 @@ class TrainConfig:
         "metric whose final value a job returns to the sweeper (minimised by hparams_search): "
         "train/ or test/ energy_rmse (eV/atom), force_rmse (eV/Å), or train/loss",
     )
+    distributed: str = param(
+        "none",
+        "none: one process | ddp: data-parallel over the processes torchrun starts (gloo on CPU, nccl on CUDA, "
+        "cuda:LOCAL_RANK per process); each batch is shared out by atoms, gradients summed, rank 0 records",
+    )
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     ema: EmaConfig = field(default_factory=EmaConfig)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ OPTIMIZED_METRICS = EPOCH_METRICS
 RANGE_RULES: list[tuple[str, Rule, str]] = [
     ("iterations", positive, "a positive number of epochs"),
     ("optimized_metric", one_of(*OPTIMIZED_METRICS), f"one of {list(OPTIMIZED_METRICS)}"),
+    ("distributed", one_of("none", "ddp"), "'none' or 'ddp'"),
     ("seed", non_negative, "a non-negative integer"),
     ("checkpoint.every", non_negative, "a non-negative number of epochs"),
     ("data.testpercent", lambda x: 0 <= x <= 100, "a percentage in [0, 100]"),
@@ -170,6 +172,28 @@ def check_device(cfg: DictConfig) -> None:
         raise ConfigError("precision.device", f"expected 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
+def check_launch(cfg: DictConfig) -> None:
+    """``distributed=ddp`` needs the processes torchrun starts (``RANK``, ``WORLD_SIZE``), and they need it."""
+    world_size = os.environ.get("WORLD_SIZE")
+    launched = "RANK" in os.environ and world_size is not None
+    if cfg.distributed == "ddp" and not launched:
+        raise ConfigError(
+            "distributed",
+            "is 'ddp', but this process was not started by torchrun (no RANK/WORLD_SIZE in the environment); "
+            "run torchrun --nproc_per_node=N -m aenet_exp train distributed=ddp ...",
+        )
+    if cfg.distributed == "none" and launched and int(world_size) > 1:
+        raise ConfigError(
+            "distributed", f"is 'none', but torchrun started {world_size} processes, each training a copy; add distributed=ddp"
+        )
+    device = cfg.precision.device
+    if cfg.distributed == "ddp" and device is not None and torch.device(device).index is not None:
+        raise ConfigError(
+            "precision.device", f"is {device!r}, but with distributed=ddp each process takes cuda:LOCAL_RANK; "
+            "give 'cuda', 'cpu' or null",
+        )
+
+
 def check_combinations(cfg: DictConfig) -> None:
     norm = cfg.normalization
     if cfg.caching.features and cfg.force.weight > 0:
@@ -221,4 +245,5 @@ def validate(cfg: DictConfig) -> None:
     check_networks(cfg)
     check_descriptor(cfg)
     check_device(cfg)
+    check_launch(cfg)
     check_combinations(cfg)

@@ -18,6 +18,7 @@ from aenet_exp.descriptor import ChebyshevDescriptor
 from aenet_exp.model import Potential
 from aenet_exp.training.checkpoint import load_checkpoint, save_checkpoint
 from aenet_exp.training.dataset import PreparedData, prepare_data
+from aenet_exp.training.distributed import Ranks, joined
 from aenet_exp.training.events import Observer, TrainingResult
 from aenet_exp.training.outputs import write_atomically, write_predictions
 from aenet_exp.training.schedule import EarlyStopping
@@ -110,17 +111,27 @@ def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Observer] =
     """Train a potential as ``cfg`` says; returns the final metrics.
 
     With ``cfg.resume`` the run continues from the checkpoint in that directory, with the
-    configuration stored there (``iterations`` from ``cfg``), writing to that directory.
+    configuration stored there (``iterations`` and ``distributed`` from ``cfg``), writing to that
+    directory. With ``distributed=ddp`` (under torchrun) this process joins the others; only
+    rank 0 tells ``observers`` and writes files, and only its metrics include ``final/*``.
     User errors (ConfigError, DataError) are raised before any observer hears of the run.
     """
     checkpoint = None
     if cfg.resume:
         output_dir = Path(cfg.resume)
         checkpoint = load_checkpoint(output_dir)
-        cfg = resumed_config(checkpoint["config"], cfg.iterations)
-    output_dir = Path(output_dir)
-    ensure_writable(output_dir)
-    device = resolve_device(cfg.precision.device)
+        cfg = resumed_config(checkpoint["config"], cfg.iterations, cfg.distributed)
+    with joined(cfg.distributed == "ddp", resolve_device(cfg.precision.device)) as (ranks, device):
+        return run_process(cfg, Path(output_dir), observers if ranks.main else (), checkpoint, ranks, device)
+
+
+def run_process(
+    cfg: DictConfig, output_dir: Path, observers: Sequence[Observer], checkpoint: dict | None, ranks: Ranks,
+    device: torch.device,
+) -> dict[str, float]:
+    """:func:`run` in this process, one of ``ranks``, training on ``device``."""
+    if ranks.main:
+        ensure_writable(output_dir)
     dtype = resolve_dtype(cfg.precision.dtype, device)
     data = prepare_data(cfg)
     if cfg.force.weight > 0 and not data.columns.has_forces[data.train].any():
@@ -129,20 +140,25 @@ def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Observer] =
     torch.manual_seed(cfg.seed)
     potential = initial_potential(cfg, data.species, dtype, checkpoint).to(device)
     storage = storage_devices(cfg.precision.memory_mode, device)
-    trainer = Trainer(potential, data, cfg, device, storage)
+    trainer = Trainer(potential, data, cfg, device, storage, ranks)
     fitted = normalize(trainer, data, cfg) if checkpoint is None and not cfg.init_from else {}
+    ranks.broadcast(potential)  # rank 0's weights and normalisation everywhere (seeded alike, now bit for bit)
     trainer.set_targets(data.atomic_energies if cfg.normalization.energy_target == "cohesive" else None)
     trainer.timer.take()  # the statistics pass is not an epoch
     if checkpoint is not None:
         trainer.load_state(checkpoint["trainer"])
-    facts = {**data.facts(), **fitted, "precision.resolved_device": str(device), "precision.resolved_dtype": str(dtype).removeprefix("torch.")}
+    facts = {
+        **data.facts(), **fitted, "precision.resolved_device": str(device),
+        "precision.resolved_dtype": str(dtype).removeprefix("torch."), "distributed.world_size": ranks.size,
+    }
 
     config = OmegaConf.to_container(cfg, resolve=True)
     for observer in observers:
         observer.on_start(config, facts)
     try:
         result = fit(trainer, cfg, output_dir, observers, checkpoint)
-        finish(trainer, data, cfg, result)
+        if ranks.main:
+            finish(trainer, data, cfg, result)
         for observer in observers:
             observer.on_end(result)
     except BaseException as error:
@@ -175,10 +191,12 @@ def ensure_writable(directory: Path) -> None:
         raise ConfigError("hydra.run.dir", f"cannot write the output directory {directory}: {error.strerror}") from None
 
 
-def resumed_config(stored_yaml: str, iterations: int) -> DictConfig:
-    """The configuration a checkpoint was written with, to run up to ``iterations`` epochs."""
+def resumed_config(stored_yaml: str, iterations: int, launch: str) -> DictConfig:
+    """The configuration a checkpoint was written with, to run up to ``iterations`` epochs as this
+    command is launched (``distributed``: ``launch``)."""
     cfg = OmegaConf.create(stored_yaml)
     cfg.iterations = iterations
+    cfg.distributed = launch
     cfg.resume = None
     return cfg
 
@@ -225,7 +243,8 @@ def fit(
     first = checkpoint["epoch"] if checkpoint else 0
     totals: dict[str, float] = {}
     show = cfg.tracking
-    epochs = progress_bar(show.show_progress, total=cfg.iterations, initial=first, desc="epochs", unit="epoch")
+    main = trainer.ranks.main
+    epochs = progress_bar(show.show_progress and main, total=cfg.iterations, initial=first, desc="epochs", unit="epoch")
     batches_per_epoch = -(-len(trainer.train_idx) // cfg.optimizer.batchsize)
     metrics: dict[str, float] = {k: v[-1] for k, v in history.items()}
     stopping = EarlyStopping(cfg.early_stopping) if cfg.early_stopping.patience is not None else None
@@ -233,7 +252,9 @@ def fit(
         stopping.load_state_dict(checkpoint["early_stopping"])
     for epoch in range(first, cfg.iterations):
         start = time.perf_counter()
-        batch_bar = progress_bar(show.show_batch_progress, total=batches_per_epoch, desc=f"epoch {epoch + 1}", leave=False)
+        batch_bar = progress_bar(
+            show.show_batch_progress and main, total=batches_per_epoch, desc=f"epoch {epoch + 1}", leave=False
+        )
         metrics = trainer.train_epoch(epoch, batch_bar)
         if batch_bar is not None:
             batch_bar.close()
@@ -257,7 +278,7 @@ def fit(
         trainer.schedule.step(metrics)
         stop = stopping is not None and stopping.update(epoch + 1, metrics, trainer.kept_weights())
         every = cfg.checkpoint.every
-        if (every and (epoch + 1) % every == 0) or epoch + 1 == cfg.iterations or stop:
+        if main and ((every and (epoch + 1) % every == 0) or epoch + 1 == cfg.iterations or stop):
             write_checkpoint(trainer, cfg, output_dir, epoch + 1, history, stopping)
         for observer in observers:
             observer.on_epoch_end(epoch, metrics)
@@ -265,7 +286,9 @@ def fit(
             epochs.update(1)
             epochs.set_postfix(bar_summary(metrics), refresh=False)
         if stop:
-            print(f"early stopping after epoch {epoch + 1}: {stopping.metric} last improved at epoch {stopping.best_epoch}")
+            if main:
+                print(f"early stopping after epoch {epoch + 1}: {stopping.metric} "
+                      f"last improved at epoch {stopping.best_epoch}")
             break
     if epochs is not None:
         epochs.close()

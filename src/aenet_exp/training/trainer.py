@@ -14,6 +14,7 @@ from aenet_exp.model import Potential, forces_from_energy, forces_from_jacobian
 from aenet_exp.training.batching import BatchRequests, BuiltBatch, GraphDataset, make_loader, plan_batches
 from aenet_exp.training.columns import Columns
 from aenet_exp.training.dataset import PreparedData
+from aenet_exp.training.distributed import SINGLE, Ranks
 from aenet_exp.training.events import Predictions
 from aenet_exp.training.features import DerivativeCache, FeatureBlock, FeatureCache, concat_blocks
 from aenet_exp.training.persist import DiskCache
@@ -72,6 +73,16 @@ class ErrorSums:
             self.force_abs += float(force_error.abs().sum())
             self.force_n += force_error.numel()
 
+    def sum_over(self, ranks: Ranks, device: torch.device) -> None:
+        """Add these sums over ranks, in place: every rank then holds the errors of all ranks' structures."""
+        if ranks.size == 1:
+            return
+        values = [self.energy_sq, self.energy_abs, self.energy_n, self.force_sq, self.force_abs, self.force_n]
+        totals = ranks.sum(torch.tensor(values, dtype=torch.float64, device=device)).tolist()
+        e_sq, e_abs, e_n, f_sq, f_abs, f_n = totals
+        self.energy_sq, self.energy_abs, self.energy_n = e_sq, e_abs, int(e_n)
+        self.force_sq, self.force_abs, self.force_n = f_sq, f_abs, int(f_n)
+
     def energy_rmse(self) -> float:
         return math.sqrt(self.energy_sq / self.energy_n) if self.energy_n else float("nan")
 
@@ -97,6 +108,8 @@ class Trainer:
     Args:
         settings: the composed config (``force``, ``caching``, ``dataloader``, ``optimizer``, ``tracking``).
         storage: ``(label_device, feature_device)`` chosen by ``precision.memory_mode``.
+        ranks: the training processes (``distributed=ddp``): each builds and featurises its share of
+            every batch and of the test set; errors and gradients are summed over ranks.
     """
 
     def __init__(
@@ -106,8 +119,10 @@ class Trainer:
         settings,
         device: torch.device,
         storage: tuple[torch.device, torch.device],
+        ranks: Ranks = SINGLE,
     ):
         self.potential = potential
+        self.ranks = ranks
         structures = self.structures = data.structures
         self.columns = data.columns
         self.train_idx, self.test_idx = np.asarray(data.train), np.asarray(data.test)
@@ -303,6 +318,36 @@ class Trainer:
             loss = loss + self.alpha * self.force_factor * force_error.square().mean().sqrt() / scale
         return loss
 
+    def _rank_loss(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> torch.Tensor:
+        """This rank's part ``L_r`` of the batch's loss ``L`` (:meth:`_loss`): ``Σ_r ∂L_r/∂θ = ∂L/∂θ``.
+
+        An RMSE is not a sum over ranks, but its gradient is: with the squared-error sum ``S`` and
+        count ``N`` added over ranks (detached), ``∂sqrt(S/N)/∂θ = (∂S/∂θ) / (2·sqrt(S·N))``. So
+        ``L_r = c_E·S_E,r + c_F·S_F,r`` with ``c_E = (1 − α) / (2·scale·sqrt(S_E·N_E))`` and
+        ``c_F = α·factor / (2·scale·sqrt(S_F·N_F))``; an empty share gives a constant zero.
+        """
+        if force_error is None or self.alpha == 0:
+            force_error = energy_error.new_zeros((0, 3))
+        squares = torch.stack([energy_error.square().sum(), force_error.square().sum()])
+        counts = torch.tensor([energy_error.numel(), force_error.numel()], dtype=torch.float64, device=squares.device)
+        s_e, s_f, n_e, n_f = self.ranks.sum(torch.cat([squares.detach().double(), counts])).tolist()
+        scale = float(self.potential.energy_scale)
+        weights = [
+            (1 - self.alpha) / (2 * scale * math.sqrt(s_e * n_e)) if s_e > 0 else 0.0,
+            self.alpha * self.force_factor / (2 * scale * math.sqrt(s_f * n_f)) if s_f > 0 else 0.0,
+        ]
+        return (squares * squares.new_tensor(weights)).sum()
+
+    def _backward(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> None:
+        """Gradients of the batch's loss: of :meth:`_loss` in one process, of :meth:`_rank_loss` summed over ranks."""
+        if self.ranks.size == 1:
+            self._loss(energy_error, force_error).backward()
+            return
+        loss = self._rank_loss(energy_error, force_error)
+        if loss.requires_grad:
+            loss.backward()
+        self.ranks.sum_gradients([p for group in self.optimizer.param_groups for p in group["params"]])
+
     def pooled_loss(self, energy_rmse: float, force_rmse: float | None) -> float:
         """The loss of pooled errors (eV/atom, eV/Å), in normalised units as :meth:`_loss`."""
         scale = float(self.potential.energy_scale)
@@ -314,15 +359,18 @@ class Trainer:
     # ------------------------------------------------------------------ epochs
 
     def feature_statistics(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and std ``(n_features,)`` of raw features over training atoms (float64 sums)."""
-        total = sq = None
+        """Mean and std ``(n_features,)`` of raw features over training atoms (float64 sums; ranks take every
+        ``size``-th batch and add their sums)."""
+        n = self.potential.descriptor.n_features
+        total, sq = (torch.zeros(n, dtype=torch.float64, device=self.device) for _ in range(2))
         count = 0
-        for batch, built in self._batches(plan_batches(self.train_idx, self.cfg.optimizer.batchsize, None), frozenset()):
+        batches = plan_batches(self.train_idx, self.cfg.optimizer.batchsize, None)[self.ranks.rank :: self.ranks.size]
+        for batch, built in self._batches(batches, frozenset()):
             _, block = self._energy_block(batch, built, frozenset())
             f = block.features.double()
-            total = f.sum(0) if total is None else total + f.sum(0)
-            sq = f.square().sum(0) if sq is None else sq + f.square().sum(0)
-            count += f.shape[0]
+            total, sq, count = total + f.sum(0), sq + f.square().sum(0), count + f.shape[0]
+        sums = self.ranks.sum(torch.cat([total, sq, total.new_tensor([count])]))
+        total, sq, count = sums[:n], sums[n : 2 * n], sums[2 * n]
         mean = (total / count).cpu().numpy()
         var = np.maximum((sq / count).cpu().numpy() - mean**2, 0.0)
         std = np.sqrt(var)
@@ -337,14 +385,16 @@ class Trainer:
             if redrawn and self.cfg.caching.features_for_force:
                 self.features.discard(force_set)  # supervised on forces in this window: features come with gradients
         batches = plan_batches(self.train_idx, self.cfg.optimizer.batchsize, self.shuffle)
+        shares = [self.ranks.share(batch, self.columns.n_atoms) for batch in batches]
         sums = ErrorSums()
-        for batch, built in self._batches(batches, force_set):
-            out = self._predict(batch, built, force_set, create_graph=True)
-            energy_error, force_error = self._errors(out)
-            loss = self._loss(energy_error, force_error)
+        for batch, built in self._batches(shares, force_set):
+            if len(batch):
+                energy_error, force_error = self._errors(self._predict(batch, built, force_set, create_graph=True))
+            else:  # this rank's share of the batch is empty: it adds nothing but joins every sum
+                energy_error, force_error = torch.zeros(0, dtype=self.dtype, device=self.device), None
             with self.timer.phase("backward"):
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                self._backward(energy_error, force_error)
             with self.timer.phase("optimizer"):
                 self.optimizer.step()
                 if self.average is not None:
@@ -352,6 +402,7 @@ class Trainer:
             sums.add(energy_error, force_error)
             if progress is not None:
                 progress.update(1)
+        sums.sum_over(self.ranks, self.device)
         metrics = {"train/loss": self.pooled_loss(sums.energy_rmse(), sums.force_rmse()), **sums.metrics("train")}
         metrics["train/lr"] = self.schedule.learning_rate()
         if self.derivatives is not None:
@@ -384,11 +435,17 @@ class Trainer:
         )
 
     def test_metrics(self) -> dict[str, float]:
-        """Pooled ``test/*`` errors and loss of the evaluated weights (forces when training on forces)."""
+        """Pooled ``test/*`` errors and loss of the evaluated weights (forces when training on forces).
+
+        Each rank predicts its share of the test set (balanced by atoms); the error sums are added over ranks.
+        """
         if len(self.test_idx) == 0:
             return {}
+        share = self.ranks.share(self.test_idx, self.columns.n_atoms)
         with self.evaluated_weights():
-            metrics = metrics_of(self.predict(self.test_idx, with_forces=self.alpha > 0), "test")
+            sums = error_sums(self.predict(share, with_forces=self.alpha > 0))
+        sums.sum_over(self.ranks, self.device)
+        metrics = sums.metrics("test")
         metrics["test/loss"] = self.pooled_loss(metrics["test/energy_rmse"], metrics.get("test/force_rmse"))
         return metrics
 
@@ -401,13 +458,18 @@ class Trainer:
         return self.average.weights() if self.average is not None else self.potential.state_dict()
 
 
-def metrics_of(predictions: Predictions, prefix: str) -> dict[str, float]:
-    """Pooled errors of ``predictions`` as :meth:`ErrorSums.metrics` names them (eV/atom, eV/Å)."""
+def error_sums(predictions: Predictions) -> ErrorSums:
+    """The pooled errors of ``predictions`` (eV/atom, eV/Å)."""
     sums = ErrorSums()
     ref, pred = predictions.energy_per_atom()
     f_ref, f_pred = predictions.force_components()
     sums.add(torch.from_numpy(pred - ref), torch.from_numpy(f_pred - f_ref) if f_ref.size else None)
-    return sums.metrics(prefix)
+    return sums
+
+
+def metrics_of(predictions: Predictions, prefix: str) -> dict[str, float]:
+    """Pooled errors of ``predictions`` as :meth:`ErrorSums.metrics` names them (eV/atom, eV/Å)."""
+    return error_sums(predictions).metrics(prefix)
 
 
 def build_optimizer(potential: Potential, cfg) -> torch.optim.Optimizer:
