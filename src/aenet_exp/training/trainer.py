@@ -143,6 +143,7 @@ class Trainer:
         self.features = FeatureCache(cacheable, storage[1], structures, descriptor.species, feature_disk)
         self.feature_caching = caching.features or caching.features_for_force
         self.derivatives = DerivativeCache(cacheable, storage[1], descriptor) if caching.derivatives else None
+        self.derivatives_grow = True  # False: only what is cached already is used (final predictions)
         self.dataset = GraphDataset(
             structures, descriptor, caching.neighbors, caching.triplets, cacheable, caching.persist_dir
         )
@@ -222,7 +223,9 @@ class Trainer:
     def _served_from_cache(self, index: int, with_forces: bool) -> bool:
         """Whether structure ``index`` needs no graph: its derivatives (forces) or features (energy) are kept."""
         if with_forces:
-            return self.derivatives is not None and index in self.derivatives.cacheable
+            if self.derivatives is None:
+                return False
+            return index in (self.derivatives.cacheable if self.derivatives_grow else self.derivatives)
         return self.feature_caching and index in self.features
 
     def _derivative_forces(self, indices: list[int], create_graph: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
