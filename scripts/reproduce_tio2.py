@@ -4,8 +4,9 @@ Runs ``python -m aenet_exp train experiment=tio2_fast`` (and, with ``--published
 ``--published-epochs`` epochs of ``experiment=tio2_published``; with ``--ethanol``, the ethanol
 experiment) as a user would, each recorded in the MLflow store ``--tracking-uri``. Then reads each
 run's final metrics back from MLflow, prints one markdown table (energy RMSE in meV/atom, force
-RMSE per component and as |ΔF|, both in eV/Å; epochs; wall time; machine), and downloads each
-run's learning curve and parity plot into ``--figures`` for ``docs/results.md``.
+RMSE per component and of the per-atom vector error ΔF, both in eV/Å; epochs; wall time;
+machine), and downloads each run's learning curve and parity plot into ``--figures`` for
+``docs/results.md``.
 
 Needs ``../shared`` (the TiO2 and ethanol data); exits with a message when it is absent.
 
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
     print(machine_description())
     print()
     print("| run | epochs | wall s | train E RMSE meV/atom | test E RMSE meV/atom | train F RMSE eV/Å (component) "
-          "| test F RMSE eV/Å (component) | train F RMSE eV/Å (|ΔF|) | test F RMSE eV/Å (|ΔF|) |")
+          "| test F RMSE eV/Å (component) | train F RMSE eV/Å (vector ΔF) | test F RMSE eV/Å (vector ΔF) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(row("published aenet-PyTorch (its CPU)", PUBLISHED, PUBLISHED["epochs"], PUBLISHED["wall_s"]))
     for outcome in outcomes:

@@ -184,10 +184,11 @@ def test_build_db_then_train_from_it(tmp_path):
     assert len(StructureDatabase(database)) == 16
     uri = store(tmp_path)
     trained = run_cli("train", *FAST, f"data.database={database}", "data.path=/nonexistent", f"tracking.uri={uri}",
-                      cwd=tmp_path)
+                      "dataloader.num_workers=2", "caching=force", "force=subsampled", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr  # the database exists: data.path is not read
     _, runs = runs_of(uri)
-    assert runs[0].data.params["data.database"] == str(database)
+    assert runs[0].info.status == "FINISHED" and runs[0].data.params["data.database"] == str(database)
+    assert runs[0].data.params["dataloader.num_workers"] == "2" and "final/test/force_rmse" in runs[0].data.metrics
 
 
 def test_build_db_needs_a_database_path(tmp_path):
