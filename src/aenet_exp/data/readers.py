@@ -158,26 +158,26 @@ def _read_archive(path: Path) -> list[Structure]:
     Each structure's source is ``<archive>:<member>``.
     """
     try:
-        with tarfile.open(path) as archive:
-            members = sorted(
-                (m for m in archive.getmembers() if m.isfile() and _is_structure_file(Path(m.name).name)),
-                key=lambda m: m.name,
-            )
-            if not members:
-                raise DataError(path, "archive contains no structure files")
-            with tempfile.TemporaryDirectory() as scratch:
-                return [s for m in members for s in _read_member(archive, m, path, Path(scratch))]
+        with tarfile.open(path) as archive:  # members read in archive order: a compressed stream never seeks back
+            contents = {
+                m.name: archive.extractfile(m).read()
+                for m in archive
+                if m.isfile() and _is_structure_file(Path(m.name).name)
+            }
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(path, f"cannot read archive: {exc}") from exc
+    if not contents:
+        raise DataError(path, "archive contains no structure files")
+    with tempfile.TemporaryDirectory() as scratch:
+        return [s for name in sorted(contents) for s in _read_member(name, contents[name], path, Path(scratch))]
 
 
-def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo, path: Path, scratch: Path) -> list[Structure]:
-    """One archive member: XSF parsed from memory, other formats through ASE from a scratch copy."""
-    source = f"{path}:{member.name}"
-    raw = archive.extractfile(member).read()
-    if member.name.lower().endswith(".xsf"):
+def _read_member(name: str, raw: bytes, path: Path, scratch: Path) -> list[Structure]:
+    """One archive member's bytes: XSF parsed from memory, other formats through ASE from a scratch copy."""
+    source = f"{path}:{name}"
+    if name.lower().endswith(".xsf"):
         return [parse_xsf(_decode(raw, source), source)]
-    copy = scratch / Path(member.name).name
+    copy = scratch / Path(name).name
     copy.write_bytes(raw)
     return [dataclasses.replace(s, source=source) for s in _read_with_ase(copy)]
 

@@ -476,9 +476,15 @@ def metrics_of(predictions: Predictions, prefix: str) -> dict[str, float]:
 
 
 def build_optimizer(potential: Potential, cfg) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD over the network weights with every ``optimizer.*`` parameter."""
+    """Adam, AdamW or SGD over the network weights with every ``optimizer.*`` parameter.
+
+    ``foreach``: one fused update over all (many, small) weight tensors, also on CPU, where torch
+    would otherwise update them one by one.
+    """
     params = potential.networks.parameters()
     if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=True)
     kind = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
-    return kind(params, lr=cfg.mu, betas=(cfg.beta1, cfg.beta2), eps=cfg.epsilon, weight_decay=cfg.weight_decay)
+    return kind(
+        params, lr=cfg.mu, betas=(cfg.beta1, cfg.beta2), eps=cfg.epsilon, weight_decay=cfg.weight_decay, foreach=True
+    )
