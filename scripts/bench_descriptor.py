@@ -19,13 +19,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import re
-import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
@@ -34,9 +28,8 @@ import torch
 
 from aenet_exp.data import Structure, read_structures
 from aenet_exp.descriptor import AtomGraph, ChebyshevDescriptor, collate_graphs
+from benchlib import DEFAULT_SHARED, machine_description, tio2_tarball
 
-DEFAULT_SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-DATASET = Path("data/tio2-1000/dir_xsf.tar.gz")
 PUBLISHED = dict(species=["O", "Ti"], rad_order=20, rad_cutoff=6.5, ang_order=6, ang_cutoff=5.0)
 N_FEATURES = 56
 DTYPES = (torch.float32, torch.float64)
@@ -60,31 +53,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def load_structures(tarball: Path, limit: int | None) -> list[Structure]:
-    """Extract ``tarball`` into a temporary directory and read its XSF files (sorted by name)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        with tarfile.open(tarball) as archive:
-            archive.extractall(tmp, filter="data")
-        structures = read_structures(str(Path(tmp) / "*" / "*.xsf"))
-    return structures[:limit]
-
-
-def machine_description() -> str:
-    """CPU model (``lscpu``, else ``platform``), cores, torch version, threads and load average.
-
-    The load average is taken before the run: other work on the machine skews the timings.
-    """
-    model = platform.processor() or platform.machine()
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        found = re.search(r"^Model name:\s*(.+)$", lscpu, re.MULTILINE)
-        model = found.group(1).strip() if found else model
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"Machine: {model}, cores = {os.cpu_count()}, torch {torch.__version__}, "
-        f"threads = {torch.get_num_threads()}, Python {platform.python_version()}, load average = {load}"
-    )
+    """The XSF structures of ``tarball`` (sorted by name), the first ``limit`` of them."""
+    return read_structures(str(tarball))[:limit]
 
 
 def best_time(task: Callable[[], object], repeats: int) -> float:
@@ -174,9 +144,8 @@ def table(rows: list[Row], n_atoms: int, n_structures: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    tarball = args.shared / DATASET
-    if not tarball.is_file():
-        print(f"Skipping: data set not found at {tarball} (pass --shared PATH to point at the shared folder).")
+    tarball = tio2_tarball(args.shared)
+    if tarball is None:
         return 0
     machine = machine_description()
     structures = load_structures(tarball, args.limit)

@@ -52,10 +52,8 @@ import numpy as np
 
 from aenet_exp.data import Structure
 from aenet_exp.data.hdf5 import StructureDatabase, build_database, write_database
-from benchlib import machine_description, peak_rss_mb, run_child, train_one
+from benchlib import DEFAULT_SHARED, machine_description, peak_rss_mb, run_child, tio2_tarball, train_one
 
-DEFAULT_SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-DATASET = Path("data/tio2-1000/dir_xsf.tar.gz")
 SIGMA = 0.02  # Å, standard deviation of the rattling noise per coordinate
 COMMON = (
     "descriptor.rad_order=4",
@@ -280,11 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.build is not None:
         print(json.dumps(build_one(json.loads(args.build))))
         return 0
-    tarball = args.shared / DATASET
-    if not tarball.is_file():
-        print(f"Skipping: data set not found at {tarball} (pass --shared PATH to point at the shared folder).")
-        return 0
-    return benchmark(args, tarball.resolve())
+    tarball = tio2_tarball(args.shared)
+    return benchmark(args, tarball) if tarball is not None else 0
 
 
 if __name__ == "__main__":

@@ -38,10 +38,8 @@ import time
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
-from benchlib import machine_description, run_child, train_one
+from benchlib import DEFAULT_SHARED, machine_description, run_child, tio2_tarball, train_one
 
-DEFAULT_SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-DATASET = Path("data/tio2-1000/dir_xsf.tar.gz")
 PUBLISHED = (
     "descriptor=published",
     "model.hidden=[5,5]",
@@ -248,11 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.one is not None:
         print(json.dumps(train_one(json.loads(args.one))))
         return 0
-    tarball = args.shared / DATASET
-    if not tarball.is_file():
-        print(f"Skipping: data set not found at {tarball} (pass --shared PATH to point at the shared folder).")
-        return 0
-    return benchmark(args, tarball)
+    tarball = tio2_tarball(args.shared)
+    return benchmark(args, tarball) if tarball is not None else 0
 
 
 if __name__ == "__main__":

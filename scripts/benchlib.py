@@ -20,6 +20,19 @@ from pathlib import Path
 from typing import Sequence
 
 
+DEFAULT_SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+TIO2 = Path("data/tio2-1000/dir_xsf.tar.gz")  # inside the shared folder
+
+
+def tio2_tarball(shared: Path) -> Path | None:
+    """The TiO2-1000 tarball in the shared folder ``shared``; None, after saying so, when it is absent."""
+    tarball = shared / TIO2
+    if tarball.is_file():
+        return tarball.resolve()
+    print(f"Skipping: data set not found at {tarball} (pass --shared PATH to point at the shared folder).")
+    return None
+
+
 def machine_description() -> str:
     """CPU model (``/proc/cpuinfo``), cores, torch version and threads, and the load average now."""
     import torch

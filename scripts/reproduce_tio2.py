@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from benchlib import machine_description
+from benchlib import DEFAULT_SHARED, machine_description, tio2_tarball
 
 ROOT = Path(__file__).resolve().parents[1]
 SQRT3 = math.sqrt(3.0)
@@ -58,7 +58,7 @@ class Outcome(NamedTuple):
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared folder")
+    parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="the shared folder")
     parser.add_argument("--published", action="store_true", help="also run the first epochs of tio2_published")
     parser.add_argument("--published-epochs", type=int, default=1000, help="epochs of the tio2_published run")
     parser.add_argument("--ethanol", action="store_true", help="also run the ethanol experiment")
@@ -132,8 +132,7 @@ def verdict(outcome: Outcome) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if not (args.shared / "data" / "tio2-1000" / "dir_xsf.tar.gz").is_file():
-        print(f"Skipping: {args.shared} has no data/tio2-1000 (the shared data folder is needed)")
+    if tio2_tarball(args.shared) is None:
         return 0
     jobs = [Job("tio2_fast", ["experiment=tio2_fast", *args.overrides])]
     if args.published:

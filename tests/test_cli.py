@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from aenet_exp.training.dataset import SHARED_PREFIX
 from conftest import FAST, run_cli
 
 
@@ -94,10 +95,10 @@ def test_bad_data_file_names_it(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_missing_shared_data_says_so(tmp_path):
+def test_missing_shared_data_says_so(tmp_path):  # run where no shared folder is: nothing of it is read
     result = run_cli("train", "data=tio2", "tracking.enabled=false", cwd=tmp_path)
     assert result.returncode == 2
-    assert "../shared/data/tio2-1000/dir_xsf.tar.gz" in result.stderr and "shared data folder" in result.stderr
+    assert f"{SHARED_PREFIX}data/tio2-1000/dir_xsf.tar.gz" in result.stderr and "shared data folder" in result.stderr
 
 
 def test_typo_fails_at_composition(tmp_path):

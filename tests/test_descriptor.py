@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from ase.io import read as ase_read
 
 from aenet_exp.data import Structure, read_structures
 from aenet_exp.descriptor import ChebyshevDescriptor, collate_graphs, typespin_weights

@@ -14,7 +14,7 @@ from aenet_exp.training.events import Predictions
 from aenet_exp.training.run import MODEL_FILE
 from aenet_exp.training.schedule import WeightAverage
 from aenet_exp.training.trainer import metrics_of
-from conftest import DATA, FAST, SMALL, compose_train, run_cli
+from conftest import DATA, SMALL, compose_train, run_cli
 from test_training import train
 
 F64 = ("precision=float64",)
@@ -108,7 +108,7 @@ def test_external_test_set(fast_config, tmp_path):
         validate(fast_config(f"data.test_path={test_file}"))
 
 
-# The experiments, on the small fixtures instead of ../shared (CI has none).
+# The experiments, on the small fixtures in tests/data instead of the shared data folder (CI has none).
 EXPERIMENT_DATA = {
     "tio2_published": [f"data.path={SMALL}", "data.testpercent=25"],
     "tio2_fast": [f"data.path={SMALL}", "data.testpercent=25"],

@@ -65,13 +65,12 @@ def train(cfg: DictConfig) -> float | None:
 
     from aenet_exp.tracking.observer import TrackingUnavailable
 
-    recording = launch_rank() == 0  # under torchrun, rank 0 records and reports
     try:
         validate(cfg)
-        metrics = training.run(cfg, HydraConfig.get().runtime.output_dir, observers_for(cfg) if recording else [])
+        metrics = training.run(cfg, HydraConfig.get().runtime.output_dir, observers_for(cfg))  # rank 0's observe
     except (ConfigError, DataError, training.TrainingDiverged, TrackingUnavailable) as error:
         fail(str(error).splitlines()[0])
-    if not recording:
+    if launch_rank() > 0:  # under torchrun, rank 0 reports
         return None
     summary = ", ".join(f"{k} = {v:.5g}" for k, v in metrics.items() if k.startswith("final/"))
     print(f"done: {summary}")

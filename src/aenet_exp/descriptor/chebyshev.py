@@ -135,7 +135,6 @@ class ChebyshevDescriptor(nn.Module):
     def forward(self, graph: AtomGraph) -> torch.Tensor:
         """Features ``(n_atoms, n_features)`` of a batch graph."""
         pairs, triplets = graph.pairs, graph.triplets
-        positions = graph.positions
         distances, units = self.pair_geometry(graph)
         angular_cutoff = self.angular.cutoff_fn(distances)  # once per pair, gathered per triplet
 

@@ -37,7 +37,12 @@ class FeatureJacobian(NamedTuple):
 
     @property
     def nbytes(self) -> int:
-        return sum(t.element_size() * t.numel() for t in self)
+        return tensor_bytes(self)
+
+
+def tensor_bytes(tensors) -> int:
+    """Bytes held by ``tensors``."""
+    return sum(t.element_size() * t.numel() for t in tensors)
 
 
 def concat_jacobians(jacobians: list[FeatureJacobian], n_atoms: list[int]) -> FeatureJacobian:
@@ -53,7 +58,7 @@ def pair_derivatives(descriptor: ChebyshevDescriptor, graph: AtomGraph) -> torch
     Radial term ``g_n(r)``: ``g_n'(r) u``. Angular term ``T_n(c) fc(r_a) fc(r_b)`` with ``c = u_a·u_b``:
     ``T_n'(c) fc_a fc_b (u_b − c u_a)/r_a + T_n(c) fc_a' fc_b u_a`` for ``v_a`` (and symmetrically for ``v_b``).
     """
-    pairs, triplets = graph.pairs, graph.triplets
+    triplets = graph.triplets
     distances, units = descriptor.pair_geometry(graph)
     radial = descriptor.radial.derivative(distances).unsqueeze(-1) * units.unsqueeze(1)  # (n_pairs, R+1, 3)
 

@@ -9,7 +9,7 @@ import torch
 
 from aenet_exp.data import Structure
 from aenet_exp.descriptor import AtomGraph, ChebyshevDescriptor
-from aenet_exp.descriptor.derivatives import FeatureJacobian, concat_jacobians, feature_jacobian
+from aenet_exp.descriptor.derivatives import FeatureJacobian, concat_jacobians, feature_jacobian, tensor_bytes
 from aenet_exp.descriptor.graph import species_indices
 from aenet_exp.training.batching import atoms_per_structure
 from aenet_exp.training.persist import DiskCache, structure_digest
@@ -22,6 +22,13 @@ class FeatureBlock(NamedTuple):
     species: torch.Tensor  # (n_atoms,) species index
     structure: torch.Tensor  # (n_atoms,) 0..n_structures-1
     n_structures: int
+
+
+def block_of(rows: Sequence[tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> FeatureBlock:
+    """One block of per-structure ``(features (n_atoms, n_features), species (n_atoms,))``, in order."""
+    counts = torch.tensor([len(species) for _, species in rows])
+    structure = torch.repeat_interleave(torch.arange(len(rows)), counts).to(device)
+    return FeatureBlock(torch.cat([f for f, _ in rows]), torch.cat([s for _, s in rows]), structure, len(rows))
 
 
 def concat_blocks(blocks: Sequence[FeatureBlock]) -> FeatureBlock:
@@ -93,11 +100,7 @@ class FeatureCache:
 
     def block(self, indices: Sequence[int]) -> FeatureBlock:
         """The cached features of ``indices`` (each checked with ``in`` first) as one block."""
-        rows = [self.entries[i] for i in indices]
-        structure = torch.cat([torch.full((len(s),), k, dtype=torch.int64) for k, (_, s) in enumerate(rows)])
-        return FeatureBlock(
-            torch.cat([f for f, _ in rows]), torch.cat([s for _, s in rows]), structure.to(self.device), len(rows)
-        )
+        return block_of([self.entries[i] for i in indices], self.device)
 
 
 class DerivativeEntry(NamedTuple):
@@ -108,18 +111,31 @@ class DerivativeEntry(NamedTuple):
     jacobian: FeatureJacobian  # ∂features/∂positions, sparse
     reference_forces: torch.Tensor  # (n_atoms, 3) eV/Å
 
+    @property
+    def nbytes(self) -> int:
+        return self.jacobian.nbytes + tensor_bytes((self.features, self.species, self.reference_forces))
+
 
 class DerivativeCache:
-    """Features and their sparse Jacobian w.r.t. positions of the structures in ``cacheable``, on ``device``."""
+    """Features and their sparse Jacobian w.r.t. positions of the structures in ``cacheable``, on ``device``.
+
+    While ``growing`` every cacheable structure is served (its entry computed on first use);
+    afterwards only those already kept.
+    """
 
     def __init__(self, cacheable: set[int], device: torch.device, descriptor: ChebyshevDescriptor):
         self.cacheable = cacheable
         self.device = device
         self.descriptor = descriptor
         self.entries: dict[int, DerivativeEntry] = {}
+        self.growing = True
 
     def __contains__(self, index: int) -> bool:
         return index in self.entries
+
+    def serves(self, index: int) -> bool:
+        """Whether forces of structure ``index`` come from this cache (no graph needed)."""
+        return index in (self.cacheable if self.growing else self.entries)
 
     def add(self, index: int, graph: AtomGraph, reference_forces: torch.Tensor) -> None:
         """Compute and keep the entry of structure ``index`` from its (single-structure) ``graph``."""
@@ -134,16 +150,11 @@ class DerivativeCache:
     def batch(self, indices: Sequence[int]) -> tuple[FeatureBlock, FeatureJacobian, torch.Tensor]:
         """Features, Jacobian and reference forces of ``indices`` (all added), atoms concatenated."""
         entries = [self.entries[i] for i in indices]
-        counts = [len(e.species) for e in entries]
-        structure = torch.repeat_interleave(torch.arange(len(entries)), torch.tensor(counts)).to(self.device)
-        block = FeatureBlock(
-            torch.cat([e.features for e in entries]), torch.cat([e.species for e in entries]), structure, len(entries)
-        )
-        jacobian = concat_jacobians([e.jacobian for e in entries], counts)
+        block = block_of([(e.features, e.species) for e in entries], self.device)
+        jacobian = concat_jacobians([e.jacobian for e in entries], [len(e.species) for e in entries])
         return block, jacobian, torch.cat([e.reference_forces for e in entries])
 
     @property
     def nbytes(self) -> int:
         """Memory held by the cache, bytes."""
-        return sum(e.jacobian.nbytes + sum(t.element_size() * t.numel() for t in (e.features, e.species, e.reference_forces))
-                   for e in self.entries.values())
+        return sum(e.nbytes for e in self.entries.values())

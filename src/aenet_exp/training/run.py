@@ -305,7 +305,8 @@ def finish(trainer: Trainer, data: PreparedData, cfg: DictConfig, result: Traini
     """Final predictions, saved model, config and prediction files in the output directory."""
     sets = {"train": data.train, "test": data.test}
     with_forces = cfg.force.weight > 0 or cfg.tracking.save_forces  # energy-only runs skip the force pass
-    trainer.derivatives_grow = False  # a single pass: feature Jacobians would cost more than autograd once
+    if trainer.derivatives is not None:
+        trainer.derivatives.growing = False  # a single pass: feature Jacobians would cost more than autograd once
     result.predictions = {name: trainer.predict(idx, with_forces) for name, idx in sets.items() if len(idx)}
     for name, pred in result.predictions.items():
         result.metrics.update({f"final/{k}": v for k, v in metrics_of(pred, name).items()})

@@ -143,7 +143,6 @@ class Trainer:
         self.features = FeatureCache(cacheable, storage[1], structures, descriptor.species, feature_disk)
         self.feature_caching = caching.features or caching.features_for_force
         self.derivatives = DerivativeCache(cacheable, storage[1], descriptor) if caching.derivatives else None
-        self.derivatives_grow = True  # False: only what is cached already is used (final predictions)
         self.dataset = GraphDataset(
             structures, descriptor, caching.neighbors, caching.triplets, cacheable, caching.persist_dir
         )
@@ -223,9 +222,7 @@ class Trainer:
     def _served_from_cache(self, index: int, with_forces: bool) -> bool:
         """Whether structure ``index`` needs no graph: its derivatives (forces) or features (energy) are kept."""
         if with_forces:
-            if self.derivatives is None:
-                return False
-            return index in (self.derivatives.cacheable if self.derivatives_grow else self.derivatives)
+            return self.derivatives is not None and self.derivatives.serves(index)
         return self.feature_caching and index in self.features
 
     def _derivative_forces(self, indices: list[int], create_graph: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -314,12 +311,9 @@ class Trainer:
         return energy_error, out.forces - out.reference_forces
 
     def _loss(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> torch.Tensor:
-        """(1 − α)·RMSE(E/atom) + α·RMSE(F)·factor, both divided by the energy scale (normalised units)."""
-        scale = self.potential.energy_scale
-        loss = (1 - self.alpha) * energy_error.square().mean().sqrt() / scale
-        if force_error is not None and self.alpha > 0:
-            loss = loss + self.alpha * self.force_factor * force_error.square().mean().sqrt() / scale
-        return loss
+        """The batch's loss (:meth:`pooled_loss`) of its errors ``(n,)`` eV/atom and ``(n_force_atoms, 3)`` eV/Å."""
+        rmse = lambda error: error.square().mean().sqrt()  # noqa: E731
+        return self.pooled_loss(rmse(energy_error), rmse(force_error) if force_error is not None else None)
 
     def _rank_loss(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> torch.Tensor:
         """This rank's part ``L_r`` of the batch's loss ``L`` (:meth:`_loss`): ``Σ_r ∂L_r/∂θ = ∂L/∂θ``.
@@ -351,12 +345,16 @@ class Trainer:
             loss.backward()
         self.ranks.sum_gradients([p for group in self.optimizer.param_groups for p in group["params"]])
 
-    def pooled_loss(self, energy_rmse: float, force_rmse: float | None) -> float:
-        """The loss of pooled errors (eV/atom, eV/Å), in normalised units as :meth:`_loss`."""
+    def pooled_loss(self, energy_rmse, force_rmse):
+        """(1 − α)·RMSE(E/atom) + α·RMSE(F)·factor, both divided by the energy scale (normalised units).
+
+        The RMSEs (eV/atom, eV/Å; floats, or tensors for a loss to back-propagate) are pooled over
+        a batch or an epoch.
+        """
         scale = float(self.potential.energy_scale)
         loss = (1 - self.alpha) * energy_rmse / scale
         if force_rmse is not None and self.alpha > 0:
-            loss += self.alpha * self.force_factor * force_rmse / scale
+            loss = loss + self.alpha * self.force_factor * force_rmse / scale
         return loss
 
     # ------------------------------------------------------------------ epochs
