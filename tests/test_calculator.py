@@ -7,7 +7,8 @@ import pytest
 import torch
 from ase import Atoms
 
-from aenet_exp.calculator import Calculator, model_path
+from aenet_exp.calculator import Calculator
+from aenet_exp.tracking.locate import model_path
 from aenet_exp.data import read_structures
 from test_model import make_potential
 

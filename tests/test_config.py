@@ -21,7 +21,7 @@ GROUP_OPTIONS = sorted(
 def test_every_group_has_options():
     groups = {g for g, _ in GROUP_OPTIONS}
     assert groups == {
-        "caching", "data", "dataloader", "descriptor", "force", "model",
+        "caching", "checkpoint", "data", "dataloader", "descriptor", "early_stopping", "ema", "force", "model",
         "normalization", "optimizer", "precision", "scheduler", "tracking",
     }
 
@@ -39,7 +39,7 @@ def test_defaults():
     cfg = compose_train()
     assert cfg.optimizer.name == "adam" and cfg.force.weight == 0.0 and cfg.precision.dtype == "auto"
     assert cfg.data.name == "tio2-sample" and cfg.data.path.endswith("tio2-sample.tar.gz")
-    assert cfg.normalization.E_atomic == {"O": -432.503149303, "Ti": -1604.604515075}
+    assert cfg.data.E_atomic == {"O": -432.503149303, "Ti": -1604.604515075}
     assert cfg.tracking.uri == "sqlite:///outputs/mlflow.db"
 
 

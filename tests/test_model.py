@@ -9,7 +9,8 @@ import torch
 from aenet_exp.data import Structure, read_structures
 from aenet_exp.descriptor import ChebyshevDescriptor, collate_graphs
 from aenet_exp.descriptor.derivatives import feature_jacobian
-from aenet_exp.model import ACTIVATIONS, Potential, SpeciesNetworks, energy_and_forces, forces_from_jacobian
+from aenet_exp.descriptor.blocks import FeatureBlock
+from aenet_exp.model import ACTIVATIONS, JacobianInputs, Potential, SpeciesNetworks, energy_and_forces, evaluate
 
 
 def make_potential(species, seed=0, **descriptor_settings) -> Potential:
@@ -81,9 +82,9 @@ def test_forces_through_cached_jacobian_equal_autograd(data_dir, relative_path, 
     potential = make_potential(species).train(training)
     graph = collate_graphs([potential.descriptor.graph(s) for s in structures]).to(dtype=torch.float64)
     energy, reference = energy_and_forces(potential, graph)
-    features = potential.descriptor(graph).detach().requires_grad_(True)
-    energy_cached = potential.energy_from_features(features, graph.species, graph.structure, graph.n_structures)
-    forces = forces_from_jacobian(energy_cached, features, feature_jacobian(potential.descriptor, graph), training)
+    block = FeatureBlock(potential.descriptor(graph), graph.species, graph.structure, graph.n_structures)
+    cached = evaluate(potential, JacobianInputs(block, feature_jacobian(potential.descriptor, graph)), create_graph=training)
+    energy_cached, forces = cached.energy, cached.forces
     assert torch.allclose(energy_cached, energy, rtol=1e-14)
     assert torch.allclose(forces, reference, rtol=0, atol=1e-12 * float(reference.detach().abs().max()))
     if training:  # a force loss reaches every species' first-layer weights

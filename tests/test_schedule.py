@@ -11,9 +11,9 @@ import torch
 from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.model import Potential
 from aenet_exp.training.events import Predictions
-from aenet_exp.training.run import MODEL_FILE
+from aenet_exp.model.potential import MODEL_FILE
+from aenet_exp.training.metrics import metrics_of
 from aenet_exp.training.schedule import WeightAverage
-from aenet_exp.training.trainer import metrics_of
 from conftest import DATA, SMALL, compose_train, run_cli
 from test_training import train
 

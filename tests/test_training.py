@@ -13,17 +13,21 @@ from aenet_exp.config.validation import ConfigError
 from aenet_exp.data import DataError, read_structures
 from aenet_exp.model import Potential
 from aenet_exp.training import run
-from aenet_exp.training.dataset import prepare_data, split
-from aenet_exp.training.run import MODEL_FILE, resolve_dtype, storage_devices
-from aenet_exp.training.sampling import ForceSampler
-from aenet_exp.training.targets import energy_normalization
-from aenet_exp.training.trainer import ErrorSums, build_optimizer
+from aenet_exp.training.dataset import split
+from aenet_exp.training.run import prepared_data as prepare_data
+from aenet_exp.model.potential import MODEL_FILE
+from aenet_exp.training.events import Callback
+from aenet_exp.training.metrics import ErrorSums
+from aenet_exp.training.normalization import energy_normalization
+from aenet_exp.training.optim import build_optimizer
+from aenet_exp.training.precision import resolve_dtype, storage_devices
+from aenet_exp.training.supervision import ForceSupervision
 from conftest import SMALL
 
 E_ATOMIC = {"O": -432.503149303, "Ti": -1604.604515075}
 
 
-class Recorder:
+class Recorder(Callback):
     """An observer keeping what training reports."""
 
     def __init__(self):
@@ -109,19 +113,19 @@ def test_testpercent_and_seed_change_the_split(fast_config):
     "fraction, minimum, expected", [(1.0, 1, 10), (0.3, 1, 3), (0.01, 1, 1), (0.01, 4, 4), (0.01, None, 1), (0.5, 20, 10)]
 )
 def test_force_sampler_size(fraction, minimum, expected):
-    sampler = ForceSampler(np.arange(10), fraction, "random", True, minimum, 1, seed=0)
+    sampler = ForceSupervision(0.1, fraction, "random", True, minimum, candidates=np.arange(10), seed=0)
     assert len(sampler.select(0)[0]) == expected
 
 
 def test_force_sampler_random_fixed_and_windows():
-    random = ForceSampler(np.arange(100), 0.1, "random", True, 1, 1, seed=0)
+    random = ForceSupervision(0.1, 0.1, "random", True, 1, candidates=np.arange(100), seed=0)
     draws = [random.select(e)[0] for e in range(3)]
     assert draws[0] != draws[1] != draws[2]
-    fixed = ForceSampler(np.arange(100), 0.1, "fixed", True, 1, 1, seed=0)
+    fixed = ForceSupervision(0.1, 0.1, "fixed", True, 1, candidates=np.arange(100), seed=0)
     assert fixed.select(0)[0] == fixed.select(5)[0]
-    once = ForceSampler(np.arange(100), 0.1, "random", False, 1, 1, seed=0)
+    once = ForceSupervision(0.1, 0.1, "random", False, 1, candidates=np.arange(100), seed=0)
     assert once.select(0)[0] == once.select(9)[0]
-    windows = ForceSampler(np.arange(100), 0.1, "random", True, 1, 3, seed=0)
+    windows = ForceSupervision(0.1, 0.1, "random", True, 1, epochs_per_window=3, candidates=np.arange(100), seed=0)
     picks = [windows.select(e) for e in range(7)]
     assert picks[0][0] == picks[1][0] == picks[2][0] != picks[3][0]
     assert [new for _, new in picks] == [True, False, False, True, False, False, True]
@@ -189,8 +193,8 @@ def test_cohesive_needs_every_species(fast_config, data_dir):
     with pytest.raises(ConfigError, match=r"^normalization.E_atomic: .*\['C', 'H'\]"):
         prepare_data(fast_config(f"data.path={ethanol}"))
     with pytest.raises(ConfigError, match=r"^normalization.E_atomic: .*\['O', 'Ti'\]"):
-        prepare_data(fast_config("normalization.E_atomic=null"))
-    total = prepare_data(fast_config("normalization.E_atomic=null", "normalization.energy_target=total"))
+        prepare_data(fast_config("data.E_atomic=null"))
+    total = prepare_data(fast_config("data.E_atomic=null", "normalization.energy_target=total"))
     assert total.atomic_energies is None
 
 
@@ -259,7 +263,10 @@ def test_optimizer_parameters_reach_torch(fast_config, name, cls, expected):
     cfg = fast_config(f"optimizer={name}", "optimizer.weight_decay=0.01", *extra)
     from aenet_exp.training.run import build_potential
 
-    optimizer = build_optimizer(build_potential(cfg, ["O", "Ti"], torch.float64), cfg.optimizer)
+    from omegaconf import OmegaConf
+
+    params = build_potential(cfg, ["O", "Ti"], torch.float64).networks.parameters()
+    optimizer = build_optimizer(params, **OmegaConf.to_container(cfg.optimizer))
     assert type(optimizer) is cls
     group = optimizer.param_groups[0]
     for key, value in expected.items():
@@ -269,21 +276,21 @@ def test_optimizer_parameters_reach_torch(fast_config, name, cls, expected):
 def test_batchsize_sets_steps_per_epoch(fast_config, tmp_path):
     cfg = fast_config("optimizer.batchsize=5", "iterations=1", "precision=float64")
     counted = []
-    from aenet_exp.training import trainer as trainer_module
+    from aenet_exp.training.features import FeatureSource
 
-    original = trainer_module.Trainer._predict
+    original = FeatureSource._evaluate
 
-    def counting(self, *args, **kwargs):
-        out = original(self, *args, **kwargs)
-        if self.potential.training:
+    def counting(self, potential, *args, **kwargs):
+        out = original(self, potential, *args, **kwargs)
+        if potential.training:
             counted.append(len(out.order))
         return out
 
-    trainer_module.Trainer._predict = counting
+    FeatureSource._evaluate = counting
     try:
         run(cfg, tmp_path)
     finally:
-        trainer_module.Trainer._predict = original
+        FeatureSource._evaluate = original
     assert counted == [5, 5, 2]  # 12 training structures
 
 
@@ -442,16 +449,16 @@ def test_feature_cache_skips_featurisation(fast_config, tmp_path, monkeypatch, f
 
 
 def test_features_for_force_caches_energy_only_structures(fast_config, tmp_path, monkeypatch):
-    from aenet_exp.training import trainer as trainer_module
+    from aenet_exp.training.features import FeatureSource
 
     built = []
-    original = trainer_module.Trainer._energy_block
+    original = FeatureSource._energy_block
 
     def counting(self, batch, b, force_set):
         built.append(len(b.request.energy_indices))
         return original(self, batch, b, force_set)
 
-    monkeypatch.setattr(trainer_module.Trainer, "_energy_block", counting)
+    monkeypatch.setattr(FeatureSource, "_energy_block", counting)
     run(fast_config("force=subsampled", "force.fraction=0.25", "force.resample_each_epoch=false", "iterations=3",
                     "caching.features_for_force=true", "data.testpercent=0"), tmp_path)
     # 16 training structures, 4 with forces each epoch (drawn once): 12 energy-only featurised in the
@@ -464,7 +471,7 @@ def test_dataloader_settings_reach_torch():
     from aenet_exp.descriptor import ChebyshevDescriptor
 
     dataset = GraphDataset([], ChebyshevDescriptor(["O"], 2, 3.0, 2, 3.0), False, False, set())
-    loader = make_loader(dataset, BatchRequests(), num_workers=2, prefetch_factor=5, persistent=False)
+    loader = make_loader(dataset, BatchRequests(), num_workers=2, prefetch_factor=5, persistent_workers=False)
     assert (loader.num_workers, loader.prefetch_factor, loader.persistent_workers) == (2, 5, False)
     assert make_loader(dataset, BatchRequests(), 0, 5, True).num_workers == 0
 
@@ -505,7 +512,7 @@ def test_database_filters_use_columns(fast_config, tmp_path):
 
 def test_float32_targets_keep_per_atom_precision():
     from aenet_exp.training.columns import Columns
-    from aenet_exp.training.trainer import Labels
+    from aenet_exp.training.normalization import Labels
 
     columns = Columns.of_structures(read_structures(SMALL))
     shift, scale = -8.0, 0.5

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import aenet_exp.config  # noqa: F401  registers the schema and resolvers
 from aenet_exp.config.validation import OPTIMIZED_METRICS, ConfigError, validate
-from aenet_exp.data import DataError
+from aenet_exp.errors import UserError
 
 USAGE = """usage: python -m aenet_exp {train,build-db,export} [-m] [key=value ...] [hydra options]
 
@@ -63,12 +63,10 @@ def train(cfg: DictConfig) -> float | None:
     from aenet_exp import training
     from aenet_exp.training.distributed import launch_rank
 
-    from aenet_exp.tracking.observer import TrackingUnavailable
-
     try:
         validate(cfg)
         metrics = training.run(cfg, HydraConfig.get().runtime.output_dir, observers_for(cfg))  # rank 0's observe
-    except (ConfigError, DataError, training.TrainingDiverged, TrackingUnavailable) as error:
+    except UserError as error:
         fail(str(error).splitlines()[0])
     if launch_rank() > 0:  # under torchrun, rank 0 reports
         return None
@@ -102,21 +100,21 @@ def build_db(cfg: DictConfig) -> None:
         source = OmegaConf.to_container(cfg.data.path) if OmegaConf.is_config(cfg.data.path) else cfg.data.path
         d = cfg.data
         count = build_database(source, d.database, d.compression, d.compression_level, cfg.tracking.show_progress)
-    except (ConfigError, DataError) as error:
+    except UserError as error:
         fail(str(error))
     print(f"wrote {count} structures to {cfg.data.database}")
 
 
 def export() -> None:
     """``export run=... format=aenet [out=DIR]``: write ænet's network files and list them."""
-    from aenet_exp.export.command import USAGE as EXPORT_USAGE, ExportError, export as run_export
+    from aenet_exp.export.command import USAGE as EXPORT_USAGE, export as run_export
 
     if sys.argv[1:] in (["-h"], ["--help"]):
         print(EXPORT_USAGE)
         return
     try:
         written = run_export(sys.argv[1:])
-    except ExportError as error:
+    except UserError as error:
         fail(str(error))
     for path in written:
         print(path)

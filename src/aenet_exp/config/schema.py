@@ -1,9 +1,13 @@
 """The structured config of ``python -m aenet_exp train``: one dataclass per Hydra group.
 
 Each group's YAML options under ``conf/<group>/`` are validated against the dataclass stored
-under the same group here (see :mod:`aenet_exp.config.store`). Every field carries its meaning
-and, where it has one, the name of the ænet ``TorchTrainingConfig`` parameter it implements;
+under the same group here (see :mod:`aenet_exp.config.store`). The dataclasses hold the defaults
+(a YAML option sets only what it changes); every field carries its meaning, its range rule where
+it has one, and the name of the ænet ``TorchTrainingConfig`` parameter it implements;
 ``docs/configuration.md`` is generated from them.
+
+Keys that a component checks itself (the descriptor's orders and cutoffs, the networks' layers,
+the database compression) carry no rule here: validation calls that component's own check.
 """
 
 from __future__ import annotations
@@ -13,25 +17,49 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
+from aenet_exp.config.rules import Rule, non_blank, non_negative, one_of, optional, positive, within
 
-def param(default: Any, meaning: str, reference: str | None = None) -> Any:
-    """A dataclass field with its documentation (lists and dicts are copied per instance)."""
-    metadata = {"meaning": meaning, "reference": reference}
+# Metrics a run reports per epoch (and, but for the loss, as final/<name> after training).
+EPOCH_METRICS = tuple(
+    f"{split}/{name}"
+    for split in ("train", "test")
+    for name in ("loss", "energy_rmse", "energy_mae", "force_rmse", "force_rmse_vector", "force_mae")
+)
+# The scheduler group's options; training.schedule builds each (one registry, keyed by the choice).
+SCHEDULERS = ("none", "cosine", "plateau")
+
+
+def param(default: Any, meaning: str, reference: str | None = None, rule: Rule | None = None) -> Any:
+    """A dataclass field with its documentation and range rule (lists and dicts are copied per instance)."""
+    metadata = {"meaning": meaning, "reference": reference, "rule": rule}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+EPOCHS = Rule(positive, "a positive number of epochs")
+FRACTION_OPEN_AT_ZERO = Rule(within(0, 1, low_open=True), "a fraction in (0, 1]")
+WATCHED_METRIC = Rule(one_of(*EPOCH_METRICS), f"one of {list(EPOCH_METRICS)}")
 
 
 @dataclass
 class DataConfig:
     name: str = param("custom", "a label for the data set, logged with the run")
     path: Any = param(MISSING, "structure file, directory, glob, tar archive, or a list of those")
-    testpercent: float = param(10.0, "percentage of structures held out for testing (0–100), seeded split", "testpercent")
+    E_atomic: Any = param(
+        None, "reference energies of the data set's species, {symbol: eV} or a file of isolated atoms "
+        "(set by the data option that describes the data; normalization.E_atomic, when given, wins)",
+    )
+    testpercent: float = param(
+        10.0, "percentage of structures held out for testing (0–100), seeded split", "testpercent",
+        Rule(within(0, 100), "a percentage in [0, 100]"),
+    )
     max_energy: Optional[float] = param(
         None, "drop structures above this energy, eV/atom in the target energy space", "max_energy"
     )
     max_forces: Optional[float] = param(
-        None, "drop structures whose largest force component exceeds this, eV/Å", "max_forces"
+        None, "drop structures whose largest force component exceeds this, eV/Å", "max_forces",
+        Rule(optional(positive), "a positive force in eV/Å, or null"),
     )
     test_path: Any = param(
         None, "external test set (file, directory, glob, archive or list); with it, data.path is all for training "
@@ -42,7 +70,8 @@ class DataConfig:
         "HDF5StructureDataset.database_file",
     )
     in_memory_cache_size: int = param(
-        2048, "structures kept per process in the database's LRU cache", "HDF5StructureDataset.in_memory_cache_size"
+        2048, "structures kept per process in the database's LRU cache", "HDF5StructureDataset.in_memory_cache_size",
+        Rule(non_negative, "a non-negative number of structures"),
     )
     compression: Optional[str] = param("gzip", "database compression: gzip | lzf | null", "HDF5StructureDataset.compression")
     compression_level: Optional[int] = param(
@@ -76,47 +105,70 @@ class ModelConfig:
 @dataclass
 class OptimizerConfig:
     name: str = param(MISSING, "adam | adamw | sgd (chosen by the optimizer group)", "method")
-    batchsize: int = param(32, "structures per batch", "method.batchsize")
-    weight_decay: float = param(0.0, "L2 penalty (adam, sgd) or decoupled weight decay (adamw)", "method.weight_decay")
+    batchsize: int = param(
+        32, "structures per batch", "method.batchsize", Rule(positive, "a positive number of structures per batch")
+    )
+    weight_decay: float = param(
+        0.0, "L2 penalty (adam, sgd) or decoupled weight decay (adamw)", "method.weight_decay",
+        Rule(non_negative, "a non-negative weight decay"),
+    )
+
+
+DECAY_RATE = Rule(within(0, 1, high_open=True), "a decay rate in [0, 1)")
 
 
 @dataclass
 class AdamConfig(OptimizerConfig):
     name: str = param("adam", "adam | adamw | sgd (chosen by the optimizer group)", "method")
-    mu: float = param(1e-3, "learning rate", "Adam.mu")
-    beta1: float = param(0.9, "first-moment decay", "Adam.beta1")
-    beta2: float = param(0.999, "second-moment decay", "Adam.beta2")
-    epsilon: float = param(1e-8, "numerical stability term", "Adam.epsilon")
+    mu: float = param(1e-3, "learning rate", "Adam.mu", Rule(positive, "a positive learning rate"))
+    beta1: float = param(0.9, "first-moment decay", "Adam.beta1", DECAY_RATE)
+    beta2: float = param(0.999, "second-moment decay", "Adam.beta2", DECAY_RATE)
+    epsilon: float = param(1e-8, "numerical stability term", "Adam.epsilon", Rule(positive, "a positive epsilon"))
 
 
 @dataclass
 class AdamWConfig(AdamConfig):
     name: str = param("adamw", "adam | adamw | sgd (chosen by the optimizer group)", "method")
-    weight_decay: float = param(1e-2, "decoupled weight decay", "method.weight_decay")
+    weight_decay: float = param(
+        1e-2, "decoupled weight decay", "method.weight_decay", Rule(non_negative, "a non-negative weight decay")
+    )
 
 
 @dataclass
 class SGDConfig(OptimizerConfig):
     name: str = param("sgd", "adam | adamw | sgd (chosen by the optimizer group)", "method")
-    lr: float = param(1e-2, "learning rate", "SGD.lr")
-    momentum: float = param(0.9, "momentum coefficient", "SGD.momentum")
+    lr: float = param(1e-2, "learning rate", "SGD.lr", Rule(positive, "a positive learning rate"))
+    momentum: float = param(
+        0.9, "momentum coefficient", "SGD.momentum", Rule(within(0, 1, high_open=True), "a momentum in [0, 1)")
+    )
+
+
+# The optimizer group's options, by choice: each option's YAML extends base_<choice>.
+OPTIMIZER_SCHEMAS = {"adam": AdamConfig, "adamw": AdamWConfig, "sgd": SGDConfig}
 
 
 @dataclass
 class ForceConfig:
-    weight: float = param(0.0, "α in loss = (1−α)·RMSE(E/atom) + α·RMSE(F), 0–1", "force_weight")
-    fraction: float = param(
-        1.0, "share of force-labelled training structures supervised on forces per epoch, (0, 1]", "force_fraction"
+    weight: float = param(
+        0.0, "α in loss = (1−α)·RMSE(E/atom) + α·RMSE(F), 0–1", "force_weight", Rule(within(0, 1), "a weight α in [0, 1]")
     )
-    sampling: str = param("random", "random: re-drawn subsets | fixed: one subset for the whole run", "force_sampling")
+    fraction: float = param(
+        1.0, "share of force-labelled training structures supervised on forces per epoch, (0, 1]", "force_fraction",
+        FRACTION_OPEN_AT_ZERO,
+    )
+    sampling: str = param(
+        "random", "random: re-drawn subsets | fixed: one subset for the whole run", "force_sampling",
+        Rule(one_of("random", "fixed"), "'random' or 'fixed'"),
+    )
     resample_each_epoch: bool = param(
         True, "with random sampling, re-draw every window (else draw once)", "force_resample_each_epoch"
     )
     min_structures_per_epoch: Optional[int] = param(
-        1, "at least this many structures supervised on forces per epoch", "force_min_structures_per_epoch"
+        1, "at least this many structures supervised on forces per epoch", "force_min_structures_per_epoch",
+        Rule(optional(non_negative), "a non-negative count, or null"),
     )
     scale_unbiased: bool = param(False, "multiply the force RMSE in the loss by sqrt(1/fraction)", "force_scale_unbiased")
-    epochs_per_window: int = param(1, "epochs between re-draws of the force subset", "epochs_per_force_window")
+    epochs_per_window: int = param(1, "epochs between re-draws of the force subset", "epochs_per_force_window", EPOCHS)
 
 
 @dataclass
@@ -135,78 +187,133 @@ class CachingConfig:
         False, "force training: keep features and their sparse Jacobian w.r.t. positions of each force structure, "
         "forces as a sparse product with dE/dfeatures instead of re-running the descriptor under autograd",
     )
-    scope: str = param("all", "which split is cached: train | val | all", "cache_scope")
+    scope: str = param(
+        "all", "which split is cached: train | val | all", "cache_scope",
+        Rule(one_of("train", "val", "all"), "'train', 'val' or 'all'"),
+    )
 
 
 @dataclass
 class SchedulerConfig:
-    name: str = param("none", "learning-rate schedule per epoch: none | plateau | cosine (chosen by the scheduler group)")
-    warmup_epochs: int = param(0, "epochs of linear warm-up from warmup_start_factor × lr to lr, before the schedule")
-    warmup_start_factor: float = param(0.1, "learning-rate factor at the first warm-up epoch, (0, 1]")
-    min_lr: float = param(0.0, "lowest learning rate the schedule reaches")
-    factor: float = param(0.5, "plateau: multiply the learning rate by this when the metric stalls, (0, 1)")
-    patience: int = param(10, "plateau: epochs without improvement before reducing")
-    threshold: float = param(1e-4, "plateau: relative improvement that counts")
-    metric: str = param("test/loss", "plateau: the metric watched (test/* needs a test set; else train/*)")
+    name: str = param(
+        MISSING, "learning-rate schedule per epoch: none | plateau | cosine (chosen by the scheduler group)", None,
+        Rule(one_of(*SCHEDULERS), "'none', 'plateau' or 'cosine' (choose with scheduler=...)"),
+    )
+    warmup_epochs: int = param(
+        0, "epochs of linear warm-up from warmup_start_factor × lr to lr, before the schedule", None,
+        Rule(non_negative, "a non-negative number of epochs"),
+    )
+    warmup_start_factor: float = param(
+        0.1, "learning-rate factor at the first warm-up epoch, (0, 1]", None, Rule(within(0, 1, low_open=True), "a factor in (0, 1]")
+    )
+    min_lr: float = param(0.0, "lowest learning rate the schedule reaches", None, Rule(non_negative, "a non-negative learning rate"))
+    factor: float = param(
+        0.5, "plateau: multiply the learning rate by this when the metric stalls, (0, 1)", None,
+        Rule(within(0, 1, low_open=True, high_open=True), "a factor in (0, 1)"),
+    )
+    patience: int = param(
+        10, "plateau: epochs without improvement before reducing", None, Rule(non_negative, "a non-negative number of epochs")
+    )
+    threshold: float = param(
+        1e-4, "plateau: relative improvement that counts", None, Rule(non_negative, "a non-negative relative improvement")
+    )
+    metric: str = param("test/loss", "plateau: the metric watched (test/* needs a test set; else train/*)", None, WATCHED_METRIC)
 
 
 @dataclass
 class EarlyStoppingConfig:
     patience: Optional[int] = param(
-        None, "stop after this many epochs without improvement of the metric and keep the best model (null: off)"
+        None, "stop after this many epochs without improvement of the metric and keep the best model (null: off)", None,
+        Rule(optional(lambda x: x >= 1), "a positive number of epochs, or null"),
     )
-    metric: str = param("test/loss", "the metric watched, lower is better (test/* needs a test set; else train/*)")
-    min_delta: float = param(0.0, "smallest decrease that counts as an improvement")
+    metric: str = param(
+        "test/loss", "the metric watched, lower is better (test/* needs a test set; else train/*)", None, WATCHED_METRIC
+    )
+    min_delta: float = param(0.0, "smallest decrease that counts as an improvement", None, Rule(non_negative, "a non-negative improvement"))
 
 
 @dataclass
 class EmaConfig:
     decay: Optional[float] = param(
         None, "exponential moving average of the weights, updated after every step; evaluation, checkpoints' best "
-        "model and the saved potential use the averaged weights (null: off; typical 0.99–0.999)",
+        "model and the saved potential use the averaged weights (null: off; typical 0.99–0.999)", None,
+        Rule(optional(within(0, 1, low_open=True, high_open=True)), "a decay in (0, 1), or null"),
+    )
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = param(
+        10, "write checkpoint.pt every this many epochs (and at the end); 0: only at the end", None,
+        Rule(non_negative, "a non-negative number of epochs"),
     )
 
 
 @dataclass
 class DataLoaderConfig:
-    num_workers: int = param(0, "worker processes building neighbour lists and triplets", "num_workers")
-    prefetch_factor: int = param(2, "batches prepared ahead per worker (with workers)", "prefetch_factor")
+    num_workers: int = param(
+        0, "worker processes building neighbour lists and triplets", "num_workers",
+        Rule(non_negative, "a non-negative number of worker processes"),
+    )
+    prefetch_factor: int = param(
+        2, "batches prepared ahead per worker (with workers)", "prefetch_factor",
+        Rule(positive, "a positive number of batches per worker"),
+    )
     persistent_workers: bool = param(True, "keep workers (and their caches) between epochs", "persistent_workers")
 
 
 @dataclass
 class PrecisionConfig:
-    dtype: str = param("auto", "auto (float32 on CPU, float64 on GPU) | float32 | float64", "precision")
+    dtype: str = param(
+        "auto", "auto (float32 on CPU, float64 on GPU) | float32 | float64", "precision",
+        Rule(one_of("auto", "float32", "float64"), "'auto', 'float32' or 'float64'"),
+    )
     device: Optional[str] = param(None, "cpu | cuda | cuda:N; null = CUDA when present, else CPU", "device")
     memory_mode: str = param(
         "gpu", "where energy targets and cached features live — cpu: host, moved per batch | gpu: the device, "
         "moved once | mixed: features on the device, targets on the host (graphs are built on the host per batch)",
-        "memory_mode",
+        "memory_mode", Rule(one_of("cpu", "gpu", "mixed"), "'cpu', 'gpu' or 'mixed'"),
     )
 
 
 @dataclass
 class NormalizationConfig:
-    energy_target: str = param("cohesive", "cohesive (minus E_atomic) | total energies", "energy_target")
-    E_atomic: Any = param(None, "{symbol: eV} or a structure file of isolated atoms", "E_atomic")
+    energy_target: str = param(
+        "cohesive", "cohesive (minus E_atomic) | total energies", "energy_target",
+        Rule(one_of("cohesive", "total"), "'cohesive' or 'total'"),
+    )
+    E_atomic: Any = param(
+        None, "{symbol: eV} or a structure file of isolated atoms; null: the data's own (data.E_atomic)", "E_atomic"
+    )
     features: bool = param(True, "standardise features with training-set mean and std", "normalize_features")
     energy: bool = param(True, "shift and scale per-atom energies onto [−1, 1]", "normalize_energy")
     feature_stats: Optional[str] = param(None, ".npz or .json file with 'mean' and 'std' arrays", "feature_stats")
     E_shift: Optional[float] = param(None, "per-atom energy shift, eV/atom (null: from the training set)", "E_shift")
-    E_scaling: Optional[float] = param(None, "per-atom energy scale, eV/atom (null: from the training set)", "E_scaling")
+    E_scaling: Optional[float] = param(
+        None, "per-atom energy scale, eV/atom (null: from the training set)", "E_scaling",
+        Rule(optional(positive), "a positive energy scale in eV/atom, or null"),
+    )
+
+
+def registrable_model_name(x) -> bool:
+    return x is None or (non_blank(x) and not set("/:") & set(str(x)))
 
 
 @dataclass
 class TrackingConfig:
     enabled: bool = param(True, "record the run in MLflow")
-    uri: str = param("sqlite:///outputs/mlflow.db", "MLflow tracking store (relative to the working directory)")
-    experiment: str = param("aenet_exp", "MLflow experiment name")
+    uri: str = param(
+        "sqlite:///outputs/mlflow.db", "MLflow tracking store (relative to the working directory)", None,
+        Rule(non_blank, "an MLflow tracking URI"),
+    )
+    experiment: str = param("aenet_exp", "MLflow experiment name", None, Rule(non_blank, "a non-empty experiment name"))
     run_name: Optional[str] = param(None, "MLflow run name (null: generated)")
     log_model: bool = param(
         True, "log the potential as the MLflow pyfunc model runs:/<run_id>/model (predict: structures → energies, eV)"
     )
     register: Optional[str] = param(
-        None, "register the logged model under this name in the MLflow model registry, a new version per run (null: no)"
+        None, "register the logged model under this name in the MLflow model registry, a new version per run (null: no)",
+        None, Rule(registrable_model_name, "a registered-model name without '/' or ':', or null"),
     )
     save_energies: bool = param(False, "write energies.{train,test}.predicted", "save_energies")
     save_forces: bool = param(False, "write forces.{train,test}.predicted", "save_forces")
@@ -216,14 +323,11 @@ class TrackingConfig:
 
 
 @dataclass
-class CheckpointConfig:
-    every: int = param(10, "write checkpoint.pt every this many epochs (and at the end); 0: only at the end")
-
-
-@dataclass
 class TrainConfig:
-    iterations: int = param(100, "training epochs", "iterations")
-    seed: int = param(0, "seed of the split, initialisation, shuffling and force sampling")
+    iterations: int = param(100, "training epochs", "iterations", EPOCHS)
+    seed: int = param(
+        0, "seed of the split, initialisation, shuffling and force sampling", None, Rule(non_negative, "a non-negative integer")
+    )
     resume: Optional[str] = param(
         None, "a run directory: continue its training (same config, same MLflow run) up to `iterations` epochs"
     )
@@ -234,15 +338,17 @@ class TrainConfig:
         "test/energy_rmse",
         "metric whose final value a job returns to the sweeper (minimised by hparams_search): "
         "train/ or test/ energy_rmse (eV/atom), force_rmse (eV/Å), or train/loss",
+        None, WATCHED_METRIC,
     )
     distributed: str = param(
         "none",
         "none: one process | ddp: data-parallel over the processes torchrun starts (gloo on CPU, nccl on CUDA, "
         "cuda:LOCAL_RANK per process); each batch is shared out by atoms, gradients summed, rank 0 records",
+        None, Rule(one_of("none", "ddp"), "'none' or 'ddp'"),
     )
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
-    ema: EmaConfig = field(default_factory=EmaConfig)
+    checkpoint: CheckpointConfig = MISSING
+    early_stopping: EarlyStoppingConfig = MISSING
+    ema: EmaConfig = MISSING
     scheduler: SchedulerConfig = MISSING
     data: DataConfig = MISSING
     descriptor: DescriptorConfig = MISSING

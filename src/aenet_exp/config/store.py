@@ -1,4 +1,8 @@
-"""Registers the schema in Hydra's ConfigStore: ``conf/<group>/<option>.yaml`` extends ``base_<group>``."""
+"""Registers the schema in Hydra's ConfigStore: ``conf/<group>/<option>.yaml`` extends ``base_<group>``.
+
+The optimizer and scheduler groups have one base per option (``base_adam``, ``base_cosine``, ...),
+which is where an option's ``name`` is set: the YAML never repeats it.
+"""
 
 from __future__ import annotations
 
@@ -17,15 +21,22 @@ GROUP_SCHEMAS = {
     "normalization": schema.NormalizationConfig,
     "tracking": schema.TrackingConfig,
     "scheduler": schema.SchedulerConfig,
+    "checkpoint": schema.CheckpointConfig,
+    "early_stopping": schema.EarlyStoppingConfig,
+    "ema": schema.EmaConfig,
 }
-OPTIMIZER_SCHEMAS = {"adam": schema.AdamConfig, "adamw": schema.AdamWConfig, "sgd": schema.SGDConfig}
+# Groups whose options each extend a base of their own, named by the option.
+PER_OPTION_GROUPS = ("optimizer", "scheduler")
 
 
 def register_configs() -> None:
-    """Store ``base_train`` and one ``base_<group>`` (``base_<name>`` for optimizers) per group."""
+    """Store ``base_train``, one ``base_<group>`` per group and ``base_<option>`` for optimizers and schedulers."""
     store = ConfigStore.instance()
     store.store(name="base_train", node=schema.TrainConfig)
     for group, node in GROUP_SCHEMAS.items():
-        store.store(group=group, name=f"base_{group}", node=node)
-    for name, node in OPTIMIZER_SCHEMAS.items():
+        if group not in PER_OPTION_GROUPS:
+            store.store(group=group, name=f"base_{group}", node=node)
+    for name, node in schema.OPTIMIZER_SCHEMAS.items():
         store.store(group="optimizer", name=f"base_{name}", node=node)
+    for name in schema.SCHEDULERS:
+        store.store(group="scheduler", name=f"base_{name}", node=schema.SchedulerConfig(name=name))

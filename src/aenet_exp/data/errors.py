@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aenet_exp.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """A structure file is malformed or unusable.
 
     The message names the file, the line when it is known, and what was expected.

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import operator
 import os
-import secrets
 import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
@@ -48,6 +47,8 @@ from aenet_exp import __version__
 from aenet_exp.data.errors import DataError
 from aenet_exp.data.readers import Source, _resolve, read_structures
 from aenet_exp.data.structure import Structure
+from aenet_exp.errors import SettingError
+from aenet_exp.files import atomic_path
 
 FORMAT = "aenet_exp-structures"
 FORMAT_VERSION = 1
@@ -136,15 +137,8 @@ def write_database(
         ValueError: an invalid ``compression`` or ``compression_level`` (before ``structures`` is touched).
     """
     filters = _filters(compression, compression_level)
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        count = _write(structures, temporary, filters)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return count
+    with atomic_path(path) as temporary:
+        return _write(structures, temporary, filters)
 
 
 def _read_files(source: Source, show_progress: bool) -> Iterator[Structure]:
@@ -153,12 +147,17 @@ def _read_files(source: Source, show_progress: bool) -> Iterator[Structure]:
         yield from read_structures(file)
 
 
-def _filters(compression: str | None, level: int | None) -> dict:
-    """h5py dataset filter options; ValueError naming the bad parameter."""
+def check_compression(compression: str | None, level: int | None) -> None:
+    """SettingError (a ValueError) naming ``compression`` or ``compression_level`` when out of range."""
     if compression not in COMPRESSIONS:
-        raise ValueError(f"compression must be 'gzip', 'lzf' or None, got {compression!r}")
+        raise SettingError("compression", f"must be 'gzip', 'lzf' or None, got {compression!r}")
     if level is not None and (isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9):
-        raise ValueError(f"compression_level must be an integer from 0 to 9 or None, got {level!r}")
+        raise SettingError("compression_level", f"must be an integer from 0 to 9 or None, got {level!r}")
+
+
+def _filters(compression: str | None, level: int | None) -> dict:
+    """h5py dataset filter options (checked by :func:`check_compression`)."""
+    check_compression(compression, level)
     if compression is None:
         return {}
     return {"compression": compression, "compression_opts": level if compression == "gzip" else None, "shuffle": True}

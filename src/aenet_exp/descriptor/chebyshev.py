@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from aenet_exp.data.structure import Structure
+from aenet_exp.descriptor.checks import check_descriptor_settings
 from aenet_exp.descriptor.graph import AtomGraph, build_graph
 from aenet_exp.descriptor.terms import AngularTerms, RadialTerms
 
@@ -47,7 +48,7 @@ class ChebyshevDescriptor(nn.Module):
         dtype: torch.dtype = torch.float64,
     ):
         super().__init__()
-        self._check(species, rad_order, rad_cutoff, ang_order, ang_cutoff, min_cutoff)
+        check_descriptor_settings(list(species), rad_order, rad_cutoff, ang_order, ang_cutoff, min_cutoff)
         self.species = list(species)
         self.rad_order, self.rad_cutoff = int(rad_order), float(rad_cutoff)
         self.ang_order, self.ang_cutoff = int(ang_order), float(ang_cutoff)
@@ -56,19 +57,6 @@ class ChebyshevDescriptor(nn.Module):
         self.radial = RadialTerms(rad_order, rad_cutoff)
         self.angular = AngularTerms(ang_order, ang_cutoff)
         self.register_buffer("typespin", typespin_weights(len(species)).to(dtype))
-
-    @staticmethod
-    def _check(species, rad_order, rad_cutoff, ang_order, ang_cutoff, min_cutoff) -> None:
-        if len(species) == 0 or len(set(species)) != len(species):
-            raise ValueError(f"species must be a non-empty list without repeats, got {list(species)}")
-        for name, order in (("rad_order", rad_order), ("ang_order", ang_order)):
-            if int(order) < 1:
-                raise ValueError(f"{name} must be >= 1, got {order}")
-        for name, cutoff in (("rad_cutoff", rad_cutoff), ("ang_cutoff", ang_cutoff)):
-            if not float(cutoff) > 0:
-                raise ValueError(f"{name} must be > 0 Å, got {cutoff}")
-        if not 0 <= float(min_cutoff) < min(rad_cutoff, ang_cutoff):
-            raise ValueError(f"min_cutoff must be in [0, min(rad_cutoff, ang_cutoff)), got {min_cutoff}")
 
     @property
     def multi_species(self) -> bool:

@@ -22,8 +22,8 @@ from torch import nn
 
 from aenet_exp.data import DataError
 from aenet_exp.descriptor import ChebyshevDescriptor
+from aenet_exp.files import write_atomically
 from aenet_exp.model import Potential
-from aenet_exp.training.outputs import write_atomically
 
 SUFFIX = ".pytorch.nn.ascii"
 ACTIVATION_CODES = {"linear": 0, "tanh": 1, "sigmoid": 2, "mtanh": 3, "twist": 4}  # ænet's feedforward.f90

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from aenet_exp.errors import UserError
+
 KEYS = {
     "run": "a run directory, a model file or runs:/<run_id>[/path]",
     "format": "the output format: aenet",
@@ -17,7 +19,7 @@ USAGE = "usage: python -m aenet_exp export run=<...> format=aenet [out=<dir>] [r
 )
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """A bad argument or an unusable model, told to the user in one line."""
 
 
@@ -34,23 +36,17 @@ def parse_arguments(args: Sequence[str]) -> dict[str, str]:
     return options
 
 
-def first_line(error: Exception) -> str:
-    """The first line of ``error``'s message (its type when it has none)."""
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
-def default_out(location: str, model: Path) -> Path:
+def default_out(location: str) -> Path:
     """``<run dir>/aenet``, ``aenet`` beside a model file, or ``./aenet-<run_id>`` for a ``runs:/`` URI."""
     if location.startswith("runs:/"):
         return Path("aenet-" + location.removeprefix("runs:/").strip("/").split("/")[0])
-    return (Path(location) if Path(location).is_dir() else model.parent) / "aenet"
+    return (Path(location) if Path(location).is_dir() else Path(location).parent) / "aenet"
 
 
 def export(args: Sequence[str]) -> list[Path]:
     """Run ``export`` with command-line ``args``; returns the files written (ExportError on bad input)."""
-    from aenet_exp.calculator import model_path
     from aenet_exp.export.aenet_ascii import write_aenet_ascii
-    from aenet_exp.model import Potential
+    from aenet_exp.tracking.locate import load_potential
 
     options = parse_arguments(args)
     if options.get("format", "aenet") not in FORMATS:
@@ -60,18 +56,11 @@ def export(args: Sequence[str]) -> list[Path]:
     except ValueError:
         raise ExportError(f"rmin: expected a distance in Å, got {options['rmin']!r}") from None
     location = options["run"]
-    try:
-        model = model_path(location)
-    except Exception as error:  # no model file there, or MLflow's error for a runs:/ URI
-        raise ExportError(f"run: {first_line(error)}") from None
-    try:
-        potential = Potential.load(model)
-    except Exception:  # torch's error for a file that is not a weights-only model
-        raise ExportError(f"run: {model}: expected a model file saved by aenet_exp; torch.load cannot read it") from None
-    out = Path(options["out"]) if options.get("out") else default_out(location, model)
+    potential = load_potential(location, key="run")
+    out = Path(options["out"]) if options.get("out") else default_out(location)
     try:
         return write_aenet_ascii(potential, out, rmin)
     except ValueError as error:
-        raise ExportError(f"cannot export {model} to ænet's format: {error}") from None
+        raise ExportError(f"cannot export {location} to ænet's format: {error}") from None
     except OSError as error:
         raise ExportError(f"out={out}: {error}") from None

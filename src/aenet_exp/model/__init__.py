@@ -1,7 +1,28 @@
-"""Per-species networks and the potential built on the descriptor."""
+"""Per-species networks, the potential built on the descriptor, and its one force path.
 
-from aenet_exp.model.forces import energy_and_forces, forces_from_energy, forces_from_jacobian
-from aenet_exp.model.networks import ACTIVATIONS, SpeciesNetworks, mlp
-from aenet_exp.model.potential import Potential
+Names are imported on first use, so that :mod:`aenet_exp.model.checks` (config validation) does
+not load torch.
+"""
 
-__all__ = ["ACTIVATIONS", "Potential", "SpeciesNetworks", "energy_and_forces", "forces_from_energy", "forces_from_jacobian", "mlp"]
+from importlib import import_module
+
+_HOMES = {
+    "ACTIVATIONS": "networks",
+    "SpeciesNetworks": "networks",
+    "mlp": "networks",
+    "MODEL_FILE": "potential",
+    "Potential": "potential",
+    "Evaluation": "forces",
+    "GraphInputs": "forces",
+    "JacobianInputs": "forces",
+    "energy_and_forces": "forces",
+    "evaluate": "forces",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)

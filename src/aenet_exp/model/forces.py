@@ -1,45 +1,110 @@
-"""Forces as −dE/dr: by autograd through the descriptor, or through a cached feature Jacobian."""
+"""The one force path: energies, forces ``−∂E/∂x`` and the strain derivative of a potential.
+
+Training, evaluation and the ASE calculator all call :func:`evaluate`. What carries the geometry
+derivative is the input:
+
+- :class:`GraphInputs`: the descriptor runs on an atom graph under autograd (positions, and an
+  optional homogeneous strain of cell and positions, are leaves that require grad);
+- :class:`JacobianInputs`: features of a fixed geometry with their cached sparse Jacobian
+  ``∂f/∂x`` (``caching.derivatives``): forces are ``−(∂E/∂f)·(∂f/∂x)``, equal to autograd's.
+
+With ``create_graph`` (training) the forces stay differentiable, so a force loss reaches the weights.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from aenet_exp.descriptor import AtomGraph
+from aenet_exp.descriptor.blocks import FeatureBlock
+from aenet_exp.descriptor.chebyshev import ChebyshevDescriptor
 from aenet_exp.descriptor.derivatives import FeatureJacobian
+from aenet_exp.descriptor.graph import AtomGraph
 from aenet_exp.model.potential import Potential
+
+
+class GraphInputs:
+    """Features of ``graph`` computed from positions that require grad (and a strain, with ``strain``)."""
+
+    def __init__(self, descriptor: ChebyshevDescriptor, graph: AtomGraph, strain: bool = False):
+        self.positions = graph.positions.detach().requires_grad_(True)
+        self.strain = graph.positions.new_zeros(3, 3, requires_grad=True) if strain else None
+        geometry = graph._replace(positions=self.positions)
+        if self.strain is not None:
+            deformation = torch.eye(3, dtype=graph.positions.dtype, device=graph.positions.device) + self.strain
+            geometry = graph._replace(positions=self.positions @ deformation, cells=graph.cells @ deformation)
+        with torch.enable_grad():
+            features = descriptor(geometry)
+        self.block = FeatureBlock(features, graph.species, graph.structure, graph.n_structures)
+
+    def derivatives(self, energy: torch.Tensor, create_graph: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Forces ``(n_atoms, 3)`` eV/Å and ``∂E/∂ε`` ``(3, 3)`` eV (None without strain) of ``Σ energy``."""
+        leaves = (self.positions,) if self.strain is None else (self.positions, self.strain)
+        gradients = torch.autograd.grad(energy.sum(), leaves, create_graph=create_graph)
+        return -gradients[0], (gradients[1] if self.strain is not None else None)
+
+
+class JacobianInputs:
+    """Features of a fixed geometry ``block`` with their sparse Jacobian w.r.t. positions."""
+
+    def __init__(self, block: FeatureBlock, jacobian: FeatureJacobian):
+        self.block = block._replace(features=block.features.detach().requires_grad_(True))
+        self.jacobian = jacobian
+
+    def derivatives(self, energy: torch.Tensor, create_graph: bool) -> tuple[torch.Tensor, None]:
+        """Forces ``(n_atoms, 3)`` eV/Å of ``Σ energy`` as ``−(∂E/∂f)·(∂f/∂x)``; no strain."""
+        features = self.block.features
+        (gradient,) = torch.autograd.grad(energy.sum(), features, create_graph=create_graph)
+        return self.jacobian.forces(gradient, features.shape[0]), None
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` computed for a batch of ``n_structures`` structures of ``n_atoms`` atoms."""
+
+    energy: torch.Tensor  # (n_structures,) eV, or normalised Σ_i net(f̂_i) with ``normalized``
+    atom_energies: torch.Tensor | None  # (n_atoms,) eV (None with ``normalized``)
+    forces: torch.Tensor | None  # (n_atoms, 3) eV/Å
+    strain_derivative: torch.Tensor | None  # (3, 3) ∂E/∂ε, eV (GraphInputs with strain)
+
+
+def evaluate(
+    potential: Potential,
+    inputs: GraphInputs | JacobianInputs,
+    *,
+    forces: bool = True,
+    create_graph: bool = False,
+    normalized: bool = False,
+) -> Evaluation:
+    """Energies and (with ``forces``) forces of ``inputs`` under ``potential``.
+
+    ``normalized``: energies in the potential's normalised units (``Σ_i net(f̂_i)``, what training
+    compares with normalised targets, free of float32 cancellation between large totals) and no
+    per-atom energies; forces are in eV/Å either way.
+    """
+    block = inputs.block
+    with torch.enable_grad():
+        if normalized:
+            atom_energies = None
+            energy = potential.normalized_energy(*block)
+            differentiated = potential.energy_scale * energy
+        else:
+            atom_energies = potential.atom_energies(block.features, block.species)
+            energy = atom_energies.new_zeros(block.n_structures).index_add_(0, block.structure, atom_energies)
+            differentiated = energy
+        force, strain = inputs.derivatives(differentiated, create_graph) if forces else (None, None)
+    return Evaluation(energy, atom_energies, force, strain)
 
 
 def energy_and_forces(
     potential: Potential, graph: AtomGraph, create_graph: bool | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Energies ``(n_structures,)`` eV and forces ``(n_atoms, 3)`` eV/Å of a batch.
+    """Energies ``(n_structures,)`` eV and forces ``(n_atoms, 3)`` eV/Å of a batch graph.
 
     ``create_graph`` (default: ``potential.training``) keeps the force graph so a force loss
     can be back-propagated to the weights.
     """
     create_graph = potential.training if create_graph is None else create_graph
-    positions = graph.positions.detach().requires_grad_(True)
-    with torch.enable_grad():
-        energy = potential(graph._replace(positions=positions))
-        return energy, forces_from_energy(energy, positions, create_graph)
-
-
-def forces_from_energy(energy: torch.Tensor, positions: torch.Tensor, create_graph: bool) -> torch.Tensor:
-    """``−∂(Σ energy)/∂positions`` ``(n_atoms, 3)`` eV/Å; ``positions`` must be a leaf that requires grad."""
-    if not positions.requires_grad:
-        raise ValueError("forces need positions that require grad")
-    (gradient,) = torch.autograd.grad(energy.sum(), positions, create_graph=create_graph)
-    return -gradient
-
-
-def forces_from_jacobian(
-    energy: torch.Tensor, features: torch.Tensor, jacobian: FeatureJacobian, create_graph: bool
-) -> torch.Tensor:
-    """Forces ``(n_atoms, 3)`` eV/Å as ``−(∂E/∂f)·(∂f/∂x)`` with a precomputed sparse feature Jacobian.
-
-    Equal to :func:`forces_from_energy` for the same geometry; ``features`` must require grad.
-    """
-    if not features.requires_grad:
-        raise ValueError("forces need features that require grad")
-    (gradient,) = torch.autograd.grad(energy.sum(), features, create_graph=create_graph)
-    return jacobian.forces(gradient, features.shape[0])
+    result = evaluate(potential, GraphInputs(potential.descriptor, graph), create_graph=create_graph)
+    return result.energy, result.forces

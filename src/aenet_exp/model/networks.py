@@ -7,6 +7,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from aenet_exp.model.checks import ACTIVATION_NAMES, check_activation, check_network
+
 
 class Twist(nn.Module):
     """ænet's 'twist' activation (code 4): ``1.7159 tanh(2x/3) + 0.1 x``."""
@@ -22,33 +24,23 @@ class ScaledTanh(nn.Module):
         return 1.7159 * torch.tanh(x * (2.0 / 3.0))
 
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "linear": nn.Identity,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "relu": nn.ReLU,
-    "mtanh": ScaledTanh,
-    "twist": Twist,
-}
+ACTIVATIONS: dict[str, type[nn.Module]] = dict(
+    zip(ACTIVATION_NAMES, (nn.Identity, nn.Tanh, nn.Sigmoid, nn.ReLU, ScaledTanh, Twist), strict=True)
+)
 
 
 def activation(name: str) -> nn.Module:
     """The activation module called ``name`` (one of :data:`ACTIVATIONS`)."""
-    try:
-        return ACTIVATIONS[name]()
-    except KeyError:
-        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}") from None
+    check_activation(name)
+    return ACTIVATIONS[name]()
 
 
 def mlp(n_inputs: int, hidden: Sequence[int], activations: Sequence[str]) -> nn.Sequential:
     """``n_inputs -> hidden[0] -> ... -> 1``; ``activations[k]`` follows hidden layer ``k``; the output is linear."""
-    if len(hidden) != len(activations):
-        raise ValueError(f"{len(hidden)} hidden layers need {len(hidden)} activations, got {list(activations)}")
+    check_network(list(hidden), list(activations))
     layers: list[nn.Module] = []
     width = n_inputs
     for size, name in zip(hidden, activations):
-        if int(size) < 1:
-            raise ValueError(f"hidden layer sizes must be >= 1, got {list(hidden)}")
         layers += [nn.Linear(width, int(size)), activation(name)]
         width = int(size)
     layers.append(nn.Linear(width, 1))

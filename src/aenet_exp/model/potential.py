@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -11,7 +9,11 @@ import torch
 from torch import nn
 
 from aenet_exp.descriptor import AtomGraph, ChebyshevDescriptor
+from aenet_exp.errors import UnreadableFile, first_line
+from aenet_exp.files import load_tensors, write_atomically
 from aenet_exp.model.networks import SpeciesNetworks
+
+MODEL_FILE = "potential.pt"  # a trained potential in a run directory (and in its MLflow artifacts)
 
 
 class Potential(nn.Module):
@@ -88,13 +90,6 @@ class Potential(nn.Module):
         outputs = self.atomic_outputs(features, species)
         return outputs.new_zeros(n_structures).index_add_(0, structure, outputs)
 
-    def energy_from_features(
-        self, features: torch.Tensor, species: torch.Tensor, structure: torch.Tensor, n_structures: int
-    ) -> torch.Tensor:
-        """Total energies ``(n_structures,)`` in eV from raw features ``(n_atoms, n_features)``."""
-        atomic = self.atom_energies(features, species)
-        return atomic.new_zeros(n_structures).index_add_(0, structure, atomic)
-
     def atom_energies(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """Per-atom energies ``(n_atoms,)`` in eV: ``scale · net(f̂) + shift + E_atomic``."""
         atomic = self.energy_scale * self.atomic_outputs(features, species) + self.energy_shift
@@ -102,7 +97,8 @@ class Potential(nn.Module):
 
     def forward(self, graph: AtomGraph) -> torch.Tensor:
         """Total energies ``(n_structures,)`` in eV of a batch graph."""
-        return self.energy_from_features(self.descriptor(graph), graph.species, graph.structure, graph.n_structures)
+        atomic = self.atom_energies(self.descriptor(graph), graph.species)
+        return atomic.new_zeros(graph.n_structures).index_add_(0, graph.structure, atomic)
 
     def settings(self) -> dict:
         """Plain-data description of the architecture (rebuilds an untrained copy)."""
@@ -116,22 +112,16 @@ class Potential(nn.Module):
 
     def save(self, path: str | Path) -> None:
         """Write settings and weights (tensors and plain data only) atomically to ``path``."""
-        path = Path(path)
         payload = {"settings": self.settings(), "state_dict": self.state_dict()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(handle)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomically(path, lambda temporary: torch.save(payload, temporary))
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "Potential":
         """Read a model written by :meth:`save` (``weights_only=True``: no code runs from the file)."""
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-        model = cls.from_settings(payload["settings"])
-        model.load_state_dict(payload["state_dict"])
-        return model
+        payload = load_tensors(path, "an aenet_exp model")
+        try:
+            model = cls.from_settings(payload["settings"])
+            model.load_state_dict(payload["state_dict"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise UnreadableFile(f"{path}: not an aenet_exp model ({first_line(error)})") from None
+        return model.to(map_location)

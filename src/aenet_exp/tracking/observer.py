@@ -7,14 +7,18 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from aenet_exp.calculator import MODEL_FILE
+from aenet_exp.errors import UserError
+from aenet_exp.files import write_atomically
+from aenet_exp.model.potential import MODEL_FILE
 from aenet_exp.tracking.flatten import flatten_params
 from aenet_exp.tracking.git import project_git_commit
 from aenet_exp.tracking.mlflow_run import MlflowRun
 from aenet_exp.tracking.plots import learning_curve_png, parity_png
 from aenet_exp.tracking.sweep import find_sweep_parent
+from aenet_exp.training.events import Callback
 
 LEARNING_CURVE = "learning_curve.png"
+PARITY = "parity.png"
 RUN_ID_FILE = "mlflow_run_id"
 
 
@@ -22,14 +26,13 @@ def recorded_run_id(run_dir: str | Path) -> str | None:
     """The MLflow run id a training in ``run_dir`` recorded to, if any."""
     path = Path(run_dir) / RUN_ID_FILE
     return path.read_text().strip() if path.is_file() else None
-PARITY = "parity.png"
 
 
-class TrackingUnavailable(RuntimeError):
+class TrackingUnavailable(UserError):
     """The MLflow store cannot be opened or written; raised before training starts."""
 
 
-class MlflowObserver:
+class MlflowObserver(Callback):
     """Records one training run in MLflow.
 
     Args:
@@ -73,8 +76,7 @@ class MlflowObserver:
         except Exception as error:  # MLflow and SQLAlchemy raise many types for an unusable store
             raise TrackingUnavailable(f"tracking.uri: cannot record to {t['uri']}: {error}") from error
         if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / RUN_ID_FILE).write_text(self.run.run_id + "\n")
+            write_atomically(self.run_dir / RUN_ID_FILE, self.run.run_id + "\n")
         print(f"MLflow run {self.run.run_id} in experiment '{t['experiment']}' at {t['uri']}")
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:

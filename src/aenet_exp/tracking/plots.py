@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +10,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from aenet_exp.files import write_atomically
 
 ArrayPair = tuple[Sequence[float] | np.ndarray, Sequence[float] | np.ndarray]
 PANEL_SIZE = (4.5, 4.0)
@@ -109,15 +109,5 @@ def _figure(n_panels: int) -> Figure:
 
 
 def _save_atomic(fig: Figure, path: str | Path) -> None:
-    """Write `fig` as PNG to a temporary file beside `path`, then rename it into place."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=120)
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; plots are meant to be shared
-        os.replace(tmp_name, target)
-    except BaseException:
-        os.unlink(tmp_name)
-        raise
+    """Write `fig` as PNG to `path` atomically."""
+    write_atomically(path, lambda temporary: fig.savefig(temporary, format="png", dpi=120))

@@ -30,9 +30,8 @@ from aenet_exp.training.persist import DiskCache, structure_digest
 
 @dataclass(frozen=True)
 class BatchRequest:
-    """One planned batch: its number and the structures that need a graph built."""
+    """One planned batch: the structures that need a graph built."""
 
-    number: int
     force_indices: tuple[int, ...]  # supervised on forces, derivatives not cached: graph with gradients
     energy_indices: tuple[int, ...]  # energy only, features not cached: graph without gradients
 
@@ -71,8 +70,8 @@ class GraphDataset(Dataset):
         self.cacheable = cacheable
         self.neighbor_cache: dict[int, tuple[Pairs, np.ndarray]] = {}
         self.graph_cache: dict[int, AtomGraph] = {}
-        settings = "graph|rad={}|ang={}|min={}".format(*self.cutoffs)
-        self.disk = DiskCache(persist_dir, "graphs", settings) if persist_dir else None
+        depends_on = "graph|rad={}|ang={}|min={}".format(*self.cutoffs)
+        self.disk = DiskCache(persist_dir, "graphs", depends_on) if persist_dir else None
 
     def graph(self, index: int) -> AtomGraph:
         """The graph of structure ``index``, from the caches where allowed."""
@@ -144,11 +143,11 @@ class BatchRequests(Sampler):
         self.plan, self.needs_forces, self.needs_graph = batches, needs_forces, needs_graph
 
     def __iter__(self):
-        for number, batch in enumerate(self.plan):
+        for batch in self.plan:
             needing = [int(i) for i in batch if self.needs_graph(int(i))]
             force = tuple(i for i in needing if self.needs_forces(i))
             energy = tuple(i for i in needing if not self.needs_forces(i))
-            yield [BatchRequest(number, force, energy)]
+            yield [BatchRequest(force, energy)]
 
     def __len__(self) -> int:
         return len(self.plan)
@@ -164,10 +163,13 @@ def single_threaded_worker(worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-def make_loader(dataset: GraphDataset, requests: BatchRequests, num_workers: int, prefetch_factor: int, persistent: bool):
-    """A DataLoader over planned batch requests with ``dataloader.*`` settings."""
+def make_loader(
+    dataset: GraphDataset, requests: BatchRequests, num_workers: int = 0, prefetch_factor: int = 2,
+    persistent_workers: bool = True,
+) -> DataLoader:
+    """A DataLoader over planned batch requests; its arguments are the ``dataloader.*`` keys."""
     workers = (
-        dict(prefetch_factor=prefetch_factor, persistent_workers=persistent, worker_init_fn=single_threaded_worker)
+        dict(prefetch_factor=prefetch_factor, persistent_workers=persistent_workers, worker_init_fn=single_threaded_worker)
         if num_workers > 0
         else {}
     )

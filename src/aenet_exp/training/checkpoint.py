@@ -2,35 +2,36 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-import torch
+from aenet_exp.errors import UserError
+from aenet_exp.files import load_tensors, write_atomically
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = "aenet_exp-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be read or no longer fits the run (one line for the user)."""
 
 
 def save_checkpoint(directory: Path, state: dict) -> Path:
-    """Write ``state`` to ``directory/checkpoint.pt`` through a temporary file and a rename."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / CHECKPOINT_FILE
-    handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{CHECKPOINT_FILE}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save({"format": FORMAT, "version": 1, **state}, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    """Write ``state`` to ``directory/checkpoint.pt`` atomically."""
+    import torch
+
+    return write_atomically(
+        Path(directory) / CHECKPOINT_FILE, lambda temporary: torch.save({"format": FORMAT, "version": VERSION, **state}, temporary)
+    )
 
 
-def load_checkpoint(directory: Path) -> dict:
-    """The state in ``directory/checkpoint.pt``, unpickled with ``weights_only=True``."""
+def load_checkpoint(directory: str | Path) -> dict:
+    """The state in ``directory/checkpoint.pt``, unpickled with ``weights_only=True`` (no code runs from it)."""
     path = Path(directory) / CHECKPOINT_FILE
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an aenet_exp checkpoint")
+    state = load_tensors(path, "an aenet_exp checkpoint")
+    if state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an aenet_exp checkpoint")
+    missing = sorted({"epoch", "config", "settings", "model", "trainer", "history"} - set(state))
+    if missing:
+        raise CheckpointError(f"{path}: an incomplete aenet_exp checkpoint (no {', '.join(missing)})")
     return state

@@ -1,4 +1,4 @@
-"""From ``cfg.data`` to the structures of a run: read, filter, split (seeded)."""
+"""``data.*``: the structures of a run, read, checked, filtered and split (seeded)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
-
-from aenet_exp.config.validation import ConfigError
 from aenet_exp.data import DataError, Structure, read_structures
 from aenet_exp.data.hdf5 import StructureDatabase, build_database
-from aenet_exp.descriptor import find_pairs
+from aenet_exp.descriptor.graph import find_pairs
+from aenet_exp.errors import ConfigError
 from aenet_exp.training.columns import Columns
-from aenet_exp.training.targets import resolve_atomic_energies
+from aenet_exp.training.normalization import resolve_atomic_energies
 
 
 @dataclass
@@ -54,9 +52,8 @@ class PreparedData:
 SHARED_PREFIX = "../shared/"
 
 
-def load_structures(path) -> list[Structure]:
-    """Read ``data.path``; every structure must carry an energy."""
-    source = OmegaConf.to_container(path) if not isinstance(path, str) else path
+def load_structures(source) -> list[Structure]:
+    """Read ``data.path`` (a path or a list of them); every structure must carry an energy."""
     if isinstance(source, str) and source.startswith(SHARED_PREFIX) and not Path(source).exists():
         raise DataError(
             source,
@@ -149,27 +146,17 @@ class Chain(Sequence):
         return self.first[i] if i < len(self.first) else self.second[i - len(self.first)]
 
 
-def open_database(data: DictConfig, show_progress: bool) -> StructureDatabase:
+def open_database(path, database: str, compression: str | None, compression_level: int | None,
+                  in_memory_cache_size: int, show_progress: bool) -> StructureDatabase:
     """``data.database``, built from ``data.path`` first when it does not exist."""
-    path = Path(data.database)
-    if not path.exists():
-        source = OmegaConf.to_container(data.path) if OmegaConf.is_config(data.path) else data.path
-        build_database(source, path, data.compression, data.compression_level, show_progress)
-    database = StructureDatabase(path, cache_size=data.in_memory_cache_size)
-    unlabelled = np.flatnonzero(np.isnan(database.energies))
+    database = Path(database)
+    if not database.exists():
+        build_database(path, database, compression, compression_level, show_progress)
+    opened = StructureDatabase(database, cache_size=in_memory_cache_size)
+    unlabelled = np.flatnonzero(np.isnan(opened.energies))
     if len(unlabelled):
-        raise DataError(path, f"structure {unlabelled[0]} has no energy; training needs a total energy per structure")
-    return database
-
-
-def load(cfg: DictConfig) -> tuple[Sequence[Structure], Columns]:
-    """The structures of ``cfg.data`` and their columns: in memory, or lazily from an HDF5 database."""
-    if cfg.data.database:
-        database = open_database(cfg.data, cfg.tracking.show_progress)
-        return database, Columns.of_database(database)
-    structures = load_structures(cfg.data.path)
-    check_overlaps(structures)
-    return structures, Columns.of_structures(structures)
+        raise DataError(database, f"structure {unlabelled[0]} has no energy; training needs a total energy per structure")
+    return opened
 
 
 def load_test_set(test_path) -> tuple[list[Structure], Columns] | None:
@@ -181,23 +168,45 @@ def load_test_set(test_path) -> tuple[list[Structure], Columns] | None:
     return structures, Columns.of_structures(structures)
 
 
-def prepare_data(cfg: DictConfig) -> PreparedData:
-    """Read, check species and references, filter and split the structures of ``cfg.data``.
+def prepare_data(
+    path,
+    testpercent: float = 10.0,
+    max_energy: float | None = None,
+    max_forces: float | None = None,
+    test_path=None,
+    database: str | None = None,
+    in_memory_cache_size: int = 2048,
+    compression: str | None = "gzip",
+    compression_level: int | None = 4,
+    *,
+    references,
+    energy_target: str,
+    species: Sequence[str] | None,
+    seed: int,
+    show_progress: bool = False,
+) -> PreparedData:
+    """Read, check species and references, filter and split the structures of ``path`` (the ``data`` keys).
 
-    With ``data.test_path`` the filters apply to the training structures only, and the test set
-    is that file, appended after them.
+    ``references`` are the reference energies in force (``normalization.E_atomic``, else
+    ``data.E_atomic``), ``energy_target`` cohesive or total, ``species`` the descriptor's order
+    (None: the data's, sorted). With ``test_path`` the filters apply to the training structures
+    only, and the test set is that file, appended after them.
     """
-    structures, columns = load(cfg)
-    external = load_test_set(cfg.data.test_path)
+    if database:
+        structures = open_database(path, database, compression, compression_level, in_memory_cache_size, show_progress)
+        columns = Columns.of_database(structures)
+    else:
+        structures = load_structures(path)
+        check_overlaps(structures)
+        columns = Columns.of_structures(structures)
+    external = load_test_set(test_path)
     present = set(columns.species) | set(external[1].species if external else ())
-    species = species_order(present, cfg.descriptor.species)
-    norm = cfg.normalization
-    raw_atomic = OmegaConf.to_container(norm.E_atomic) if OmegaConf.is_config(norm.E_atomic) else norm.E_atomic
-    atomic = resolve_atomic_energies(raw_atomic, norm.energy_target, species)
-    per_atom = columns.target_energy_per_atom(atomic, norm.energy_target == "cohesive")
-    kept, removed = filter_structures(columns, per_atom, cfg.data.max_energy, cfg.data.max_forces)
+    order = species_order(present, species)
+    atomic = resolve_atomic_energies(references, energy_target, order)
+    per_atom = columns.target_energy_per_atom(atomic, energy_target == "cohesive")
+    kept, removed = filter_structures(columns, per_atom, max_energy, max_forces)
     if len(kept) == 0:
-        raise DataError(str(cfg.data.path), f"no structure left after the filters ({removed})")
+        raise DataError(str(path), f"no structure left after the filters ({removed})")
     structures = [structures[i] for i in kept] if isinstance(structures, list) else Subset(structures, kept)
     columns = columns.take(kept)
     if external is not None:
@@ -207,7 +216,7 @@ def prepare_data(cfg: DictConfig) -> PreparedData:
         structures = structures + test_structures if isinstance(structures, list) else Chain(structures, test_structures)
         columns = columns.concat(test_columns)
     else:
-        train, test = split(len(structures), cfg.data.testpercent, cfg.seed)
+        train, test = split(len(structures), testpercent, seed)
     if len(train) == 0:
-        raise DataError(str(cfg.data.path), f"no training structure left with data.testpercent={cfg.data.testpercent}")
-    return PreparedData(structures, columns, train, test, species, atomic, removed)
+        raise DataError(str(path), f"no training structure left with data.testpercent={testpercent}")
+    return PreparedData(structures, columns, train, test, order, atomic, removed)

@@ -1,45 +1,39 @@
-"""Raw descriptor features of structures, and their derivatives, kept between batches (``caching.*``)."""
+"""Where a batch's energies and forces come from: graphs under autograd, kept features, kept feature Jacobians.
+
+Every ``caching`` key ends here: :class:`FeatureSource` takes them as its arguments and chooses,
+once, which caches it keeps; the trainer only asks it for each batch's outputs.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from aenet_exp.data import Structure
-from aenet_exp.descriptor import AtomGraph, ChebyshevDescriptor
+from aenet_exp.descriptor.blocks import FeatureBlock, block_of, concat_blocks
+from aenet_exp.descriptor.chebyshev import ChebyshevDescriptor
 from aenet_exp.descriptor.derivatives import FeatureJacobian, concat_jacobians, feature_jacobian, tensor_bytes
-from aenet_exp.descriptor.graph import species_indices
-from aenet_exp.training.batching import atoms_per_structure
+from aenet_exp.descriptor.graph import AtomGraph, species_indices
+from aenet_exp.model.forces import GraphInputs, JacobianInputs, evaluate
+from aenet_exp.model.potential import Potential
+from aenet_exp.training.batching import BatchRequests, BuiltBatch, GraphDataset, atoms_per_structure, make_loader
 from aenet_exp.training.persist import DiskCache, structure_digest
+from aenet_exp.training.timing import PhaseTimer
 
 
-class FeatureBlock(NamedTuple):
-    """Features of several structures, atoms concatenated."""
+@dataclass
+class BatchOutput:
+    """A batch's energies (every structure) and forces (those supervised on forces)."""
 
-    features: torch.Tensor  # (n_atoms, n_features)
-    species: torch.Tensor  # (n_atoms,) species index
-    structure: torch.Tensor  # (n_atoms,) 0..n_structures-1
-    n_structures: int
-
-
-def block_of(rows: Sequence[tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> FeatureBlock:
-    """One block of per-structure ``(features (n_atoms, n_features), species (n_atoms,))``, in order."""
-    counts = torch.tensor([len(species) for _, species in rows])
-    structure = torch.repeat_interleave(torch.arange(len(rows)), counts).to(device)
-    return FeatureBlock(torch.cat([f for f, _ in rows]), torch.cat([s for _, s in rows]), structure, len(rows))
-
-
-def concat_blocks(blocks: Sequence[FeatureBlock]) -> FeatureBlock:
-    """One block of all structures of ``blocks``, in order, structure indices shifted."""
-    offsets = torch.cumsum(torch.tensor([0] + [b.n_structures for b in blocks[:-1]]), 0).tolist()
-    return FeatureBlock(
-        torch.cat([b.features for b in blocks]),
-        torch.cat([b.species for b in blocks]),
-        torch.cat([b.structure + offset for b, offset in zip(blocks, offsets)]),
-        sum(b.n_structures for b in blocks),
-    )
+    order: list[int]  # structure indices in the order of ``energies``
+    energies: torch.Tensor  # (n,) normalised energies Σ_i net(f̂_i)
+    force_indices: list[int]  # structures of ``forces``, in order (the first of ``order``)
+    forces: torch.Tensor | None  # (n_force_atoms, 3) eV/Å of force_indices, atoms concatenated
+    reference_forces: torch.Tensor | None  # the same atoms' reference forces, eV/Å
 
 
 class FeatureCache:
@@ -158,3 +152,183 @@ class DerivativeCache:
     def nbytes(self) -> int:
         """Memory held by the cache, bytes."""
         return sum(e.nbytes for e in self.entries.values())
+
+
+def cached_splits(scope: str, splits: Mapping[str, np.ndarray]) -> set[int]:
+    """The structures ``caching.scope`` keeps: of the ``train`` split, the ``val`` (test) split, or ``all``."""
+    parts = {"train": ["train"], "val": ["test"], "all": ["train", "test"]}[scope]
+    return {int(i) for part in parts for i in splits[part]}
+
+
+class FeatureSource:
+    """Maps a planned batch to its energies, forces and reference forces, with the caches ``caching.*`` chose.
+
+    Structures supervised on forces: their kept feature Jacobians (``derivatives``), else a graph
+    featurised under autograd. Other structures: their kept features (``features``,
+    ``features_for_force``), else a graph featurised without gradients (kept when caching
+    features). Graphs keep their neighbour pairs (``neighbors``) or whole graph (``triplets``),
+    also in ``persist_dir`` with the features. Only structures of ``scope`` are kept.
+
+    Args (besides the ``caching`` keys):
+        structures: the run's structures; ``splits``: ``{"train": indices, "test": indices}``.
+        storage: where kept features and Jacobians live (``precision.memory_mode``).
+        device, dtype: where and in what the networks are evaluated.
+        loader: the ``dataloader`` keys (graphs are built in its worker processes).
+        timer: the phase timer (data, featurize, forward).
+    """
+
+    def __init__(
+        self,
+        features: bool = False,
+        features_for_force: bool = False,
+        neighbors: bool = False,
+        triplets: bool = False,
+        persist_dir: str | None = None,
+        derivatives: bool = False,
+        scope: str = "all",
+        *,
+        structures: Sequence[Structure],
+        descriptor: ChebyshevDescriptor,
+        splits: Mapping[str, np.ndarray],
+        storage: torch.device,
+        device: torch.device,
+        loader: Mapping[str, object],
+        timer: PhaseTimer,
+    ):
+        self.structures = structures
+        self.descriptor = descriptor
+        self.device, self.dtype = device, descriptor.dtype
+        self.timer = timer
+        cacheable = cached_splits(scope, splits)
+        self.graphs = GraphDataset(structures, descriptor, neighbors, triplets, cacheable, persist_dir)
+        self.requests = BatchRequests()
+        self.loader = make_loader(self.graphs, self.requests, **loader)
+        keeps_features = features or features_for_force
+        disk = None
+        if keeps_features and persist_dir:
+            disk = DiskCache(persist_dir, "features", f"features|{sorted(descriptor.settings().items())}|{self.dtype}")
+        self.kept_features = FeatureCache(cacheable, storage, structures, descriptor.species, disk) if keeps_features else None
+        self.kept_jacobians = DerivativeCache(cacheable, storage, descriptor) if derivatives else None
+
+    # ------------------------------------------------------------------ what the trainer asks
+
+    def outputs(
+        self, potential: Potential, plan: list[np.ndarray], force_set: frozenset[int], create_graph: bool
+    ) -> Iterator[tuple[np.ndarray, BatchOutput | None]]:
+        """Each planned batch with its outputs (None for an empty batch: a rank's empty share).
+
+        Energies of every structure, forces of those in ``force_set``; ``create_graph`` keeps the
+        force graph for a force loss.
+        """
+        for batch, built in self._built(plan, force_set):
+            yield batch, (self._evaluate(potential, batch, built, force_set, create_graph) if len(batch) else None)
+
+    def raw_features(self, plan: list[np.ndarray]) -> Iterator[FeatureBlock]:
+        """Raw features (no gradients) of each planned batch, kept where features are cached."""
+        for batch, built in self._built(plan, frozenset()):
+            yield self._energy_block(batch, built, frozenset())[1]
+
+    def forget_features(self, indices: frozenset[int]) -> None:
+        """Structures now supervised on forces: their energy-only features must come with gradients."""
+        if self.kept_features is not None:
+            self.kept_features.discard(indices)
+
+    def freeze(self) -> None:
+        """Before a single final pass: keep using the Jacobians at hand, compute no new one (autograd once is cheaper)."""
+        if self.kept_jacobians is not None:
+            self.kept_jacobians.growing = False
+
+    def memory_metrics(self) -> dict[str, float]:
+        """``memory/derivative_cache_mb`` when Jacobians are kept."""
+        if self.kept_jacobians is None:
+            return {}
+        return {"memory/derivative_cache_mb": self.kept_jacobians.nbytes / 2**20}
+
+    # ------------------------------------------------------------------ batches
+
+    def _built(self, plan: list[np.ndarray], force_set: frozenset[int]) -> Iterator[tuple[np.ndarray, BuiltBatch]]:
+        """Built batches for a plan; structures in ``force_set`` get a graph for forces."""
+        self.requests.set_plan(
+            plan,
+            needs_forces=lambda i: i in force_set,
+            needs_graph=lambda i: not self._served_from_cache(i, i in force_set),
+        )
+        iterator = iter(self.loader)
+        for batch in plan:
+            with self.timer.phase("data"):
+                built: BuiltBatch = next(iterator)
+            yield batch, built
+
+    def _served_from_cache(self, index: int, with_forces: bool) -> bool:
+        """Whether structure ``index`` needs no graph: its derivatives (forces) or features (energy) are kept."""
+        if with_forces:
+            return self.kept_jacobians is not None and self.kept_jacobians.serves(index)
+        return self.kept_features is not None and index in self.kept_features
+
+    def _evaluate(
+        self, potential: Potential, batch: np.ndarray, built: BuiltBatch, force_set: frozenset[int], create_graph: bool
+    ) -> BatchOutput:
+        """Energies of every structure of the batch, forces of those in ``force_set``."""
+        order, energies, forces, references = [], [], [], []
+        if built.force_graph is not None:
+            graph = built.force_graph.to(self.device, self.dtype)
+            with self.timer.phase("featurize"):
+                inputs = GraphInputs(potential.descriptor, graph)
+            with self.timer.phase("forward"):
+                result = evaluate(potential, inputs, create_graph=create_graph, normalized=True)
+            order += built.request.force_indices
+            energies.append(result.energy)
+            forces.append(result.forces)
+            references.append(built.reference_forces.to(self.device, self.dtype))
+        from_jacobians = [int(i) for i in batch if int(i) in force_set and int(i) not in built.request.force_indices]
+        if from_jacobians:
+            inputs, reference = self._jacobian_inputs(from_jacobians)
+            with self.timer.phase("forward"):
+                result = evaluate(potential, inputs, create_graph=create_graph, normalized=True)
+            order += from_jacobians
+            energies.append(result.energy)
+            forces.append(result.forces)
+            references.append(reference)
+        force_indices = list(order)
+        energy_order, block = self._energy_block(batch, built, force_set)
+        if block is not None:
+            with self.timer.phase("forward"), torch.set_grad_enabled(potential.training):
+                energies.append(potential.normalized_energy(*block))
+            order += energy_order
+        return BatchOutput(
+            order, torch.cat(energies), force_indices,
+            torch.cat(forces) if forces else None, torch.cat(references) if references else None,
+        )
+
+    def _jacobian_inputs(self, indices: list[int]) -> tuple[JacobianInputs, torch.Tensor]:
+        """Kept features and Jacobians of ``indices`` (computed for those met the first time), and reference forces."""
+        for index in indices:
+            if index not in self.kept_jacobians:
+                with self.timer.phase("featurize"):
+                    graph = self.graphs.fresh_graph(index).to(self.device, self.dtype)
+                    self.kept_jacobians.add(index, graph, torch.from_numpy(self.structures[index].forces))
+        with self.timer.phase("data"):
+            block, jacobian, reference = self.kept_jacobians.batch(indices)
+        inputs = JacobianInputs(block.to(self.device, self.dtype), jacobian.to(self.device, self.dtype))
+        return inputs, reference.to(self.device, self.dtype)
+
+    def _energy_block(
+        self, batch: np.ndarray, built: BuiltBatch, force_set: frozenset[int]
+    ) -> tuple[list[int], FeatureBlock | None]:
+        """Features of the batch's energy-only structures: computed (and kept) or taken from the kept ones."""
+        blocks, order = [], []
+        if built.energy_graph is not None:
+            graph = built.energy_graph.to(self.device, self.dtype)
+            indices = list(built.request.energy_indices)
+            with self.timer.phase("featurize"), torch.no_grad():
+                features = self.descriptor(graph)
+            if self.kept_features is not None:
+                self.kept_features.store(indices, graph, features)
+            blocks.append(FeatureBlock(features, graph.species, graph.structure, graph.n_structures))
+            order += indices
+        built_now = set(built.request.force_indices) | set(built.request.energy_indices)
+        kept = [i for i in map(int, batch) if i not in built_now and i not in force_set]
+        if kept:
+            blocks.append(self.kept_features.block(kept).to(self.device, self.dtype))
+            order += kept
+        return order, (concat_blocks(blocks) if blocks else None)

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from aenet_exp.data import Structure
+from aenet_exp.files import write_atomically
 from aenet_exp.training.events import Predictions
 
 ENERGY_COLUMNS = "source frame n_atoms E_ref_eV E_pred_eV E_ref_eV_per_atom E_pred_eV_per_atom"
 FORCE_COLUMNS = "source frame atom species Fx_ref Fy_ref Fz_ref Fx_pred Fy_pred Fz_pred  (eV/Å)"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def energy_table(structures: Sequence[Structure], predictions: Predictions) -> str:

@@ -1,20 +1,19 @@
 """``caching.persist_dir``: neighbour, triplet and feature caches on disk, reused by later runs.
 
 Each entry is an ``.npz`` of plain arrays (loaded with ``allow_pickle=False``) named by a hash
-of the structure (species, positions, cell, pbc) and of every setting the entry depends on, so
-a change to either makes a new entry. Entries are written to a temporary file and renamed.
+of the structure (species, positions, cell, pbc) and of everything else the entry depends on, so
+a change to either makes a new entry. Entries are written atomically (:mod:`aenet_exp.files`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from aenet_exp.data import Structure
+from aenet_exp.files import write_atomically
 
 
 def structure_digest(structure: Structure) -> str:
@@ -29,15 +28,19 @@ def structure_digest(structure: Structure) -> str:
 
 
 class DiskCache:
-    """One kind of cache entry (``kind``: graphs, features) under ``directory``, for fixed ``settings``."""
+    """One kind of cache entry (``kind``: graphs, features) under ``directory``.
 
-    def __init__(self, directory: str | Path, kind: str, settings: str):
+    ``depends_on`` describes every setting the entries depend on besides the structure (cutoffs,
+    descriptor orders, dtype): entries made under other settings are never read.
+    """
+
+    def __init__(self, directory: str | Path, kind: str, depends_on: str):
         self.directory = Path(directory) / kind
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.settings = settings
+        self.depends_on = depends_on
 
     def path(self, digest: str) -> Path:
-        key = hashlib.sha256(f"{digest}|{self.settings}".encode()).hexdigest()[:40]
+        key = hashlib.sha256(f"{digest}|{self.depends_on}".encode()).hexdigest()[:40]
         return self.directory / f"{key}.npz"
 
     def load(self, digest: str) -> dict[str, np.ndarray] | None:
@@ -50,13 +53,10 @@ class DiskCache:
             return None
 
     def save(self, digest: str, arrays: dict[str, np.ndarray]) -> None:
-        """Write an entry atomically: a temporary file in the same directory, then a rename."""
-        target = self.path(digest)
-        handle, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(handle, "wb") as stream:
+        """Write an entry atomically."""
+
+        def write(temporary: Path) -> None:
+            with open(temporary, "wb") as stream:
                 np.savez(stream, **arrays)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+
+        write_atomically(self.path(digest), write)

@@ -1,120 +1,82 @@
-"""``training.run(cfg)``: data -> potential -> epochs -> saved model, told to observers as it goes."""
+"""``training.run(cfg)``: the composition root. Each config group becomes one object here; nothing below reads the config.
+
+=================  ======================================================================
+group              object
+=================  ======================================================================
+``data``           :class:`~aenet_exp.training.dataset.PreparedData` (read, filtered, split)
+``descriptor``,    :class:`~aenet_exp.model.potential.Potential` (or the checkpoint's, or
+``model``          ``init_from``'s)
+``force``          :class:`~aenet_exp.training.supervision.ForceSupervision` (subset, loss)
+``caching``,       :class:`~aenet_exp.training.features.FeatureSource` (graphs, kept
+``dataloader``     features and Jacobians, on the ``precision.memory_mode`` device)
+``optimizer``      :func:`~aenet_exp.training.optim.build_optimizer` (registry by option)
+``scheduler``      :class:`~aenet_exp.training.schedule.EpochSchedule` (registry by option)
+``ema``            :class:`~aenet_exp.training.schedule.WeightAverage`
+``normalization``  :func:`~aenet_exp.training.normalization.fit_normalization`
+``early_stopping`` :class:`~aenet_exp.training.callbacks.EarlyStopping`
+``checkpoint``     :class:`~aenet_exp.training.callbacks.Checkpointer`
+``tracking``       progress bar and timing callbacks here; the MLflow observer in the CLI
+=================  ======================================================================
+"""
 
 from __future__ import annotations
 
-import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
-from aenet_exp.config.validation import ConfigError
-from aenet_exp.descriptor import ChebyshevDescriptor
-from aenet_exp.model import Potential
-from aenet_exp.training.checkpoint import load_checkpoint, save_checkpoint
+from aenet_exp.descriptor.chebyshev import ChebyshevDescriptor
+from aenet_exp.errors import ConfigError
+from aenet_exp.files import write_atomically
+from aenet_exp.model.potential import MODEL_FILE, Potential
+from aenet_exp.training.batching import plan_batches
+from aenet_exp.training.callbacks import (
+    Checkpointer,
+    Divergence,
+    EarlyStopping,
+    History,
+    ProgressBar,
+    TimingSummary,
+)
+from aenet_exp.training.checkpoint import load_checkpoint
 from aenet_exp.training.dataset import PreparedData, prepare_data
 from aenet_exp.training.distributed import Ranks, joined
-from aenet_exp.training.events import Observer, TrainingResult
-from aenet_exp.training.outputs import write_atomically, write_predictions
-from aenet_exp.training.schedule import EarlyStopping
-from aenet_exp.training.targets import energy_normalization, load_feature_stats
-from aenet_exp.training.trainer import Trainer, metrics_of
+from aenet_exp.training.events import Callback, TrainingResult
+from aenet_exp.training.features import FeatureSource
+from aenet_exp.training.loop import fit, notify
+from aenet_exp.training.metrics import metrics_of
+from aenet_exp.training.normalization import fit_normalization
+from aenet_exp.training.optim import build_optimizer
+from aenet_exp.training.outputs import write_predictions
+from aenet_exp.training.precision import resolve_device, resolve_dtype, storage_devices
+from aenet_exp.training.schedule import EpochSchedule, WeightAverage
+from aenet_exp.training.supervision import ForceSupervision
+from aenet_exp.training.timing import PhaseTimer
+from aenet_exp.training.trainer import Trainer
 
-MODEL_FILE = "potential.pt"
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the run stops and is marked FAILED."""
-
-
-def resolve_device(requested: str | None) -> torch.device:
-    """``precision.device``: as given, else CUDA when present, else CPU."""
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``precision.dtype``; ``auto`` is float32 on CPU and float64 on GPU (the reference's rule)."""
-    if name == "auto":
-        return torch.float64 if device.type == "cuda" else torch.float32
-    return getattr(torch, name)
+# Independent random streams drawn from ``seed``: the split and the initial weights use ``seed``
+# itself, the force subsets and the batch shuffling generators seeded with these offsets.
+FORCE_SAMPLING_SEED_OFFSET = 1
+SHUFFLE_SEED_OFFSET = 2
 
 
-def storage_devices(memory_mode: str, device: torch.device) -> tuple[torch.device, torch.device]:
-    """Where ``(energy targets, cached features)`` live for ``precision.memory_mode``.
-
-    ``cpu``: host, moved per batch; ``gpu``: the training device, moved once; ``mixed``:
-    features on the device, targets on the host. Graphs are built on the host (in DataLoader
-    workers) and moved per batch in every mode.
-    """
-    host = torch.device("cpu")
-    return {"cpu": (host, host), "gpu": (device, device), "mixed": (host, device)}[memory_mode]
+def section(cfg: DictConfig, group: str) -> dict[str, Any]:
+    """The keys of config ``group`` as plain keyword arguments (interpolations resolved)."""
+    return OmegaConf.to_container(cfg[group], resolve=True)
 
 
-def build_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtype) -> Potential:
-    """The descriptor of ``cfg.descriptor`` and networks of ``cfg.model`` for ``species``."""
-    d = cfg.descriptor
-    descriptor = ChebyshevDescriptor(
-        species, d.rad_order, d.rad_cutoff, d.ang_order, d.ang_cutoff, min_cutoff=d.min_cutoff, dtype=dtype
-    )
-    per_species = cfg.model.per_species
-    unknown = sorted(set(per_species) - set(species))
-    if unknown:
-        raise ConfigError("model.per_species", f"species {unknown} are not in the descriptor's species {list(species)}")
-    hidden = {s: list(per_species[s].hidden if s in per_species else cfg.model.hidden) for s in species}
-    activations = {s: list(per_species[s].activations if s in per_species else cfg.model.activations) for s in species}
-    return Potential(descriptor, hidden, activations)
-
-
-def normalize(trainer: Trainer, data: PreparedData, cfg: DictConfig) -> dict[str, float]:
-    """Fit (or take the given) feature and energy normalisation on the training split."""
-    potential, norm = trainer.potential, cfg.normalization
-    cohesive = norm.energy_target == "cohesive"
-    per_atom = data.columns.take(data.train).target_energy_per_atom(data.atomic_energies, cohesive)
-    shift, scale = energy_normalization(per_atom, norm.E_shift, norm.E_scaling, norm.energy)
-    potential.set_normalization(
-        energy_shift=shift, energy_scale=scale, atomic_energies=data.atomic_energies if cohesive else None
-    )
-    if norm.features:
-        n = potential.descriptor.n_features
-        mean, std = load_feature_stats(norm.feature_stats, n) if norm.feature_stats else trainer.feature_statistics()
-        potential.set_normalization(feature_mean=torch.as_tensor(mean), feature_std=torch.as_tensor(std))
-    return {"normalization.fitted_E_shift": shift, "normalization.fitted_E_scaling": scale}
-
-
-BAR_FIELDS = {  # metric -> (label, factor to the shown unit)
-    "train/loss": ("loss", 1.0),
-    "train/energy_rmse": ("E_train meV/at", 1000.0),
-    "test/energy_rmse": ("E_test meV/at", 1000.0),
-    "train/force_rmse": ("F_train eV/Å", 1.0),
-    "test/force_rmse": ("F_test eV/Å", 1.0),
-}
-
-
-def bar_summary(metrics: dict[str, float]) -> dict[str, str]:
-    """The live loss and errors shown beside the epoch bar."""
-    return {label: f"{metrics[k] * factor:.4g}" for k, (label, factor) in BAR_FIELDS.items() if k in metrics}
-
-
-def progress_bar(enabled: bool, **kwargs):
-    """A tqdm bar on a terminal; nothing when disabled or when output is not a terminal."""
-    return tqdm(**kwargs) if enabled and sys.stderr.isatty() else None
-
-
-def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Observer] = ()) -> dict[str, float]:
+def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Callback] = ()) -> dict[str, float]:
     """Train a potential as ``cfg`` says; returns the final metrics.
 
     With ``cfg.resume`` the run continues from the checkpoint in that directory, with the
     configuration stored there (``iterations`` and ``distributed`` from ``cfg``), writing to that
     directory. With ``distributed=ddp`` (under torchrun) this process joins the others; only
     rank 0 tells ``observers`` and writes files, and only its metrics include ``final/*``.
-    User errors (ConfigError, DataError) are raised before any observer hears of the run.
+    User errors (:class:`aenet_exp.errors.UserError`) are raised before any observer hears of the run.
     """
     checkpoint = None
     if cfg.resume:
@@ -126,46 +88,112 @@ def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Observer] =
 
 
 def run_process(
-    cfg: DictConfig, output_dir: Path, observers: Sequence[Observer], checkpoint: dict | None, ranks: Ranks,
+    cfg: DictConfig, output_dir: Path, observers: Sequence[Callback], checkpoint: dict | None, ranks: Ranks,
     device: torch.device,
 ) -> dict[str, float]:
     """:func:`run` in this process, one of ``ranks``, training on ``device``."""
     if ranks.main:
         ensure_writable(output_dir)
     dtype = resolve_dtype(cfg.precision.dtype, device)
-    data = prepare_data(cfg)
-    if cfg.force.weight > 0 and not data.columns.has_forces[data.train].any():
-        raise ConfigError("force.weight", f"is {cfg.force.weight}, but no training structure has forces")
+    label_device, feature_device = storage_devices(cfg.precision.memory_mode, device)
+    norm = cfg.normalization
+    data = prepared_data(cfg)
     check_watched_metrics(cfg, len(data.test) > 0)
+    supervision = ForceSupervision(
+        **section(cfg, "force"), candidates=data.train[data.columns.has_forces[data.train]],
+        seed=cfg.seed + FORCE_SAMPLING_SEED_OFFSET,
+    )
     torch.manual_seed(cfg.seed)
     potential = initial_potential(cfg, data.species, dtype, checkpoint).to(device)
-    storage = storage_devices(cfg.precision.memory_mode, device)
-    trainer = Trainer(potential, data, cfg, device, storage, ranks)
-    fitted = normalize(trainer, data, cfg) if checkpoint is None and not cfg.init_from else {}
+    timer = PhaseTimer(cfg.tracking.timing, device)
+    source = FeatureSource(
+        **section(cfg, "caching"), structures=data.structures, descriptor=potential.descriptor,
+        splits={"train": data.train, "test": data.test}, storage=feature_device, device=device,
+        loader=section(cfg, "dataloader"), timer=timer,
+    )
+    optimizer = build_optimizer(potential.networks.parameters(), **section(cfg, "optimizer"))
+    schedule = EpochSchedule(optimizer, cfg.iterations, **section(cfg, "scheduler"))
+    average = WeightAverage(potential, **section(cfg, "ema")) if cfg.ema.decay is not None else None
+    trainer = Trainer(
+        potential, data.columns, data.train, data.test, source, supervision, optimizer, schedule, average,
+        batchsize=cfg.optimizer.batchsize, shuffle_seed=cfg.seed + SHUFFLE_SEED_OFFSET, device=device,
+        label_device=label_device, timer=timer, ranks=ranks,
+    )
+    fitted = {}
+    if checkpoint is None and not cfg.init_from:
+        train_columns = data.columns.take(data.train)
+        fitted = fit_normalization(
+            potential, train_columns, data.atomic_energies, trainer.feature_statistics, energy_target=norm.energy_target,
+            features=norm.features, energy=norm.energy, feature_stats=norm.feature_stats, E_shift=norm.E_shift,
+            E_scaling=norm.E_scaling,
+        )
     ranks.broadcast(potential)  # rank 0's weights and normalisation everywhere (seeded alike, now bit for bit)
-    trainer.set_targets(data.atomic_energies if cfg.normalization.energy_target == "cohesive" else None)
-    trainer.timer.take()  # the statistics pass is not an epoch
+    trainer.set_targets(data.atomic_energies if norm.energy_target == "cohesive" else None)
+    timer.take()  # the statistics pass is not an epoch
+
+    history = History()
+    stopping = (
+        EarlyStopping(trainer.kept_weights, **section(cfg, "early_stopping"), announce=ranks.main)
+        if cfg.early_stopping.patience is not None
+        else None
+    )
     if checkpoint is not None:
-        trainer.load_state(checkpoint["trainer"])
+        trainer.load_state_dict(checkpoint["trainer"])
+        history.load_state_dict(checkpoint["history"])
+        if stopping is not None:
+            stopping.load_state_dict(checkpoint["early_stopping"])
+    first_epoch = checkpoint["epoch"] if checkpoint is not None else 0
+    callbacks: list[Callback] = [Divergence(), history, *([stopping] if stopping is not None else [])]
+    if ranks.main:
+        parts = {"trainer": trainer, "early_stopping": stopping, "history": history}
+        config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+        callbacks.append(Checkpointer(output_dir, cfg.checkpoint.every, config_yaml, potential, parts))
+        callbacks += observers
+        batches = len(plan_batches(data.train, cfg.optimizer.batchsize, None))
+        show = cfg.tracking
+        callbacks.append(ProgressBar(cfg.iterations, first_epoch, batches, show.show_progress, show.show_batch_progress))
+        if show.timing:
+            callbacks.append(TimingSummary(cfg.iterations))
+
     facts = {
         **data.facts(), **fitted, "precision.resolved_device": str(device),
         "precision.resolved_dtype": str(dtype).removeprefix("torch."), "distributed.world_size": ranks.size,
     }
-
-    config = OmegaConf.to_container(cfg, resolve=True)
-    for observer in observers:
-        observer.on_start(config, facts)
+    notify(callbacks, "on_start", OmegaConf.to_container(cfg, resolve=True), facts)
     try:
-        result = fit(trainer, cfg, output_dir, observers, checkpoint)
+        fit(trainer, first_epoch, cfg.iterations, callbacks)
+        final = history.last()
+        if stopping is not None and stopping.best_weights is not None:
+            potential.load_state_dict(stopping.best_weights)
+            final["final/best_epoch"] = stopping.best_epoch
+        elif average is not None:
+            potential.load_state_dict(average.weights())
+        result = TrainingResult(history.values, final, {}, output_dir)
         if ranks.main:
             finish(trainer, data, cfg, result)
-        for observer in observers:
-            observer.on_end(result)
+        notify(callbacks, "on_end", result)
     except BaseException as error:
-        for observer in observers:
-            observer.on_failure(error)
+        notify(callbacks, "on_failure", error)
         raise
     return result.metrics
+
+
+def prepared_data(cfg: DictConfig) -> PreparedData:
+    """The structures of ``cfg.data`` read, filtered and split, with the references in force."""
+    keys = section(cfg, "data")
+    for described_elsewhere in ("name", "E_atomic"):  # a label, and references taken with normalization's
+        keys.pop(described_elsewhere)
+    species = cfg.descriptor.species
+    return prepare_data(
+        **keys, references=reference_energies(cfg), energy_target=cfg.normalization.energy_target,
+        species=list(species) if species is not None else None, seed=cfg.seed, show_progress=cfg.tracking.show_progress,
+    )
+
+
+def reference_energies(cfg: DictConfig) -> Any:
+    """The reference energies in force: ``normalization.E_atomic`` when given, else the data's ``data.E_atomic``."""
+    given = cfg.normalization.E_atomic if cfg.normalization.E_atomic is not None else cfg.data.E_atomic
+    return OmegaConf.to_container(given, resolve=True) if OmegaConf.is_config(given) else given
 
 
 def check_watched_metrics(cfg: DictConfig, has_test_set: bool) -> None:
@@ -201,6 +229,20 @@ def resumed_config(stored_yaml: str, iterations: int, launch: str) -> DictConfig
     return cfg
 
 
+def build_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtype) -> Potential:
+    """The descriptor of ``cfg.descriptor`` and networks of ``cfg.model`` for ``species``."""
+    descriptor = ChebyshevDescriptor(**{**section(cfg, "descriptor"), "species": list(species)}, dtype=dtype)
+    model = section(cfg, "model")
+    per_species = model["per_species"]
+    unknown = sorted(set(per_species) - set(species))
+    if unknown:
+        raise ConfigError("model.per_species", f"species {unknown} are not in the descriptor's species {list(species)}")
+    layout = {s: per_species.get(s, model) for s in species}
+    return Potential(
+        descriptor, {s: net["hidden"] for s, net in layout.items()}, {s: net["activations"] for s, net in layout.items()}
+    )
+
+
 def initial_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtype, checkpoint: dict | None) -> Potential:
     """A new potential, the checkpoint's (resume), or a trained one to fine-tune (``init_from``)."""
     if checkpoint is not None:
@@ -208,9 +250,9 @@ def initial_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtyp
         potential.load_state_dict(checkpoint["model"])
         return potential
     if cfg.init_from:
-        from aenet_exp.calculator import model_path
+        from aenet_exp.tracking.locate import load_potential
 
-        potential = Potential.load(model_path(cfg.init_from)).astype(dtype)
+        potential = load_potential(cfg.init_from, cfg.tracking.uri, key="init_from").astype(dtype)
         missing = sorted(set(species) - set(potential.species))
         if missing:
             raise ConfigError("init_from", f"the model has no network for species {missing} of the data")
@@ -218,95 +260,11 @@ def initial_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtyp
     return build_potential(cfg, species, dtype)
 
 
-def write_checkpoint(
-    trainer: Trainer, cfg: DictConfig, output_dir: Path, epochs_done: int, history: dict, stopping: EarlyStopping | None
-) -> None:
-    save_checkpoint(
-        output_dir,
-        {
-            "epoch": epochs_done,
-            "config": OmegaConf.to_yaml(cfg, resolve=True),
-            "settings": trainer.potential.settings(),
-            "model": trainer.potential.state_dict(),
-            "trainer": trainer.state(),
-            "early_stopping": stopping.state_dict() if stopping is not None else None,
-            "history": history,
-        },
-    )
-
-
-def fit(
-    trainer: Trainer, cfg: DictConfig, output_dir: Path, observers: Sequence[Observer], checkpoint: dict | None = None
-) -> TrainingResult:
-    """Run epochs up to ``cfg.iterations`` (from the checkpoint's epoch when resuming), reporting each."""
-    history: dict[str, list[float]] = {k: list(v) for k, v in (checkpoint or {}).get("history", {}).items()}
-    first = checkpoint["epoch"] if checkpoint else 0
-    totals: dict[str, float] = {}
-    show = cfg.tracking
-    main = trainer.ranks.main
-    epochs = progress_bar(show.show_progress and main, total=cfg.iterations, initial=first, desc="epochs", unit="epoch")
-    batches_per_epoch = -(-len(trainer.train_idx) // cfg.optimizer.batchsize)
-    metrics: dict[str, float] = {k: v[-1] for k, v in history.items()}
-    stopping = EarlyStopping(cfg.early_stopping) if cfg.early_stopping.patience is not None else None
-    if stopping is not None and checkpoint is not None:
-        stopping.load_state_dict(checkpoint["early_stopping"])
-    for epoch in range(first, cfg.iterations):
-        start = time.perf_counter()
-        batch_bar = progress_bar(
-            show.show_batch_progress and main, total=batches_per_epoch, desc=f"epoch {epoch + 1}", leave=False
-        )
-        metrics = trainer.train_epoch(epoch, batch_bar)
-        if batch_bar is not None:
-            batch_bar.close()
-        phases = trainer.timer.take()
-        evaluation = time.perf_counter()
-        metrics.update(trainer.test_metrics())
-        trainer.timer.take()  # evaluation is timed as a whole, apart from the training phases
-        metrics["time/eval_s"] = time.perf_counter() - evaluation
-        if not np.isfinite(metrics["train/loss"]):
-            raise TrainingDiverged(
-                f"training diverged at epoch {epoch + 1}: the loss is {metrics['train/loss']}; "
-                "lower the learning rate (optimizer.mu / optimizer.lr) or check the data"
-            )
-        metrics["time/epoch_s"] = time.perf_counter() - start
-        if show.timing:
-            for phase, seconds in phases.items():
-                metrics[f"time/{phase}_s"] = seconds
-                totals[phase] = totals.get(phase, 0.0) + seconds
-        for key, value in metrics.items():
-            history.setdefault(key, []).append(value)
-        trainer.schedule.step(metrics)
-        stop = stopping is not None and stopping.update(epoch + 1, metrics, trainer.kept_weights())
-        every = cfg.checkpoint.every
-        if main and ((every and (epoch + 1) % every == 0) or epoch + 1 == cfg.iterations or stop):
-            write_checkpoint(trainer, cfg, output_dir, epoch + 1, history, stopping)
-        for observer in observers:
-            observer.on_epoch_end(epoch, metrics)
-        if epochs is not None:
-            epochs.update(1)
-            epochs.set_postfix(bar_summary(metrics), refresh=False)
-        if stop:
-            if main:
-                print(f"early stopping after epoch {epoch + 1}: {stopping.metric} "
-                      f"last improved at epoch {stopping.best_epoch}")
-            break
-    if epochs is not None:
-        epochs.close()
-    final = dict(metrics)
-    if stopping is not None and stopping.best_weights is not None:
-        trainer.potential.load_state_dict(stopping.best_weights)
-        final["final/best_epoch"] = stopping.best_epoch
-    elif trainer.average is not None:
-        trainer.potential.load_state_dict(trainer.average.weights())
-    return TrainingResult(history, final, {}, output_dir, totals)
-
-
 def finish(trainer: Trainer, data: PreparedData, cfg: DictConfig, result: TrainingResult) -> None:
     """Final predictions, saved model, config and prediction files in the output directory."""
     sets = {"train": data.train, "test": data.test}
-    with_forces = cfg.force.weight > 0 or cfg.tracking.save_forces  # energy-only runs skip the force pass
-    if trainer.derivatives is not None:
-        trainer.derivatives.growing = False  # a single pass: feature Jacobians would cost more than autograd once
+    with_forces = trainer.supervision.active or cfg.tracking.save_forces  # energy-only runs skip the force pass
+    trainer.source.freeze()
     result.predictions = {name: trainer.predict(idx, with_forces) for name, idx in sets.items() if len(idx)}
     for name, pred in result.predictions.items():
         result.metrics.update({f"final/{k}": v for k, v in metrics_of(pred, name).items()})
@@ -314,14 +272,3 @@ def finish(trainer: Trainer, data: PreparedData, cfg: DictConfig, result: Traini
     trainer.potential.save(out / MODEL_FILE)
     write_atomically(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     write_predictions(out, data.structures, result.predictions, cfg.tracking.save_energies, cfg.tracking.save_forces)
-    if cfg.tracking.timing:
-        print(timing_summary(result.timing, cfg.iterations))
-
-
-def timing_summary(totals: dict[str, float], epochs: int) -> str:
-    """A small table of seconds per phase, total and per epoch."""
-    total = sum(totals.values()) or 1.0
-    lines = ["phase        total_s   per_epoch_s   share"]
-    for phase, seconds in totals.items():
-        lines.append(f"{phase:<12} {seconds:8.3f} {seconds / epochs:12.4f} {100 * seconds / total:6.1f} %")
-    return "\n".join(lines)

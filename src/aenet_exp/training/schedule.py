@@ -1,9 +1,8 @@
-"""What changes between epochs: the learning-rate schedule, early stopping, and the averaged weights."""
+"""What changes between steps and epochs: the learning-rate schedule (``scheduler.*``) and the averaged weights (``ema.*``)."""
 
 from __future__ import annotations
 
 import copy
-import math
 from contextlib import contextmanager
 
 import torch
@@ -12,27 +11,52 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, ReduceLROnPlat
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 
-class EpochSchedule:
-    """``scheduler.*``: linear warm-up for ``warmup_epochs``, then cosine decay or reduce-on-plateau.
+def constant(optimizer: torch.optim.Optimizer, epochs: int, **_) -> None:
+    """No schedule after the warm-up."""
+    return None
 
-    Stepped once per epoch with that epoch's metrics (plateau watches ``scheduler.metric``).
+
+def cosine(optimizer: torch.optim.Optimizer, epochs: int, min_lr: float, **_) -> CosineAnnealingLR:
+    """Cosine decay to ``min_lr`` over ``epochs``."""
+    return CosineAnnealingLR(optimizer, T_max=epochs, eta_min=min_lr)
+
+
+def plateau(
+    optimizer: torch.optim.Optimizer, epochs: int, factor: float, patience: int, threshold: float, min_lr: float, **_
+) -> ReduceLROnPlateau:
+    """Multiply by ``factor`` after ``patience`` epochs without a relative improvement of ``threshold``."""
+    return ReduceLROnPlateau(optimizer, factor=factor, patience=patience, threshold=threshold, min_lr=min_lr)
+
+
+# The scheduler group's options (schema.SCHEDULERS), by choice; each takes the keys it uses.
+SCHEDULES = {"none": constant, "cosine": cosine, "plateau": plateau}
+
+
+class EpochSchedule:
+    """``scheduler.*``: linear warm-up for ``warmup_epochs``, then the schedule ``name``.
+
+    Stepped once per epoch with that epoch's metrics (plateau watches ``metric``).
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, cfg, epochs: int):
-        self.cfg = cfg
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        epochs: int,
+        name: str = "none",
+        warmup_epochs: int = 0,
+        warmup_start_factor: float = 0.1,
+        metric: str = "test/loss",
+        **schedule_keys,
+    ):
+        self.warmup_epochs = warmup_epochs
+        self.metric = metric
         self.warmup = (
-            LinearLR(optimizer, start_factor=cfg.warmup_start_factor, end_factor=1.0, total_iters=cfg.warmup_epochs)
-            if cfg.warmup_epochs > 0
+            LinearLR(optimizer, start_factor=warmup_start_factor, end_factor=1.0, total_iters=warmup_epochs)
+            if warmup_epochs > 0
             else None
         )
-        self.decay_epochs = max(epochs - cfg.warmup_epochs, 1)
-        self.main = {
-            "none": lambda: None,
-            "cosine": lambda: CosineAnnealingLR(optimizer, T_max=self.decay_epochs, eta_min=cfg.min_lr),
-            "plateau": lambda: ReduceLROnPlateau(
-                optimizer, factor=cfg.factor, patience=cfg.patience, threshold=cfg.threshold, min_lr=cfg.min_lr
-            ),
-        }[cfg.name]()
+        self.decay_epochs = max(epochs - warmup_epochs, 1)
+        self.main = SCHEDULES[name](optimizer, self.decay_epochs, **schedule_keys)
         self.optimizer = optimizer
         self.epochs_done = 0
 
@@ -42,10 +66,10 @@ class EpochSchedule:
     def step(self, metrics: dict[str, float]) -> None:
         """Advance by one finished epoch."""
         self.epochs_done += 1
-        if self.warmup is not None and self.epochs_done <= self.cfg.warmup_epochs:
+        if self.warmup is not None and self.epochs_done <= self.warmup_epochs:
             self.warmup.step()
         elif isinstance(self.main, ReduceLROnPlateau):
-            self.main.step(metrics[self.cfg.metric])
+            self.main.step(metrics[self.metric])
         elif self.main is not None:
             self.main.step()
 
@@ -61,34 +85,6 @@ class EpochSchedule:
                 part.load_state_dict(state[key])
         if isinstance(self.main, CosineAnnealingLR):
             self.main.T_max = self.decay_epochs
-
-
-class EarlyStopping:
-    """``early_stopping.*``: remembers the best weights by ``metric``; says stop after ``patience`` bad epochs."""
-
-    def __init__(self, cfg):
-        self.metric, self.patience, self.min_delta = cfg.metric, cfg.patience, cfg.min_delta
-        self.best = math.inf
-        self.best_epoch = 0
-        self.bad_epochs = 0
-        self.best_weights: dict[str, torch.Tensor] | None = None
-
-    def update(self, epoch: int, metrics: dict[str, float], weights: dict[str, torch.Tensor]) -> bool:
-        """Record epoch ``epoch`` (1-based); returns whether training should stop."""
-        value = metrics[self.metric]
-        if value < self.best - self.min_delta:
-            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
-            self.best_weights = {k: v.detach().clone() for k, v in weights.items()}
-        else:
-            self.bad_epochs += 1
-        return self.bad_epochs >= self.patience
-
-    def state_dict(self) -> dict:
-        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs, "best_weights": self.best_weights}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.best, self.best_epoch, self.bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
-        self.best_weights = state["best_weights"]
 
 
 class WeightAverage:

@@ -1,0 +1,224 @@
+"""The side jobs of the epoch loop, as callbacks: divergence, history, early stopping, checkpoints, progress.
+
+Each observes the loop (:class:`aenet_exp.training.events.Callback`); only :class:`EarlyStopping`
+asks it to stop, through ``stop_requested``. The composition root (:mod:`aenet_exp.training.run`)
+makes them from their config groups and orders them: a diverged epoch raises before anything
+records it; history and early stopping update before the checkpoint that saves them.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from aenet_exp.errors import UserError
+from aenet_exp.model.potential import Potential
+from aenet_exp.training.checkpoint import save_checkpoint
+from aenet_exp.training.events import Callback
+from aenet_exp.training.timing import PHASES
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the run stops and is marked FAILED."""
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class Divergence(Callback):
+    """Stops training with :class:`TrainingDiverged` when an epoch's training loss is not finite."""
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        loss = metrics["train/loss"]
+        if not math.isfinite(loss):
+            raise TrainingDiverged(
+                f"training diverged at epoch {epoch + 1}: the loss is {loss}; "
+                "lower the learning rate (optimizer.mu / optimizer.lr) or check the data"
+            )
+
+
+class History(Callback):
+    """Every epoch's metrics, per metric name (restored from a checkpoint when resuming)."""
+
+    def __init__(self):
+        self.values: dict[str, list[float]] = {}
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self.values.setdefault(key, []).append(value)
+
+    def last(self) -> dict[str, float]:
+        """The latest value of every metric."""
+        return {key: values[-1] for key, values in self.values.items()}
+
+    def state_dict(self) -> dict:
+        return self.values
+
+    def load_state_dict(self, state: dict) -> None:
+        self.values = {key: list(values) for key, values in state.items()}
+
+
+class EarlyStopping(Callback):
+    """``early_stopping.*``: keeps the best weights by ``metric``; asks to stop after ``patience`` epochs without
+    an improvement of more than ``min_delta``.
+
+    ``weights`` gives the weights that are evaluated (the average, with EMA); ``announce`` prints
+    why training stopped.
+    """
+
+    def __init__(
+        self, weights: Callable[[], Mapping[str, torch.Tensor]], patience: int, metric: str = "test/loss",
+        min_delta: float = 0.0, announce: bool = True,
+    ):
+        self.weights = weights
+        self.metric, self.patience, self.min_delta = metric, patience, min_delta
+        self.announce = announce
+        self.best = math.inf
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        value = metrics[self.metric]
+        if value < self.best - self.min_delta:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch + 1, 0
+            self.best_weights = {k: v.detach().clone() for k, v in self.weights().items()}
+        else:
+            self.bad_epochs += 1
+        self.stop_requested = self.bad_epochs >= self.patience
+        if self.stop_requested and self.announce:
+            print(f"early stopping after epoch {epoch + 1}: {self.metric} last improved at epoch {self.best_epoch}")
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs, "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch, self.bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
+        self.best_weights = state["best_weights"]
+
+
+class Checkpointer(Callback):
+    """``checkpoint.every``: writes ``checkpoint.pt`` every ``every`` epochs and after the last one.
+
+    A checkpoint holds the epoch, the resolved config, the potential's settings and weights, and
+    the state of each of ``parts`` (the trainer, early stopping, the history), by name.
+    """
+
+    def __init__(self, directory: Path, every: int, config_yaml: str, potential: Potential,
+                 parts: Mapping[str, Stateful | None]):
+        self.directory = Path(directory)
+        self.every = every
+        self.config_yaml = config_yaml
+        self.potential = potential
+        self.parts = parts
+        self.written_at: int | None = None
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self.every and (epoch + 1) % self.every == 0:
+            self.write(epoch + 1)
+
+    def on_fit_end(self, epochs_done: int) -> None:
+        if self.written_at != epochs_done:
+            self.write(epochs_done)
+
+    def write(self, epochs_done: int) -> None:
+        state = {
+            "epoch": epochs_done,
+            "config": self.config_yaml,
+            "settings": self.potential.settings(),
+            "model": self.potential.state_dict(),
+            **{name: part.state_dict() if part is not None else None for name, part in self.parts.items()},
+        }
+        save_checkpoint(self.directory, state)
+        self.written_at = epochs_done
+
+
+BAR_FIELDS = {  # metric -> (label, factor to the shown unit)
+    "train/loss": ("loss", 1.0),
+    "train/energy_rmse": ("E_train meV/at", 1000.0),
+    "test/energy_rmse": ("E_test meV/at", 1000.0),
+    "train/force_rmse": ("F_train eV/Å", 1.0),
+    "test/force_rmse": ("F_test eV/Å", 1.0),
+}
+
+
+def bar_summary(metrics: dict[str, float]) -> dict[str, str]:
+    """The live loss and errors shown beside the epoch bar."""
+    return {label: f"{metrics[k] * factor:.4g}" for k, (label, factor) in BAR_FIELDS.items() if k in metrics}
+
+
+def on_terminal() -> bool:
+    """Whether progress bars can be drawn (stderr is a terminal)."""
+    return sys.stderr.isatty()
+
+
+class ProgressBar(Callback):
+    """``tracking.show_progress`` / ``show_batch_progress``: tqdm bars of epochs (with the live errors) and of
+    the batches of each epoch, on a terminal only."""
+
+    def __init__(self, epochs: int, first_epoch: int, batches_per_epoch: int, show_epochs: bool, show_batches: bool):
+        self.epochs = tqdm(total=epochs, initial=first_epoch, desc="epochs", unit="epoch") if show_epochs and on_terminal() else None
+        self.show_batches = show_batches and on_terminal()
+        self.batches_per_epoch = batches_per_epoch
+        self.batches = None
+
+    def on_epoch_start(self, epoch: int) -> None:
+        if self.show_batches:
+            self.batches = tqdm(total=self.batches_per_epoch, desc=f"epoch {epoch + 1}", leave=False)
+
+    def on_batch_end(self) -> None:
+        if self.batches is not None:
+            self.batches.update(1)
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self.batches is not None:
+            self.batches.close()
+            self.batches = None
+        if self.epochs is not None:
+            self.epochs.update(1)
+            self.epochs.set_postfix(bar_summary(metrics), refresh=False)
+
+    def on_fit_end(self, epochs_done: int) -> None:
+        self.close()
+
+    def on_failure(self, error: BaseException) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for bar in (self.batches, self.epochs):
+            if bar is not None:
+                bar.close()
+        self.batches = self.epochs = None
+
+
+class TimingSummary(Callback):
+    """``tracking.timing``: seconds per phase summed over the epochs, printed as a table after training."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+        self.totals = {phase: 0.0 for phase in PHASES}
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        for phase in PHASES:
+            self.totals[phase] += metrics.get(f"time/{phase}_s", 0.0)
+
+    def on_fit_end(self, epochs_done: int) -> None:
+        print(timing_summary(self.totals, self.epochs))
+
+
+def timing_summary(totals: dict[str, float], epochs: int) -> str:
+    """A small table of seconds per phase, total and per epoch."""
+    total = sum(totals.values()) or 1.0
+    lines = ["phase        total_s   per_epoch_s   share"]
+    for phase, seconds in totals.items():
+        lines.append(f"{phase:<12} {seconds:8.3f} {seconds / epochs:12.4f} {100 * seconds / total:6.1f} %")
+    return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""``force.*``: which training structures are supervised on forces in each epoch, and the loss they enter.
+
+Every ``force`` key ends here: :class:`ForceSupervision` takes them as its arguments.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from aenet_exp.errors import ConfigError
+from aenet_exp.training.distributed import SINGLE, Ranks
+
+# ceil(fraction · N) of a product that is whole in exact arithmetic but not in binary (0.3 · 10 =
+# 3.0000000000000004) must give that whole number, not the next one.
+ROUNDING_SLACK = 1e-9
+
+
+def rmse(error: torch.Tensor) -> torch.Tensor:
+    """Root mean square of all entries of ``error``."""
+    return error.square().mean().sqrt()
+
+
+class ForceSupervision:
+    """The reference's force supervision: sub-sampling and the weighted loss.
+
+    Loss ``(1 − α)·RMSE(E/atom) + α·c·RMSE(F)``, both RMSEs divided by the energy scale
+    (normalised units), the force RMSE per component; ``c = sqrt(1/fraction)`` with
+    ``scale_unbiased``, else 1.
+
+    Sub-sampling: ``n = max(ceil(fraction · N), min_structures_per_epoch)`` (at most N) of the N
+    force-labelled training structures ``candidates`` are supervised. ``fixed`` draws them once;
+    ``random`` re-draws them every ``epochs_per_window`` epochs when ``resample_each_epoch``,
+    else once. Draws come from a generator seeded with ``seed``. With ``weight`` 0 no structure
+    is supervised on forces.
+    """
+
+    def __init__(
+        self,
+        weight: float = 0.0,
+        fraction: float = 1.0,
+        sampling: str = "random",
+        resample_each_epoch: bool = True,
+        min_structures_per_epoch: int | None = 1,
+        scale_unbiased: bool = False,
+        epochs_per_window: int = 1,
+        *,
+        candidates: np.ndarray,
+        seed: int,
+    ):
+        self.alpha = float(weight)
+        self.candidates = np.asarray(candidates)
+        if self.alpha > 0 and len(self.candidates) == 0:
+            raise ConfigError("force.weight", f"is {weight}, but no training structure has forces")
+        self.force_factor = math.sqrt(1.0 / fraction) if scale_unbiased else 1.0
+        self.resamples = sampling == "random" and resample_each_epoch and fraction < 1
+        self.epochs_per_window = epochs_per_window
+        n = math.ceil(fraction * len(self.candidates) - ROUNDING_SLACK)
+        self.size = min(len(self.candidates), max(n, min_structures_per_epoch or 0))
+        self.rng = np.random.default_rng(seed)
+        self.selected: frozenset[int] = frozenset()
+        self.window = -1
+
+    @property
+    def active(self) -> bool:
+        """Whether forces enter the loss (α > 0)."""
+        return self.alpha > 0
+
+    # ------------------------------------------------------------------ which structures
+
+    def _draw(self) -> frozenset[int]:
+        if self.size >= len(self.candidates):
+            return frozenset(int(i) for i in self.candidates)
+        return frozenset(int(i) for i in self.rng.choice(self.candidates, size=self.size, replace=False))
+
+    def select(self, epoch: int) -> tuple[frozenset[int], bool]:
+        """The structures supervised on forces in ``epoch`` (0-based), and whether they were newly drawn."""
+        if not self.active:
+            return frozenset(), False
+        window = epoch // self.epochs_per_window if self.resamples else 0
+        if window == self.window:
+            return self.selected, False
+        self.window, self.selected = window, self._draw()
+        return self.selected, True
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "selected": sorted(self.selected), "window": self.window}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.selected = frozenset(int(i) for i in state["selected"])
+        self.window = state["window"]
+
+    # ------------------------------------------------------------------ the loss
+
+    def loss(self, energy_rmse, force_rmse, energy_scale: float):
+        """``(1 − α)·RMSE(E)/scale + α·c·RMSE(F)/scale`` of RMSEs in eV/atom and eV/Å (floats, or tensors
+        to back-propagate), pooled over a batch or an epoch; ``force_rmse`` None: energies only."""
+        loss = (1 - self.alpha) * energy_rmse / energy_scale
+        if force_rmse is not None and self.active:
+            loss = loss + self.alpha * self.force_factor * force_rmse / energy_scale
+        return loss
+
+    def batch_loss(self, energy_error: torch.Tensor, force_error: torch.Tensor | None, energy_scale: float) -> torch.Tensor:
+        """:meth:`loss` of a batch's errors ``(n,)`` eV/atom and ``(n_force_atoms, 3)`` eV/Å."""
+        return self.loss(rmse(energy_error), rmse(force_error) if force_error is not None else None, energy_scale)
+
+    def rank_loss(
+        self, energy_error: torch.Tensor, force_error: torch.Tensor | None, energy_scale: float, ranks: Ranks = SINGLE
+    ) -> torch.Tensor:
+        """This rank's part ``L_r`` of the batch's loss ``L`` (:meth:`batch_loss`): ``Σ_r ∂L_r/∂θ = ∂L/∂θ``.
+
+        An RMSE is not a sum over ranks, but its gradient is: with the squared-error sum ``S`` and
+        count ``N`` added over ranks (detached), ``∂sqrt(S/N)/∂θ = (∂S/∂θ) / (2·sqrt(S·N))``. So
+        ``L_r = c_E·S_E,r + c_F·S_F,r`` with ``c_E = (1 − α) / (2·scale·sqrt(S_E·N_E))`` and
+        ``c_F = α·c / (2·scale·sqrt(S_F·N_F))``; an empty share gives a constant zero.
+        """
+        if force_error is None or not self.active:
+            force_error = energy_error.new_zeros((0, 3))
+        squares = torch.stack([energy_error.square().sum(), force_error.square().sum()])
+        counts = torch.tensor([energy_error.numel(), force_error.numel()], dtype=torch.float64, device=squares.device)
+        s_e, s_f, n_e, n_f = ranks.sum(torch.cat([squares.detach().double(), counts])).tolist()
+        weights = [
+            (1 - self.alpha) / (2 * energy_scale * math.sqrt(s_e * n_e)) if s_e > 0 else 0.0,
+            self.alpha * self.force_factor / (2 * energy_scale * math.sqrt(s_f * n_f)) if s_f > 0 else 0.0,
+        ]
+        return (squares * squares.new_tensor(weights)).sum()
