@@ -28,6 +28,7 @@ import torch
 
 from aenet_exp.data import Structure, read_structures
 from aenet_exp.descriptor import AtomGraph, ChebyshevDescriptor, collate_graphs
+
 from benchlib import DEFAULT_SHARED, machine_description, tio2_tarball
 
 PUBLISHED = dict(species=["O", "Ti"], rad_order=20, rad_cutoff=6.5, ang_order=6, ang_cutoff=5.0)

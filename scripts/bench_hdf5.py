@@ -52,6 +52,7 @@ import numpy as np
 
 from aenet_exp.data import Structure
 from aenet_exp.data.hdf5 import StructureDatabase, build_database, write_database
+
 from benchlib import DEFAULT_SHARED, machine_description, peak_rss_mb, run_child, tio2_tarball, train_one
 
 SIGMA = 0.02  # Å, standard deviation of the rattling noise per coordinate

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-
 DEFAULT_SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TIO2 = Path("data/tio2-1000/dir_xsf.tar.gz")  # inside the shared folder
 

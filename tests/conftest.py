@@ -1,31 +1,29 @@
-"""Fixtures: the small data files copied into tests/data; the tests need no network and no data outside the repository."""
+"""Shared fixtures and helpers: the small data files in tests/fixtures (no network, no data outside the
+repository), composed configs, a recording callback, the CLI as a subprocess."""
 
 from __future__ import annotations
-
-from pathlib import Path
-
-import pytest
-
-DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture(scope="session")
-def data_dir() -> Path:
-    return DATA
-
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
+import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 import aenet_exp.config  # noqa: F401  registers the schema
+from aenet_exp.descriptor import ChebyshevDescriptor
+from aenet_exp.model import Potential
+from aenet_exp.training import run
+from aenet_exp.training.events import Callback
 
+DATA = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = DATA / "tio2-small"
+E_ATOMIC = {"O": -432.503149303, "Ti": -1604.604515075}  # eV, the TiO2 set's references
 
 # Settings that keep a training run to a second or two: a short descriptor and 16 tiny structures.
 FAST = [
@@ -41,6 +39,11 @@ FAST = [
     "iterations=2",
     "tracking.show_progress=false",
 ]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
 
 
 def compose_train(*overrides: str) -> DictConfig:
@@ -67,3 +70,66 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
     return subprocess.run(
         [sys.executable, "-m", "aenet_exp", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+class Recorder(Callback):
+    """A callback keeping what training reports."""
+
+    def __init__(self):
+        self.config, self.facts, self.epochs, self.result, self.error = None, None, [], None, None
+
+    def on_start(self, config, facts):
+        self.config, self.facts = config, facts
+
+    def on_epoch_end(self, epoch, metrics):
+        self.epochs.append(dict(metrics))
+
+    def on_end(self, result):
+        self.result = result
+
+    def on_failure(self, error):
+        self.error = error
+
+
+def train(cfg, tmp_path):
+    """Run ``cfg`` into ``tmp_path``; the final metrics and a :class:`Recorder` of the run."""
+    recorder = Recorder()
+    metrics = run(cfg, tmp_path, [recorder])
+    return metrics, recorder
+
+
+class Counter:
+    """Wraps ``target``, counting its calls."""
+
+    def __init__(self, target):
+        self.target, self.calls = target, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.target(*args, **kwargs)
+
+
+def make_potential(species, seed=0, **descriptor_settings) -> Potential:
+    """An untrained float64 potential with fixed normalisation, seeded."""
+    torch.manual_seed(seed)
+    settings = dict(rad_order=12, rad_cutoff=6.0, ang_order=5, ang_cutoff=4.0) | descriptor_settings
+    descriptor = ChebyshevDescriptor(species, **settings, dtype=torch.float64)
+    hidden = {s: [8, 6] for s in species}
+    activations = {s: ["tanh", "sigmoid"] for s in species}
+    potential = Potential(descriptor, hidden, activations)
+    potential.set_normalization(energy_shift=-3.0, energy_scale=0.7, atomic_energies={s: -1.0 - k for k, s in enumerate(species)})
+    return potential
+
+
+def store_uri(tmp_path: Path) -> str:
+    """A SQLite MLflow store in ``tmp_path``."""
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def runs_of(uri: str, experiment: str = "aenet_exp"):
+    """A client of the store at ``uri`` and the runs of ``experiment`` there."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    return client, ([] if found is None else client.search_runs([found.experiment_id]))

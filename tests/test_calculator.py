@@ -8,9 +8,10 @@ import torch
 from ase import Atoms
 
 from aenet_exp.calculator import Calculator
-from aenet_exp.tracking.locate import model_path
 from aenet_exp.data import read_structures
-from test_model import make_potential
+from aenet_exp.tracking.locate import model_path
+
+from conftest import make_potential
 
 
 def atoms_of(structure) -> Atoms:
@@ -100,3 +101,4 @@ def test_load_from_run_directory_or_file_in_float64(tmp_path, tio2):
     assert np.isfinite(tio2.get_potential_energy())
     with pytest.raises(FileNotFoundError, match="no model file"):
         Calculator.load(tmp_path / "missing")
+

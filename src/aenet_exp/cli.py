@@ -107,7 +107,8 @@ def build_db(cfg: DictConfig) -> None:
 
 def export() -> None:
     """``export run=... format=aenet [out=DIR]``: write ænet's network files and list them."""
-    from aenet_exp.export.command import USAGE as EXPORT_USAGE, export as run_export
+    from aenet_exp.export.command import USAGE as EXPORT_USAGE
+    from aenet_exp.export.command import export as run_export
 
     if sys.argv[1:] in (["-h"], ["--help"]):
         print(EXPORT_USAGE)

@@ -106,9 +106,9 @@ def check_device(cfg: DictConfig) -> None:
 
 
 def device_index(device: str | None) -> int | None:
-    """The ``N`` of ``cuda:N`` (None for ``cpu``, ``cuda`` or no device)."""
-    kind, _, index = (device or "").partition(":")
-    return int(index) if kind == "cuda" and index.isdigit() else None
+    """The ``N`` of ``cuda:N`` or ``cpu:N`` (None for ``cpu``, ``cuda`` or no device)."""
+    _, _, index = (device or "").partition(":")
+    return int(index) if index.isdigit() else None
 
 
 def check_launch(cfg: DictConfig) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from aenet_exp.data import DataError, Structure, read_structures
 from aenet_exp.data.hdf5 import StructureDatabase, build_database
 from aenet_exp.descriptor.graph import find_pairs

@@ -238,6 +238,11 @@ class FeatureSource:
         if self.kept_jacobians is not None:
             self.kept_jacobians.growing = False
 
+    def close(self) -> None:
+        """Stop the graph builders' worker processes now. (Left to the garbage collector, persistent
+        DataLoader workers each wait out torch's 5 s join timeout.)"""
+        self.loader = None
+
     def memory_metrics(self) -> dict[str, float]:
         """``memory/derivative_cache_mb`` when Jacobians are kept."""
         if self.kept_jacobians is None:

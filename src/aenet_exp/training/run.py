@@ -95,8 +95,6 @@ def run_process(
     if ranks.main:
         ensure_writable(output_dir)
     dtype = resolve_dtype(cfg.precision.dtype, device)
-    label_device, feature_device = storage_devices(cfg.precision.memory_mode, device)
-    norm = cfg.normalization
     data = prepared_data(cfg)
     check_watched_metrics(cfg, len(data.test) > 0)
     supervision = ForceSupervision(
@@ -105,6 +103,42 @@ def run_process(
     )
     torch.manual_seed(cfg.seed)
     potential = initial_potential(cfg, data.species, dtype, checkpoint).to(device)
+    trainer = build_trainer(cfg, data, potential, supervision, device, ranks)
+    try:
+        fitted = prepare_normalization(cfg, data, trainer, fresh=checkpoint is None and not cfg.init_from)
+        history, stopping = History(), build_early_stopping(cfg, trainer, ranks)
+        if checkpoint is not None:
+            restore(checkpoint, trainer, history, stopping)
+        first_epoch = checkpoint["epoch"] if checkpoint is not None else 0
+        callbacks = [Divergence(), history, *([stopping] if stopping is not None else [])]
+        if ranks.main:
+            callbacks += main_callbacks(cfg, trainer, history, stopping, output_dir, observers, first_epoch)
+        facts = {
+            **data.facts(), **fitted, "precision.resolved_device": str(device),
+            "precision.resolved_dtype": str(dtype).removeprefix("torch."), "distributed.world_size": ranks.size,
+        }
+        notify(callbacks, "on_start", OmegaConf.to_container(cfg, resolve=True), facts)
+        try:
+            fit(trainer, first_epoch, cfg.iterations, callbacks)
+            result = TrainingResult(history.values, history.last(), {}, output_dir)
+            keep_final_weights(trainer, stopping, result)
+            if ranks.main:
+                finish(trainer, data, cfg, result)
+            notify(callbacks, "on_end", result)
+        except BaseException as error:
+            notify(callbacks, "on_failure", error)
+            raise
+    finally:
+        trainer.source.close()
+    return result.metrics
+
+
+def build_trainer(
+    cfg: DictConfig, data: PreparedData, potential: Potential, supervision: ForceSupervision, device: torch.device,
+    ranks: Ranks,
+) -> Trainer:
+    """The trainer and what it is made of: feature source, optimiser, schedule, weight average."""
+    label_device, feature_device = storage_devices(cfg.precision.memory_mode, device)
     timer = PhaseTimer(cfg.tracking.timing, device)
     source = FeatureSource(
         **section(cfg, "caching"), structures=data.structures, descriptor=potential.descriptor,
@@ -114,68 +148,69 @@ def run_process(
     optimizer = build_optimizer(potential.networks.parameters(), **section(cfg, "optimizer"))
     schedule = EpochSchedule(optimizer, cfg.iterations, **section(cfg, "scheduler"))
     average = WeightAverage(potential, **section(cfg, "ema")) if cfg.ema.decay is not None else None
-    trainer = Trainer(
+    return Trainer(
         potential, data.columns, data.train, data.test, source, supervision, optimizer, schedule, average,
         batchsize=cfg.optimizer.batchsize, shuffle_seed=cfg.seed + SHUFFLE_SEED_OFFSET, device=device,
         label_device=label_device, timer=timer, ranks=ranks,
     )
+
+
+def prepare_normalization(cfg: DictConfig, data: PreparedData, trainer: Trainer, fresh: bool) -> dict[str, float]:
+    """Fit the normalisation of a ``fresh`` potential (resumed and fine-tuned ones keep theirs), share it over
+    ranks, and set the trainer's targets; returns the fitted values as facts to log."""
+    norm = cfg.normalization
     fitted = {}
-    if checkpoint is None and not cfg.init_from:
-        train_columns = data.columns.take(data.train)
+    if fresh:
         fitted = fit_normalization(
-            potential, train_columns, data.atomic_energies, trainer.feature_statistics, energy_target=norm.energy_target,
-            features=norm.features, energy=norm.energy, feature_stats=norm.feature_stats, E_shift=norm.E_shift,
-            E_scaling=norm.E_scaling,
+            trainer.potential, data.columns.take(data.train), data.atomic_energies, trainer.feature_statistics,
+            energy_target=norm.energy_target, features=norm.features, energy=norm.energy,
+            feature_stats=norm.feature_stats, E_shift=norm.E_shift, E_scaling=norm.E_scaling,
         )
-    ranks.broadcast(potential)  # rank 0's weights and normalisation everywhere (seeded alike, now bit for bit)
+    trainer.ranks.broadcast(trainer.potential)  # rank 0's weights and normalisation everywhere (bit for bit)
     trainer.set_targets(data.atomic_energies if norm.energy_target == "cohesive" else None)
-    timer.take()  # the statistics pass is not an epoch
+    trainer.timer.take()  # the statistics pass is not an epoch
+    return fitted
 
-    history = History()
-    stopping = (
-        EarlyStopping(trainer.kept_weights, **section(cfg, "early_stopping"), announce=ranks.main)
-        if cfg.early_stopping.patience is not None
-        else None
-    )
-    if checkpoint is not None:
-        trainer.load_state_dict(checkpoint["trainer"])
-        history.load_state_dict(checkpoint["history"])
-        if stopping is not None:
-            stopping.load_state_dict(checkpoint["early_stopping"])
-    first_epoch = checkpoint["epoch"] if checkpoint is not None else 0
-    callbacks: list[Callback] = [Divergence(), history, *([stopping] if stopping is not None else [])]
-    if ranks.main:
-        parts = {"trainer": trainer, "early_stopping": stopping, "history": history}
-        config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-        callbacks.append(Checkpointer(output_dir, cfg.checkpoint.every, config_yaml, potential, parts))
-        callbacks += observers
-        batches = len(plan_batches(data.train, cfg.optimizer.batchsize, None))
-        show = cfg.tracking
-        callbacks.append(ProgressBar(cfg.iterations, first_epoch, batches, show.show_progress, show.show_batch_progress))
-        if show.timing:
-            callbacks.append(TimingSummary(cfg.iterations))
 
-    facts = {
-        **data.facts(), **fitted, "precision.resolved_device": str(device),
-        "precision.resolved_dtype": str(dtype).removeprefix("torch."), "distributed.world_size": ranks.size,
-    }
-    notify(callbacks, "on_start", OmegaConf.to_container(cfg, resolve=True), facts)
-    try:
-        fit(trainer, first_epoch, cfg.iterations, callbacks)
-        final = history.last()
-        if stopping is not None and stopping.best_weights is not None:
-            potential.load_state_dict(stopping.best_weights)
-            final["final/best_epoch"] = stopping.best_epoch
-        elif average is not None:
-            potential.load_state_dict(average.weights())
-        result = TrainingResult(history.values, final, {}, output_dir)
-        if ranks.main:
-            finish(trainer, data, cfg, result)
-        notify(callbacks, "on_end", result)
-    except BaseException as error:
-        notify(callbacks, "on_failure", error)
-        raise
-    return result.metrics
+def build_early_stopping(cfg: DictConfig, trainer: Trainer, ranks: Ranks) -> EarlyStopping | None:
+    """``early_stopping.*`` on every rank (all stop together); rank 0 says why."""
+    if cfg.early_stopping.patience is None:
+        return None
+    return EarlyStopping(trainer.kept_weights, **section(cfg, "early_stopping"), announce=ranks.main)
+
+
+def restore(checkpoint: dict, trainer: Trainer, history: History, stopping: EarlyStopping | None) -> None:
+    """Continue from ``checkpoint``: the trainer's state, the metric history, early stopping."""
+    trainer.load_state_dict(checkpoint["trainer"])
+    history.load_state_dict(checkpoint["history"])
+    if stopping is not None:
+        stopping.load_state_dict(checkpoint["early_stopping"])
+
+
+def main_callbacks(
+    cfg: DictConfig, trainer: Trainer, history: History, stopping: EarlyStopping | None, output_dir: Path,
+    observers: Sequence[Callback], first_epoch: int,
+) -> list[Callback]:
+    """Rank 0's side jobs, in order: the checkpoint, the observers (MLflow), the progress bars, the timing table."""
+    parts = {"trainer": trainer, "early_stopping": stopping, "history": history}
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    batches = len(plan_batches(trainer.train_idx, cfg.optimizer.batchsize, None))
+    show = cfg.tracking
+    callbacks = [
+        Checkpointer(output_dir, cfg.checkpoint.every, config_yaml, trainer.potential, parts),
+        *observers,
+        ProgressBar(cfg.iterations, first_epoch, batches, show.show_progress, show.show_batch_progress),
+    ]
+    return callbacks + ([TimingSummary(cfg.iterations)] if show.timing else [])
+
+
+def keep_final_weights(trainer: Trainer, stopping: EarlyStopping | None, result: TrainingResult) -> None:
+    """The potential keeps the best weights (early stopping, ``final/best_epoch``), else the average (EMA)."""
+    if stopping is not None and stopping.best_weights is not None:
+        trainer.potential.load_state_dict(stopping.best_weights)
+        result.metrics["final/best_epoch"] = stopping.best_epoch
+    elif trainer.average is not None:
+        trainer.potential.load_state_dict(trainer.average.weights())
 
 
 def prepared_data(cfg: DictConfig) -> PreparedData:

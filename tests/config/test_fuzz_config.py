@@ -8,6 +8,8 @@ from omegaconf import OmegaConf
 
 from conftest import FAST, compose_train, run_cli
 
+pytestmark = pytest.mark.slow
+
 
 def typed_leaves():
     """(dotted key, wrong value) for every typed leaf of the default config."""
@@ -57,3 +59,4 @@ def test_wrong_type_through_the_cli(tmp_path, override):
     assert result.returncode != 0
     assert override.split("=")[0] in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+

@@ -1,4 +1,4 @@
-"""Tests for aenet_exp.data.hdf5: building a structure database and reading it back."""
+"""The HDF5 structure database (data/hdf5.py): building it and reading it back."""
 
 from __future__ import annotations
 
@@ -14,11 +14,22 @@ import numpy as np
 import pytest
 
 import aenet_exp.data.hdf5 as hdf5
-from aenet_exp.data import DataError, Structure, StructureDatabase, build_database, read_structures
+from aenet_exp.data import (
+    DataError,
+    Structure,
+    StructureDatabase,
+    build_database,
+    read_structures,
+)
 
-DATA = Path(__file__).parent / "data"
+from conftest import DATA
+
 SMALL = DATA / "tio2-small"
+
+
 ETHANOL = DATA / "ethanol" / "ethanol5.xyz"
+
+
 UNLABELLED_XSF = """\
 ATOMS
 O  0.000  0.000  0.119
@@ -265,3 +276,4 @@ def test_forked_child_reopens_the_file(tmp_path, source):
     for g, e in zip(got, expected, strict=True):
         assert_same(g, e)
     assert_same(db[17], expected[1])
+

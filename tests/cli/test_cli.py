@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
 
 from aenet_exp.training.dataset import SHARED_PREFIX
-from conftest import FAST, run_cli
 
+from conftest import FAST, run_cli, runs_of, store_uri
 
-def store(tmp_path):
-    return f"sqlite:///{tmp_path}/mlflow.db"
-
-
-def runs_of(uri: str, experiment: str = "aenet_exp"):
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
-    return client, ([] if found is None else client.search_runs([found.experiment_id]))
+pytestmark = pytest.mark.slow
 
 
 def test_train_records_a_complete_run(tmp_path, monkeypatch):
-    uri = store(tmp_path)
+    uri = store_uri(tmp_path)
     result = run_cli(
         "train", *FAST, f"tracking.uri={uri}", "force=subsampled", "force.fraction=0.5", "iterations=3",
         "tracking.save_energies=true", "tracking.save_forces=true", "tracking.timing=true", cwd=tmp_path,
@@ -56,7 +48,7 @@ def test_train_records_a_complete_run(tmp_path, monkeypatch):
 
 
 def test_sweep_records_children_under_one_parent(tmp_path):
-    uri = store(tmp_path)
+    uri = store_uri(tmp_path)
     result = run_cli(
         "train", "-m", *FAST, f"tracking.uri={uri}", "iterations=1", "optimizer.mu=1e-3,3e-3",
         "force.fraction=0.1,0.3", "force.weight=0.1", cwd=tmp_path, timeout=600,
@@ -78,7 +70,7 @@ def test_sweep_records_children_under_one_parent(tmp_path):
      ("optimizer.batchsize=0", "optimizer.batchsize"), ("optimized_metric=val/loss", "optimized_metric")],
 )
 def test_user_error_names_key_without_traceback_or_run(tmp_path, override, key):
-    uri = store(tmp_path)
+    uri = store_uri(tmp_path)
     result = run_cli("train", *FAST, f"tracking.uri={uri}", override, cwd=tmp_path)
     assert result.returncode == 2
     assert f"aenet_exp: error: {key}: " in result.stderr
@@ -89,7 +81,7 @@ def test_user_error_names_key_without_traceback_or_run(tmp_path, override, key):
 def test_bad_data_file_names_it(tmp_path):
     bad = tmp_path / "broken.xsf"
     bad.write_text("# total energy = -1.0 eV\nCRYSTAL\nPRIMVEC\n1 0 0\n0 1 0\n")
-    result = run_cli("train", *FAST, f"data.path={bad}", f"tracking.uri={store(tmp_path)}", cwd=tmp_path)
+    result = run_cli("train", *FAST, f"data.path={bad}", f"tracking.uri={store_uri(tmp_path)}", cwd=tmp_path)
     assert result.returncode == 2
     assert f"aenet_exp: error: {bad}, line 5: unexpected end of file" in result.stderr
     assert "Traceback" not in result.stderr
@@ -115,13 +107,12 @@ def test_unknown_command_and_help(tmp_path):
 
 def run_in_terminal(args: list[str], cwd) -> str:
     """Run the CLI with a pseudo-terminal as stdout and stderr; returns what it drew."""
+    import fcntl
     import os
     import pty
+    import struct
     import subprocess
     import sys
-
-    import fcntl
-    import struct
     import termios
 
     master, slave = pty.openpty()
@@ -156,7 +147,7 @@ def test_progress_bars_on_a_terminal_only(tmp_path):
 def test_diverging_training_stops_with_a_message_and_a_failed_run(tmp_path):
     from aenet_exp.training.checkpoint import load_checkpoint
 
-    uri = store(tmp_path)
+    uri = store_uri(tmp_path)
     # linear networks and a large SGD step blow up after a few epochs (float32)
     result = run_cli(
         "train", *FAST, f"tracking.uri={uri}", "optimizer=sgd", "optimizer.lr=5", "model.activations=[linear]",
@@ -183,7 +174,7 @@ def test_build_db_then_train_from_it(tmp_path):
     assert built.returncode == 0, built.stderr
     assert f"wrote 16 structures to {database}" in built.stdout
     assert len(StructureDatabase(database)) == 16
-    uri = store(tmp_path)
+    uri = store_uri(tmp_path)
     trained = run_cli("train", *FAST, f"data.database={database}", "data.path=/nonexistent", f"tracking.uri={uri}",
                       "dataloader.num_workers=2", "caching=force", "force=subsampled", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr  # the database exists: data.path is not read
@@ -198,7 +189,7 @@ def test_build_db_needs_a_database_path(tmp_path):
 
 
 def test_sweep_with_a_bad_value_records_nothing(tmp_path):
-    uri = store(tmp_path)
+    uri = store_uri(tmp_path)
     result = run_cli("train", "-m", *FAST, f"tracking.uri={uri}", "force.weight=2,3", cwd=tmp_path)
     assert result.returncode == 2 and "aenet_exp: error: force.weight: " in result.stderr
     client, runs = runs_of(uri)
@@ -206,7 +197,7 @@ def test_sweep_with_a_bad_value_records_nothing(tmp_path):
 
 
 def test_resume_continues_the_same_mlflow_run(tmp_path):
-    uri = store(tmp_path)
+    uri = store_uri(tmp_path)
     first = run_cli("train", *FAST, f"tracking.uri={uri}", "iterations=2", "hydra.run.dir=run", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     again = run_cli("train", f"resume={tmp_path / 'run'}", "iterations=4", cwd=tmp_path)  # the store of the run
@@ -219,7 +210,7 @@ def test_resume_continues_the_same_mlflow_run(tmp_path):
 
 def test_eight_parallel_jobs_share_one_store(tmp_path):
     """8 sweep jobs, 4 at a time in separate processes (joblib), all recorded whole in one SQLite store."""
-    uri = store(tmp_path)
+    uri = store_uri(tmp_path)
     result = run_cli(
         "train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "seed=1,2,3,4,5,6,7,8", *FAST,
         f"tracking.uri={uri}", "iterations=2", cwd=tmp_path, timeout=600,
@@ -245,3 +236,4 @@ def test_unusable_store_or_output_dir_fails_before_training(tmp_path):
     assert not (tmp_path / "run" / "potential.pt").exists()
     result = run_cli("train", *FAST, "tracking.enabled=false", f"resume={blocker}", cwd=tmp_path)
     assert result.returncode == 2 and "aenet_exp: error: resume: " in result.stderr
+

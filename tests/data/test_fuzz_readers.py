@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from aenet_exp.data import DataError, Structure, read_structures
 
-DATA = Path(__file__).parent / "data"
+from conftest import DATA
+
+pytestmark = pytest.mark.slow
+
+
 XSF_SEED = (DATA / "tio2" / "structure1067.xsf").read_text()
+
+
 MOLECULE_SEED = "# total energy = -14.5 eV\nATOMS\nO 0.0 0.0 0.119 0.0 0.0 -0.5\nH 0.0 0.763 -0.477 0.0 0.1 0.25\nH 0.0 -0.763 -0.477 0.0 -0.1 0.25\n"
+
+
 XYZ_SEED = "".join((DATA / "ethanol" / "ethanol5.xyz").read_text().splitlines(keepends=True)[:22])
 
+
 JUNK_TOKENS = ["nan", "NaN", "inf", "-inf", "1e999", "abc", "Xx", "0", "-1", "", "1.2.3", "''", "\"", "=", "9999999999"]
+
+
 FUZZ = settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -77,3 +87,4 @@ def test_fuzzed_molecular_xsf(tmp_path_factory, content):
 @given(content=mutated(XYZ_SEED))
 def test_fuzzed_extended_xyz(tmp_path_factory, content):
     event(outcome(tmp_path_factory, "e.xyz", content))
+

@@ -1,4 +1,4 @@
-"""Tracking against a real SQLite MLflow store (one per module: creating it takes seconds)."""
+"""MLflow runs against a real SQLite store (one per module: creating it takes seconds)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,10 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig, OmegaConf
 
 from aenet_exp.tracking import (
     FAILURE_REASON_TAG,
-    ROLE_TAG,
-    SWEEP_DIR_TAG,
     MlflowRun,
-    SweepParentCallback,
-    find_sweep_parent,
-    flatten_params,
-    learning_curve_png,
-    parity_png,
     project_git_commit,
     retry_locked,
 )
@@ -49,31 +41,6 @@ def client(store: str) -> MlflowClient:
 def start(store: str, **kwargs: object) -> MlflowRun:
     arguments = {"experiment": "tests", "run_name": None, "params": {}, "tags": {}} | kwargs
     return MlflowRun.start(store, **arguments)
-
-
-# --- flatten ------------------------------------------------------------------------------
-
-
-def test_flatten_nested_mapping_lists_and_none() -> None:
-    nested = {"force": {"fraction": 0.1}, "layers": [10, 10], "seed": None, "empty": {}}
-    assert flatten_params(nested) == {
-        "force.fraction": "0.1",
-        "layers": "[10, 10]",
-        "seed": "None",
-        "empty": "{}",
-    }
-
-
-def test_flatten_dictconfig_resolves_interpolations() -> None:
-    cfg = OmegaConf.create({"optimizer": {"mu": 0.01, "mu_copy": "${optimizer.mu}"}, "n": [1]})
-    assert flatten_params(cfg, prefix="cfg") == {
-        "cfg.optimizer.mu": "0.01",
-        "cfg.optimizer.mu_copy": "0.01",
-        "cfg.n": "[1]",
-    }
-
-
-# --- runs -----------------------------------------------------------------------------------
 
 
 def test_store_directory_and_artifacts_live_beside_the_database(
@@ -212,87 +179,7 @@ def test_retry_locked_retries_only_locked_errors() -> None:
         retry_locked(lambda: {}["missing"], base_delay_s=0)
 
 
-# --- sweeps ---------------------------------------------------------------------------------
-
-
-def sweep_config(store: str, sweep_dir: str, enabled: bool = True) -> DictConfig:
-    return OmegaConf.create(
-        {
-            "tracking": {"enabled": enabled, "uri": store, "experiment": "sweeps"},
-            "hydra": {"sweep": {"dir": sweep_dir}},
-        }
-    )
-
-
-def test_sweep_callback_creates_and_finishes_one_parent(store: str, client: MlflowClient) -> None:
-    sweep_dir = "multirun/2024-05-01/12-00-00"
-    config = sweep_config(store, sweep_dir)
-    callback = SweepParentCallback()
-    callback.on_multirun_start(config)
-    parent_id = find_sweep_parent(store, "sweeps", sweep_dir)
-    assert parent_id is not None
-    with start(store, experiment="sweeps", parent_run_id=parent_id):
-        pass
-    callback.on_multirun_end(config)
-    parent = client.get_run(parent_id)
-    assert parent.info.status == "FINISHED"
-    assert parent.info.run_name == "12-00-00"
-    assert parent.data.tags[SWEEP_DIR_TAG] == sweep_dir
-    assert parent.data.tags[ROLE_TAG] == "sweep"
-
-
-def test_disabled_sweep_callback_does_nothing(store: str) -> None:
-    config = sweep_config(store, "multirun/disabled", enabled=False)
-    callback = SweepParentCallback()
-    callback.on_multirun_start(config)
-    callback.on_multirun_end(config)
-    assert find_sweep_parent(store, "sweeps", "multirun/disabled") is None
-
-
-@pytest.mark.parametrize("sweep_dir", ["it's here", 'say "hi"'])
-def test_find_sweep_parent_handles_quotes(store: str, sweep_dir: str) -> None:
-    tags = {SWEEP_DIR_TAG: sweep_dir, ROLE_TAG: "sweep"}
-    with start(store, experiment="sweeps", tags=tags) as parent:
-        assert find_sweep_parent(store, "sweeps", sweep_dir) == parent.run_id
-
-
-def test_find_sweep_parent_without_experiment(store: str) -> None:
-    assert find_sweep_parent(store, "no-such-experiment", "multirun/x") is None
-
-
-# --- plots and provenance -------------------------------------------------------------------
-
-
-def assert_png(path: Path) -> None:
-    assert path.read_bytes()[:8] == PNG_SIGNATURE
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
-
-
-def test_learning_curve_png(tmp_path: Path) -> None:
-    history = {
-        "train/energy_rmse": [0.1, 0.01, 0.005],
-        "test/energy_rmse": [0.12, 0.02, float("nan")],
-        "train/force_rmse": [1.0, 0.5, 0.3],
-        "test/force_rmse": [1.1, 0.6, 0.4],
-        "train/loss": [3.0, 1.0, 0.5],
-    }
-    learning_curve_png(history, tmp_path / "curves" / "learning_curve.png")
-    assert_png(tmp_path / "curves" / "learning_curve.png")
-    with pytest.raises(ValueError, match="RMSE"):
-        learning_curve_png({"train/loss": [1.0]}, tmp_path / "none.png")
-
-
-@pytest.mark.parametrize("with_forces", [True, False])
-def test_parity_png(tmp_path: Path, with_forces: bool) -> None:
-    energies = {"train": ([-3.0, -2.9, -2.8], [-3.01, -2.9, -2.79]), "test": ([-2.95], [-2.96])}
-    forces = {
-        "train": ([[0.1, -0.2, 0.3]], [[0.11, -0.19, 0.28]]),
-        "test": ([[0.0, 0.0, 0.0]], [[0.01, 0.01, 0.01]]),
-    }
-    parity_png(tmp_path / "parity.png", energies, forces if with_forces else None)
-    assert_png(tmp_path / "parity.png")
-
-
 def test_project_git_commit_names_a_commit() -> None:
     commit = project_git_commit()
     assert commit is None or re.fullmatch(r"[0-9a-f]{40}(-dirty)?", commit)
+

@@ -1,4 +1,4 @@
-"""Tests for aenet_exp.data.readers: XSF and ASE reading, sources, and malformed input."""
+"""The structure readers (data/readers.py): XSF and ASE formats, sources, and malformed input."""
 
 from __future__ import annotations
 
@@ -12,11 +12,19 @@ import pytest
 
 from aenet_exp.data import DataError, Structure, read_structures, read_xsf
 
-DATA = Path(__file__).parent / "data"
+from conftest import DATA
+
 TIO2 = DATA / "tio2"
+
+
 SMALL_XSF = TIO2 / "structure1067.xsf"  # 6 atoms: Ti2O4
+
+
 ETHANOL = DATA / "ethanol" / "ethanol5.xyz"
+
+
 ISOLATED = DATA / "ethanol" / "isolated_atoms.xyz"
+
 
 MOLECULE_XSF = """\
 # total energy = -14.5 eV
@@ -25,6 +33,7 @@ O    0.000  0.000  0.119  0.0  0.0  -0.5
 H    0.000  0.763 -0.477  0.0  0.1   0.25
 1    0.000 -0.763 -0.477  0.0 -0.1   0.25
 """
+
 
 CRYSTAL_XSF = """\
 # total energy = -10.0 eV
@@ -60,9 +69,6 @@ def raises_at(path: Path, message: str, line: int | None = None):
     return pytest.raises(DataError, match=f"^{where}: .*{message}")
 
 
-# ---------------------------------------------------------------- XSF
-
-
 def test_read_xsf_periodic_matches_file_text():
     s = read_xsf(SMALL_XSF)
     assert isinstance(s, Structure)
@@ -96,9 +102,6 @@ def test_read_xsf_without_energy_or_forces(tmp_path):
     assert s.species == ("Ar", "Ar")
 
 
-# ---------------------------------------------------------------- ASE
-
-
 def test_read_extxyz_all_frames_with_labels():
     frames = read_structures(ETHANOL)
     assert len(frames) == 5
@@ -126,9 +129,6 @@ def test_read_periodic_extxyz_keeps_cell(tmp_path):
     np.testing.assert_allclose(s.cell, 3.0 * np.eye(3))
     assert s.pbc.tolist() == [True, True, False]
     assert s.energy is None and s.forces is None
-
-
-# ---------------------------------------------------------------- sources
 
 
 def test_read_directory_sorted_and_skips_hidden_and_non_structure_files(tmp_path):
@@ -192,9 +192,6 @@ def test_read_list_mixes_formats_in_order():
     structures = read_structures([SMALL_XSF, str(ETHANOL), (TIO2 / "structure0822.xsf")])
     assert [s.n_atoms for s in structures] == [6, 9, 9, 9, 9, 9, 23]
     assert [s.frame for s in structures] == [0, 0, 1, 2, 3, 4, 0]
-
-
-# ---------------------------------------------------------------- malformed XSF
 
 
 def test_truncated_file(tmp_path):
@@ -327,9 +324,6 @@ def test_zero_volume_cell_names_file(tmp_path):
         read_xsf(path)
 
 
-# ---------------------------------------------------------------- bad sources
-
-
 def test_nonexistent_path(tmp_path):
     missing = tmp_path / "nope.xsf"
     with raises_at(missing, "no such file, directory or glob match"):
@@ -363,9 +357,6 @@ def test_unrecognised_format(tmp_path):
     path = write(tmp_path, "just some prose\n", "notes.txt")
     with raises_at(path, "ASE could not read the file: UnknownFileTypeError"):
         read_structures(path)
-
-
-# ---------------------------------------------------------------- malformed extxyz
 
 
 def ethanol_with(tmp_path: Path, line: int, old: str, new: str) -> Path:
@@ -410,3 +401,4 @@ def test_extxyz_nan_energy_in_frame_0_names_frame(tmp_path):
     path = ethanol_with(tmp_path, 2, "energy=-4209.4657843064815", "energy=nan")
     with raises_at(path, "frame 0: energy is NaN or inf"):
         read_structures(path)
+

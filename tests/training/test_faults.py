@@ -16,7 +16,11 @@ from aenet_exp.data.hdf5 import StructureDatabase
 from aenet_exp.model import Potential
 from aenet_exp.training import run
 from aenet_exp.training.checkpoint import load_checkpoint
+
 from conftest import FAST
+
+pytestmark = pytest.mark.slow
+
 
 TRAINING = [*FAST, "tracking.enabled=false", "precision=float64", "force=full", "iterations=6", "checkpoint.every=1"]
 
@@ -86,3 +90,4 @@ def test_killed_cache_write_leaves_only_whole_entries(tmp_path, fast_config, see
     plain = run(fast_config(*TRAINING[len(FAST):], "iterations=2"), tmp_path / "plain")
     for key in (k for k in plain if not k.startswith("time/")):
         assert again[key] == pytest.approx(plain[key], rel=1e-10), key
+

@@ -1,8 +1,4 @@
-"""Sweeps beyond a grid, through Hydra's plugins: an Optuna search and the submitit launcher.
-
-Every job is one child of the sweep's MLflow parent run in a real SQLite store; the parallel
-joblib sweep is tested in test_cli.py (test_eight_parallel_jobs_share_one_store).
-"""
+"""Sweeps beyond a grid: an Optuna search and submitit jobs recorded under one MLflow parent."""
 
 from __future__ import annotations
 
@@ -12,8 +8,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
-from conftest import FAST, run_cli
-from test_cli import runs_of, store
+from conftest import FAST, run_cli, runs_of, store_uri
+
+pytestmark = pytest.mark.slow
+
 
 SEARCHED = {"optimizer.mu", "model.hidden.0", "model.hidden.1", "force.weight"}  # optimizer.batchsize is fixed by FAST
 
@@ -29,7 +27,7 @@ def sweep_runs(uri: str):
 
 
 def test_optuna_search_records_every_trial_and_the_best(tmp_path):
-    uri, sweep_dir = store(tmp_path), tmp_path / "search"
+    uri, sweep_dir = store_uri(tmp_path), tmp_path / "search"
     widths_searched = [a for a in FAST if not a.startswith("model.")]  # the search sets the layer widths
     result = run_cli(
         "train", "-m", "hparams_search=tio2_optuna", "hydra.sweeper.n_trials=3", *widths_searched, "iterations=1",
@@ -53,7 +51,7 @@ def test_optuna_search_records_every_trial_and_the_best(tmp_path):
 
 
 def test_sweep_job_without_the_optimized_metric_fails_naming_it(tmp_path):
-    uri = store(tmp_path)
+    uri = store_uri(tmp_path)
     result = run_cli("train", "-m", *FAST, "iterations=1", "data.testpercent=0", "seed=1,2", f"tracking.uri={uri}",
                      cwd=tmp_path)
     assert result.returncode == 2
@@ -65,7 +63,7 @@ def test_sweep_job_without_the_optimized_metric_fails_naming_it(tmp_path):
 
 def test_submitit_jobs_are_children_of_one_parent(tmp_path):
     """The SLURM launcher's plugin, with its local executor: each job a separate submitted process."""
-    uri, sweep_dir = store(tmp_path), tmp_path / "sweep"
+    uri, sweep_dir = store_uri(tmp_path), tmp_path / "sweep"
     result = run_cli(
         "train", "-m", "hydra/launcher=submitit_local", "seed=1,2", *FAST, "iterations=1", f"tracking.uri={uri}",
         f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path,
@@ -85,3 +83,4 @@ def test_slurm_launcher_config():
     launcher = cfg.hydra.launcher
     assert get_class(launcher._target_).__name__ == "SlurmLauncher"
     assert (launcher.partition, launcher.nodes, launcher.tasks_per_node, launcher.cpus_per_task) == ("gpu", 1, 1, 4)
+

@@ -1,61 +1,12 @@
-"""The config tree: every group option composes against the schema; every validation rule names its key."""
+"""Validation (config/validation.py): every range rule, choice and combination names its key."""
 
 from __future__ import annotations
 
 import pytest
-from hydra.errors import ConfigCompositionException
-from omegaconf import OmegaConf
 
-from aenet_exp.config.schema import AdamConfig, AdamWConfig, SGDConfig, TrainConfig
 from aenet_exp.config.validation import ConfigError, validate
-from aenet_exp.training.dataset import SHARED_PREFIX
-from conftest import FAST, ROOT, compose_train, run_cli
 
-GROUP_OPTIONS = sorted(
-    (path.parent.name, path.stem)
-    for path in (ROOT / "conf").glob("*/*.yaml")
-    if path.parent.name not in ("experiment", "hparams_search")  # tested in test_schedule.py / test_sweeps.py
-)
-
-
-def test_every_group_has_options():
-    groups = {g for g, _ in GROUP_OPTIONS}
-    assert groups == {
-        "caching", "checkpoint", "data", "dataloader", "descriptor", "early_stopping", "ema", "force", "model",
-        "normalization", "optimizer", "precision", "scheduler", "tracking",
-    }
-
-
-@pytest.mark.parametrize("group, option", GROUP_OPTIONS)
-def test_every_group_option_composes_and_validates(group, option):
-    cfg = compose_train(f"{group}={option}")
-    assert OmegaConf.get_type(cfg) is TrainConfig
-    if group == "data" and option in ("tio2", "ethanol"):
-        assert cfg.data.path.startswith(SHARED_PREFIX)  # composed only: nothing is read
-    validate(cfg)
-
-
-def test_defaults():
-    cfg = compose_train()
-    assert cfg.optimizer.name == "adam" and cfg.force.weight == 0.0 and cfg.precision.dtype == "auto"
-    assert cfg.data.name == "tio2-sample" and cfg.data.path.endswith("tio2-sample.tar.gz")
-    assert cfg.data.E_atomic == {"O": -432.503149303, "Ti": -1604.604515075}
-    assert cfg.tracking.uri == "sqlite:///outputs/mlflow.db"
-
-
-@pytest.mark.parametrize("option, schema", [("adam", AdamConfig), ("adamw", AdamWConfig), ("sgd", SGDConfig)])
-def test_optimizer_options_are_typed_by_their_schema(option, schema):
-    assert OmegaConf.get_type(compose_train(f"optimizer={option}").optimizer) is schema
-
-
-@pytest.mark.parametrize(
-    "override",
-    ["optimizer.mus=0.1", "force.weigth=0.1", "force.weight=abc", "iterations=many", "optimizer.lr=0.1", "nonsense=1"],
-)
-def test_typos_and_wrong_types_fail_at_composition(override):
-    with pytest.raises(ConfigCompositionException):
-        compose_train(override)
-
+from conftest import compose_train
 
 VALIDATION_CASES = [
     ("iterations=0", "iterations"),
@@ -135,37 +86,6 @@ def test_cuda_device_refused_without_cuda():
         validate(compose_train("precision.device=cuda"))
 
 
-REFERENCE_KEYS = [
-    "iterations", "seed", "optimizer.mu", "optimizer.batchsize", "optimizer.beta1", "optimizer.beta2",
-    "optimizer.epsilon", "optimizer.weight_decay", "data.testpercent", "data.max_energy", "data.max_forces",
-    "force.weight", "force.fraction", "force.sampling", "force.resample_each_epoch",
-    "force.min_structures_per_epoch", "force.scale_unbiased", "force.epochs_per_window",
-    "caching.features", "caching.features_for_force", "caching.neighbors", "caching.triplets",
-    "caching.persist_dir", "caching.scope", "dataloader.num_workers", "dataloader.prefetch_factor",
-    "dataloader.persistent_workers", "precision.device", "precision.dtype", "precision.memory_mode",
-    "normalization.energy_target", "normalization.E_atomic", "normalization.feature_stats",
-    "normalization.E_shift", "normalization.E_scaling", "normalization.features", "normalization.energy",
-    "tracking.save_energies", "tracking.save_forces", "tracking.timing", "tracking.show_progress",
-    "tracking.show_batch_progress", "tracking.uri", "tracking.experiment", "tracking.run_name",
-    "tracking.enabled", "descriptor.rad_order", "descriptor.rad_cutoff", "descriptor.ang_order",
-    "descriptor.ang_cutoff", "descriptor.species", "model.hidden", "model.activations",
-]
-
-
-def test_cfg_job_shows_every_key(tmp_path):
-    result = run_cli("train", "--cfg", "job", cwd=tmp_path, timeout=120)
-    assert result.returncode == 0, result.stderr
-    shown = OmegaConf.create(result.stdout)
-    for key in REFERENCE_KEYS:
-        assert OmegaConf.select(shown, key, default="<absent>") != "<absent>", key
-    sgd = OmegaConf.create(run_cli("train", "--cfg", "job", "optimizer=sgd", cwd=tmp_path).stdout)
-    assert sgd.optimizer.lr == 0.01 and sgd.optimizer.momentum == 0.9
-
-
-def test_fast_overrides_compose():
-    validate(compose_train(*FAST))
-
-
 def test_persist_dir_needs_a_cache_to_persist(tmp_path):
     with pytest.raises(ConfigError, match="^caching.persist_dir: .*none is on"):
         validate(compose_train(f"caching.persist_dir={tmp_path}"))
@@ -179,3 +99,4 @@ def test_persist_dir_needs_a_cache_to_persist(tmp_path):
 def test_optimizer_chosen_by_name_is_refused_clearly(overrides, key):
     with pytest.raises(ConfigError, match=f"^{key}: "):
         validate(compose_train(*overrides))
+

@@ -1,4 +1,4 @@
-"""Training in several processes (``distributed=ddp`` under torchrun) equals one process with the same batches."""
+"""Training in several processes (distributed=ddp under torchrun) equals one process with the same batches."""
 
 from __future__ import annotations
 
@@ -14,17 +14,24 @@ from mlflow.tracking import MlflowClient
 
 from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.training.distributed import Ranks, balanced_owners
+
 from conftest import FAST, run_cli
 
 # 11 training structures (24 or 6 atoms) in batches of 5, 5 and 1: the last batch leaves rank 1 an
 # empty share; 5 test structures are shared 3/2.
 RUN = [*FAST, "data.testpercent=30", "optimizer.batchsize=5", "precision=float64", "force=full", "iterations=3",
        "tracking.log_model=false"]
+
+
 COMPARED = ["train/loss", "train/energy_rmse", "train/force_rmse", "test/loss", "test/energy_rmse", "test/force_rmse",
             "final/train/energy_rmse", "final/test/force_rmse"]
+
+
 # Each rank keeps its own caches and loader worker; speed flags never change results (test_training), so
 # the two-process run with them must still equal the plain one-process run.
 PER_RANK_FLAGS = ["caching.neighbors=true", "caching.derivatives=true", "dataloader.num_workers=1"]
+
+
 REL = 1e-10  # ranks add the same float64 terms in another order: only rounding may differ
 
 
@@ -52,6 +59,7 @@ def files_under(directory: Path) -> list[str]:
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 def test_two_processes_train_as_one(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
@@ -79,6 +87,7 @@ def test_two_processes_train_as_one(tmp_path):
     assert stdout.count("done: ") == 1 and stdout.count("MLflow run ") == 1
 
 
+@pytest.mark.slow
 def test_ddp_outside_torchrun_is_refused(tmp_path):
     result = run_cli("train", *FAST, "distributed=ddp", "tracking.enabled=false", cwd=tmp_path)
     assert result.returncode == 2
@@ -112,3 +121,4 @@ def test_batches_are_shared_by_atoms():
     assert [int(n_atoms[s].sum()) for s in shares] == [36, 36]
     assert [Ranks(rank, 3).share(batch[:1], n_atoms).tolist() for rank in range(3)] == [[10], [], []]
     assert Ranks().share(batch, n_atoms).tolist() == batch.tolist()  # one process: the batch as planned
+

@@ -1,6 +1,9 @@
-"""Generated documentation stays in step with the schema."""
+"""The generated configuration reference stays in step with the schema."""
+
+from __future__ import annotations
 
 from aenet_exp.config.docs import configuration_markdown
+
 from conftest import ROOT
 
 
@@ -21,3 +24,4 @@ def test_configuration_reference_names_every_reference_parameter():
                  "Adam.mu", "Adam.beta1", "Adam.beta2", "Adam.epsilon", "SGD.lr", "SGD.momentum", "method.batchsize",
                  "method.weight_decay"]:
         assert f"`{name}`" in text, name
+

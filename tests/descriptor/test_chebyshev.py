@@ -238,3 +238,4 @@ def test_gradcheck_positions_and_cell():
     positions = torch.tensor(structure.positions, requires_grad=True)
     cell = torch.tensor(structure.cell, requires_grad=True)
     assert torch.autograd.gradcheck(lambda p, c: descriptor.featurize(structure, p, c), (positions, cell))
+

@@ -1,27 +1,20 @@
-"""Per-species networks and the potential: energies, forces against finite differences, saving."""
+"""The one force path (model/forces.py): forces against finite differences, cached Jacobians equal to autograd,
+forces that training can differentiate again (gradcheck and gradgradcheck in float64)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from aenet_exp.data import Structure, read_structures
 from aenet_exp.descriptor import ChebyshevDescriptor, collate_graphs
-from aenet_exp.descriptor.derivatives import feature_jacobian
 from aenet_exp.descriptor.blocks import FeatureBlock
-from aenet_exp.model import ACTIVATIONS, JacobianInputs, Potential, SpeciesNetworks, energy_and_forces, evaluate
+from aenet_exp.descriptor.derivatives import feature_jacobian
+from aenet_exp.model import GraphInputs, JacobianInputs, Potential, energy_and_forces, evaluate
 
-
-def make_potential(species, seed=0, **descriptor_settings) -> Potential:
-    torch.manual_seed(seed)
-    settings = dict(rad_order=12, rad_cutoff=6.0, ang_order=5, ang_cutoff=4.0) | descriptor_settings
-    descriptor = ChebyshevDescriptor(species, **settings, dtype=torch.float64)
-    hidden = {s: [8, 6] for s in species}
-    activations = {s: ["tanh", "sigmoid"] for s in species}
-    potential = Potential(descriptor, hidden, activations)
-    potential.set_normalization(energy_shift=-3.0, energy_scale=0.7, atomic_energies={s: -1.0 - k for k, s in enumerate(species)})
-    return potential
+from conftest import make_potential
 
 
 def finite_difference_forces(potential: Potential, structure: Structure, h: float = 1e-5) -> np.ndarray:
@@ -63,19 +56,6 @@ CASES = pytest.mark.parametrize(
 
 
 @CASES
-def test_feature_jacobian_equals_autograd(data_dir, relative_path, species):
-    structure = read_structures(data_dir / relative_path)[0]
-    descriptor = make_potential(species).descriptor
-    graph = descriptor.graph(structure).to(dtype=torch.float64)
-    jacobian = feature_jacobian(descriptor, graph)
-    dense = torch.autograd.functional.jacobian(lambda x: descriptor(graph._replace(positions=x)), graph.positions)
-    sparse = torch.zeros_like(dense)  # (n_atoms, n_features, n_atoms, 3)
-    sparse[jacobian.center, :, jacobian.atom, :] = jacobian.blocks
-    assert torch.allclose(sparse, dense, rtol=0, atol=1e-12 * float(dense.abs().max()))
-    assert len(jacobian.center) == len(set(zip(jacobian.center.tolist(), jacobian.atom.tolist())))  # images merged
-
-
-@CASES
 @pytest.mark.parametrize("training", [False, True])
 def test_forces_through_cached_jacobian_equal_autograd(data_dir, relative_path, species, training):
     structures = read_structures(data_dir / relative_path)[:1] * 2
@@ -102,20 +82,6 @@ def test_training_mode_keeps_force_graph_for_a_force_loss(data_dir):
     assert all(g is not None and g.abs().sum() > 0 for g in first_layers)
 
 
-def test_energy_is_sum_of_per_species_network_outputs(data_dir):
-    structure = read_structures(data_dir / "tio2/structure0407.xsf")[0]
-    potential = make_potential(["Ti", "O"])
-    features = potential.descriptor.featurize(structure)
-    expected = 0.0
-    with torch.no_grad():
-        for symbol, row in zip(structure.species, features):
-            standardised = (row - potential.feature_mean) / potential.feature_std
-            out = potential.networks.nets[symbol](standardised.unsqueeze(0)).item()
-            expected += 0.7 * out - 3.0 + {"Ti": -1.0, "O": -2.0}[symbol]
-        energy = potential(potential.descriptor.graph(structure)).item()
-    assert energy == pytest.approx(expected, rel=1e-12)
-
-
 def test_batch_energies_and_forces_equal_single_structures(data_dir):
     structures = read_structures(str(data_dir / "tio2" / "*.xsf"))
     potential = make_potential(["Ti", "O"]).eval()
@@ -126,40 +92,59 @@ def test_batch_energies_and_forces_equal_single_structures(data_dir):
     torch.testing.assert_close(forces, torch.cat([f for _, f in singles]), rtol=1e-12, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
-def test_every_activation_builds_and_differentiates(name):
-    nets = SpeciesNetworks(["H"], 4, {"H": [3]}, {"H": [name]}).double()
-    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: nets(t, torch.zeros(5, dtype=torch.long)), (x,))
+def tiny_potential() -> Potential:
+    """Two species, 8 features, one hidden layer of 3: small enough for numerical third derivatives."""
+    torch.manual_seed(5)
+    descriptor = ChebyshevDescriptor(["H", "O"], rad_order=2, rad_cutoff=3.0, ang_order=1, ang_cutoff=2.5)
+    potential = Potential(descriptor, {"H": [3], "O": [3]}, {"H": ["tanh"], "O": ["tanh"]})
+    potential.set_normalization(energy_shift=-0.5, energy_scale=0.8, atomic_energies={"H": -13.6, "O": -2035.0})
+    return potential.double()
 
 
-def test_unknown_activation_and_missing_species_are_named():
-    with pytest.raises(ValueError, match="'softsign'"):
-        SpeciesNetworks(["H"], 4, {"H": [3]}, {"H": ["softsign"]})
-    with pytest.raises(ValueError, match=r"\['O'\]"):
-        SpeciesNetworks(["H", "O"], 4, {"H": [3]}, {"H": ["tanh"]})
+class Forces(nn.Module):
+    """Forces ``(n_atoms, 3)`` of a fixed geometry as a function of the potential's weights, as training uses them."""
+
+    def __init__(self, potential: Potential, graph, cached: bool):
+        super().__init__()
+        self.potential, self.graph, self.cached = potential, graph, cached
+
+    def forward(self) -> torch.Tensor:
+        descriptor = self.potential.descriptor
+        if self.cached:
+            block = FeatureBlock(descriptor(self.graph).detach(), self.graph.species, self.graph.structure, 1)
+            inputs = JacobianInputs(block, feature_jacobian(descriptor, self.graph))
+        else:
+            inputs = GraphInputs(descriptor, self.graph)
+        return evaluate(self.potential, inputs, create_graph=True, normalized=True).forces
 
 
-def test_save_and_load_roundtrip(tmp_path, data_dir):
-    structure = read_structures(data_dir / "tio2/structure0407.xsf")[0]
-    potential = make_potential(["Ti", "O"], seed=4)
-    potential.set_normalization(feature_mean=torch.linspace(0, 1, potential.descriptor.n_features))
-    path = tmp_path / "model" / "potential.pt"
-    potential.save(path)
-    loaded = Potential.load(path)
-    graph = potential.descriptor.graph(structure)
-    with torch.no_grad():
-        assert loaded(graph).item() == potential(graph).item()
-    assert loaded.settings() == potential.settings()
-    assert [p.name for p in path.parent.iterdir()] == ["potential.pt"]
+@pytest.mark.parametrize("cached", [False, True], ids=["autograd", "jacobian"])
+def test_force_loss_gradients_are_exact_to_second_order(data_dir, cached):
+    """gradcheck and gradgradcheck (float64) of the forces w.r.t. a first-layer weight matrix: the force
+    loss's gradient (create_graph) and its own derivative match finite differences."""
+    water = read_structures(data_dir / "chebyshev" / "water.xyz")[0]
+    potential = tiny_potential().train()
+    forces = Forces(potential, potential.descriptor.graph(water).to(dtype=torch.float64), cached)
+    name = "potential.networks.nets.O.0.weight"
+    weight = dict(forces.named_parameters())[name].detach().clone().requires_grad_(True)
+
+    def of_weight(w: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(forces, {name: w}, ())
+
+    assert torch.autograd.gradcheck(of_weight, (weight,))
+    assert torch.autograd.gradgradcheck(of_weight, (weight,))
 
 
-def test_load_refuses_a_pickle_that_runs_code(tmp_path):
-    class Exploit:
-        def __reduce__(self):
-            return (print, ("pwned",))
-
-    path = tmp_path / "evil.pt"
-    torch.save({"settings": Exploit(), "state_dict": {}}, path)
-    with pytest.raises(Exception, match="Weights only load failed"):
-        Potential.load(path)
+def test_both_inputs_give_the_same_normalized_energies_and_forces(data_dir):
+    water = read_structures(data_dir / "chebyshev" / "water.xyz")[0]
+    potential = tiny_potential().eval()
+    graph = potential.descriptor.graph(water).to(dtype=torch.float64)
+    autograd = evaluate(potential, GraphInputs(potential.descriptor, graph), normalized=True)
+    block = FeatureBlock(potential.descriptor(graph).detach(), graph.species, graph.structure, 1)
+    cached = evaluate(potential, JacobianInputs(block, feature_jacobian(potential.descriptor, graph)), normalized=True)
+    torch.testing.assert_close(cached.energy, autograd.energy, rtol=1e-14, atol=0)
+    torch.testing.assert_close(cached.forces, autograd.forces, rtol=0, atol=1e-12)
+    total = evaluate(potential, GraphInputs(potential.descriptor, graph))
+    expected = float(potential.energy_scale) * autograd.energy + 3 * float(potential.energy_shift) + (-2035.0 - 2 * 13.6)
+    torch.testing.assert_close(total.energy, expected, rtol=1e-14, atol=0)
+    assert total.atom_energies.shape == (3,) and autograd.atom_energies is None

@@ -1,5 +1,4 @@
-"""The trained potential as an MLflow pyfunc model and in the model registry: real trainings (one
-through the CLI) into one SQLite store, loaded back with ``mlflow.pyfunc.load_model`` in this process."""
+"""The trained potential as an MLflow pyfunc model, registered and loaded back."""
 
 from __future__ import annotations
 
@@ -22,6 +21,7 @@ from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.data import read_structures
 from aenet_exp.tracking.mlflow_run import REGISTERED_MODEL_TAG
 from aenet_exp.tracking.observer import MlflowObserver, recorded_run_id
+
 from conftest import FAST, SMALL, compose_train, run_cli
 
 MODEL_NAME = "tio2_test"
@@ -186,3 +186,4 @@ def test_log_model_false_logs_no_model(trained: Trained, tmp_path: Path) -> None
 def test_register_needs_a_valid_name_and_a_logged_model(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         validate(compose_train(*FAST, *overrides))
+

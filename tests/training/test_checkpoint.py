@@ -1,0 +1,49 @@
+"""Checkpoints (training/checkpoint.py): resume equals an uninterrupted run; no code runs from a checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aenet_exp.config.validation import ConfigError
+
+from conftest import train
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        ["force=subsampled", "force.fraction=0.5"],
+        ["caching=energy"],
+        ["scheduler=plateau", "scheduler.warmup_epochs=1", "scheduler.patience=0", "ema.decay=0.9",
+         "early_stopping.patience=10"],
+    ],
+)
+def test_resume_equals_an_uninterrupted_run(fast_config, tmp_path, setup):
+    base = [*setup, "precision=float64", "checkpoint.every=1"]
+    _, whole = train(fast_config(*base, "iterations=4"), tmp_path / "whole")
+    _, first = train(fast_config(*base, "iterations=2"), tmp_path / "part")
+    assert (tmp_path / "part" / "checkpoint.pt").is_file()
+    metrics, rest = train(fast_config(f"resume={tmp_path / 'part'}", "iterations=4"), tmp_path / "ignored")
+    assert len(rest.epochs) == 2 and not (tmp_path / "ignored").exists()
+    for expected, got in zip(whole.epochs[2:], rest.epochs):
+        for key in (k for k in expected if not k.startswith("time/")):
+            assert got[key] == pytest.approx(expected[key], rel=1e-10), key
+    assert metrics["final/test/energy_rmse"] == pytest.approx(whole.result.metrics["final/test/energy_rmse"], rel=1e-10)
+    assert len(rest.result.history["train/loss"]) == 4
+
+
+def test_checkpoint_refuses_code_and_resume_names_missing_checkpoint(fast_config, tmp_path):
+    from aenet_exp.config.validation import validate
+    from aenet_exp.training.checkpoint import load_checkpoint
+
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"format": "aenet_exp-checkpoint", "x": Exploit()}, tmp_path / "checkpoint.pt")
+    with pytest.raises(Exception, match="Weights only load failed"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(ConfigError, match="^resume: no checkpoint.pt"):
+        validate(fast_config(f"resume={tmp_path / 'nothing'}"))
+

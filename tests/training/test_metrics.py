@@ -1,0 +1,36 @@
+"""Pooled errors and their metrics (training/metrics.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from aenet_exp.training.events import Predictions
+from aenet_exp.training.metrics import ErrorSums, metrics_of
+
+
+def test_metrics_in_both_force_conventions_and_mae():
+    predictions = Predictions(
+        indices=np.arange(2), energy_ref=np.array([0.0, 0.0]), energy_pred=np.array([0.3, -0.4]),
+        n_atoms=np.array([1, 2]),
+        force_ref=[np.zeros((1, 3)), np.zeros((2, 3))],
+        force_pred=[np.array([[1.0, 0.0, 0.0]]), np.array([[0.0, 2.0, 0.0], [0.0, 0.0, -2.0]])],
+    )
+    metrics = metrics_of(predictions, "test")
+    assert metrics["test/energy_rmse"] == pytest.approx(math.sqrt((0.09 + 0.04) / 2))
+    assert metrics["test/energy_mae"] == pytest.approx((0.3 + 0.2) / 2)
+    assert metrics["test/force_rmse"] == pytest.approx(math.sqrt(9 / 9))
+    assert metrics["test/force_rmse_vector"] == pytest.approx(math.sqrt((1 + 4 + 4) / 3))  # RMS of |ΔF| per atom
+    assert metrics["test/force_mae"] == pytest.approx(5 / 9)
+
+
+def test_error_sums_pool_over_atoms_not_batches():
+    sums = ErrorSums()
+    sums.add(torch.tensor([1.0]), torch.ones(1, 3))
+    sums.add(torch.tensor([0.0, 0.0, 0.0]), torch.zeros(3, 3))
+    assert sums.energy_rmse() == pytest.approx(math.sqrt(1 / 4))  # a mean of batch RMSEs would give 0.5
+    assert sums.force_rmse() == pytest.approx(math.sqrt(3 / 12))
+

@@ -1,0 +1,99 @@
+"""normalization.* (training/normalization.py): energy shift and scale, feature statistics, targets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from aenet_exp.config.validation import ConfigError
+from aenet_exp.data import read_structures
+from aenet_exp.model import Potential
+from aenet_exp.model.potential import MODEL_FILE
+from aenet_exp.training import run
+from aenet_exp.training.normalization import energy_normalization
+
+from conftest import E_ATOMIC, SMALL
+
+
+def test_energy_normalization_rules():
+    e = np.array([-3.0, -1.0, 1.0])
+    assert energy_normalization(e, None, None, True) == (-1.0, 2.0)
+    assert energy_normalization(e, 0.0, None, True) == (0.0, 3.0)  # shift given: scale computed from it
+    assert energy_normalization(e, None, 5.0, True) == (-1.0, 5.0)  # scale given: shift computed
+    assert energy_normalization(e, 0.5, 4.0, True) == (0.5, 4.0)
+    assert energy_normalization(e, None, None, False) == (0.0, 1.0)
+
+
+def test_given_shift_and_scaling_reach_the_model(fast_config, tmp_path):
+    run(fast_config("normalization.E_shift=-2.5", "iterations=1"), tmp_path)
+    model = Potential.load(tmp_path / MODEL_FILE)
+    assert float(model.energy_shift) == pytest.approx(-2.5)
+    assert float(model.energy_scale) > 0
+    run(fast_config("normalization.E_scaling=0.75", "iterations=1"), tmp_path)
+    assert float(Potential.load(tmp_path / MODEL_FILE).energy_scale) == pytest.approx(0.75)
+
+
+def test_normalization_switches(fast_config, tmp_path):
+    run(fast_config("normalization.features=false", "normalization.energy=false", "iterations=1"), tmp_path)
+    model = Potential.load(tmp_path / MODEL_FILE)
+    assert float(model.energy_shift) == 0 and float(model.energy_scale) == 1
+    assert torch.all(model.feature_mean == 0) and torch.all(model.feature_std == 1)
+    run(fast_config("iterations=1"), tmp_path)
+    fitted = Potential.load(tmp_path / MODEL_FILE)
+    assert torch.any(fitted.feature_mean != 0) and float(fitted.energy_scale) != 1
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_feature_stats_from_file(fast_config, tmp_path, suffix):
+    n = 2 * (5 + 3)
+    mean, std = np.linspace(0, 1, n), np.linspace(1, 2, n)
+    path = tmp_path / f"stats{suffix}"
+    if suffix == ".npz":
+        np.savez(path, mean=mean, std=std)
+    else:
+        path.write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist()}))
+    run(fast_config(f"normalization.feature_stats={path}", "iterations=1", "precision=float64"), tmp_path)
+    model = Potential.load(tmp_path / MODEL_FILE)
+    np.testing.assert_allclose(model.feature_mean.numpy(), mean)
+    np.testing.assert_allclose(model.feature_std.numpy(), std)
+
+
+def test_feature_stats_of_wrong_length_names_key(fast_config, tmp_path):
+    path = tmp_path / "stats.npz"
+    np.savez(path, mean=np.zeros(3), std=np.ones(3))
+    with pytest.raises(ConfigError, match="^normalization.feature_stats: .*16 features"):
+        run(fast_config(f"normalization.feature_stats={path}"), tmp_path)
+
+
+def test_energy_target_changes_the_fitted_shift(fast_config, tmp_path):
+    run(fast_config("iterations=1"), tmp_path / "c")
+    run(fast_config("iterations=1", "normalization.energy_target=total"), tmp_path / "t")
+    cohesive = Potential.load(tmp_path / "c" / MODEL_FILE)
+    total = Potential.load(tmp_path / "t" / MODEL_FILE)
+    assert float(cohesive.energy_shift) > -10 > float(total.energy_shift)  # eV/atom: cohesive ~ -8, total ~ -800
+    assert cohesive.atomic_energies.tolist() == pytest.approx([E_ATOMIC["O"], E_ATOMIC["Ti"]])
+    assert total.atomic_energies.abs().sum() == 0
+
+
+def test_float32_targets_keep_per_atom_precision():
+    from aenet_exp.training.columns import Columns
+    from aenet_exp.training.normalization import Labels
+
+    columns = Columns.of_structures(read_structures(SMALL))
+    shift, scale = -8.0, 0.5
+    exact = Labels.of(columns, E_ATOMIC, shift, scale, torch.float64, torch.device("cpu")).target.numpy()
+    single = Labels.of(columns, E_ATOMIC, shift, scale, torch.float32, torch.device("cpu")).target.numpy()
+    # totals reach -20,000 eV: a float32 difference of totals would be off by ~1e-3 eV/atom
+    assert np.abs(single - exact).max() * scale < 1e-6
+
+
+@pytest.mark.parametrize("content", [b"[1, 2, 3]", b'{"mean": {"a": 1}, "std": 2}', b"PK\x03\x04 not a zip"])
+def test_malformed_feature_stats_file_names_key(fast_config, tmp_path, content):
+    path = tmp_path / ("stats.npz" if content.startswith(b"PK") else "stats.json")
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match="^normalization.feature_stats: "):
+        run(fast_config(f"normalization.feature_stats={path}"), tmp_path)
+
