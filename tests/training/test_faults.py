@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -69,10 +70,13 @@ def test_killed_database_build_leaves_nothing_corrupt(tmp_path, seed):
     process = start(["build-db", f"data.path={sources}", f"data.database={database}", "tracking.show_progress=false"],
                     tmp_path)
     started = lambda: any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # noqa: E731
-    kill_after(process, lambda: started() or database.exists(), random.Random(seed).uniform(0.0, 0.5))
-    if database.exists():  # finished before the kill: whole
+    kill_after(process, started, random.Random(seed).uniform(0.0, 0.5))
+    assert process.returncode == -signal.SIGKILL, "the build ended before the kill"
+    if database.exists():  # renamed into place just before the kill: whole
         assert len(StructureDatabase(database)) == 12 * 167
-    assert not any(p.suffix == ".h5" and p != database for p in tmp_path.iterdir())
+    leftovers = [p.name for p in tmp_path.iterdir() if p != database]
+    temporary = re.compile(rf"\.big\.h5\.{process.pid}-[0-9a-f]+\.tmp")
+    assert all(temporary.fullmatch(name) for name in leftovers), leftovers  # only the killed build's hidden file
 
 
 @pytest.mark.parametrize("seed", [1, 2])

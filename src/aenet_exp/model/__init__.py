@@ -4,7 +4,7 @@ Names are imported on first use, so that :mod:`aenet_exp.model.checks` (config v
 not load torch.
 """
 
-from importlib import import_module
+from aenet_exp.lazy import lazy_exports
 
 _HOMES = {
     "ACTIVATIONS": "networks",
@@ -22,7 +22,4 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -1,4 +1,5 @@
-"""ænet's network format (export/aenet_ascii.py): files ænet reads with the potential's energies, and back."""
+"""ænet's network format (export/aenet_ascii.py): files ænet reads with the potential's energies, and back;
+the export command (export/command.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from aenet_exp.descriptor import ChebyshevDescriptor, collate_graphs
 from aenet_exp.export import read_aenet_ascii, write_aenet_ascii
 from aenet_exp.model import Potential, energy_and_forces
 
-from conftest import SMALL
+from conftest import FAST, SMALL, run_cli
 
 SPECIES = ["O", "Ti"]
 
@@ -236,4 +237,32 @@ def test_missing_species_file_is_named(potential, tmp_path):
     write_aenet_ascii(potential, tmp_path)[1].unlink()
     with pytest.raises(DataError, match=r"no network file for species \['Ti'\]"):
         read_aenet_ascii(tmp_path)
+
+
+# python -m aenet_exp export (export/command.py), as a user runs it
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    result = run_cli("train", *FAST, "tracking.enabled=false", f"hydra.run.dir={run_dir}", cwd=run_dir)
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+@pytest.mark.slow
+def test_cli_exports_a_trained_run(trained_run, structures):
+    result = run_cli("export", f"run={trained_run}", "format=aenet", cwd=trained_run)
+    assert result.returncode == 0, result.stderr
+    written = [trained_run / "aenet" / f"{s}.pytorch.nn.ascii" for s in SPECIES]
+    assert result.stdout.split() == [str(p) for p in written]
+    trained = Potential.load(trained_run / "potential.pt").astype(torch.float64).eval()
+    assert_same_predictions(trained, read_aenet_ascii(trained_run / "aenet"), structures)
+
+
+@pytest.mark.slow
+def test_cli_refuses_an_unknown_format(trained_run):
+    result = run_cli("export", f"run={trained_run}", "format=lammps", cwd=trained_run)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "aenet_exp: error: format: expected one of ['aenet'], got 'lammps'"
 
