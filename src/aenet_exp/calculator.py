@@ -12,6 +12,7 @@ from ase.calculators.calculator import Calculator as AseCalculator
 from ase.calculators.calculator import all_changes
 
 from aenet_exp.data import Structure
+from aenet_exp.data.geometry import overlap_message
 from aenet_exp.descriptor.graph import AtomGraph, collate_graphs
 from aenet_exp.model.forces import GraphInputs, evaluate
 from aenet_exp.model.potential import Potential
@@ -23,6 +24,14 @@ def structure_of(atoms: Atoms) -> Structure:
     return Structure(
         atoms.get_chemical_symbols(), atoms.get_positions(), cell=atoms.cell.array if periodic else None, pbc=atoms.pbc
     )
+
+
+def check_finite(structure: Structure, forces: torch.Tensor) -> None:
+    """ValueError naming the overlapping atoms (or saying so) when ``forces`` ``(n_atoms, 3)`` are not finite."""
+    if bool(torch.isfinite(forces).all()):
+        return
+    overlap = overlap_message(structure)
+    raise ValueError(f"{structure.source}: {overlap or 'the forces are not finite'}; the potential cannot evaluate this structure")
 
 
 class Calculator(AseCalculator):
@@ -57,6 +66,7 @@ class Calculator(AseCalculator):
         structure = structure_of(self.atoms)
         inputs = GraphInputs(self.potential.descriptor, self._graph(structure), strain=True)
         result = evaluate(self.potential, inputs)
+        check_finite(structure, result.forces)
         self.results["energy"] = self.results["free_energy"] = float(result.energy.detach().sum())
         self.results["energies"] = result.atom_energies.detach().cpu().double().numpy()
         self.results["forces"] = result.forces.detach().cpu().double().numpy()
@@ -69,11 +79,13 @@ class Calculator(AseCalculator):
     def predict(self, structures: Sequence[Structure | Atoms], batch_size: int = 64) -> tuple[np.ndarray, list[np.ndarray]]:
         """Energies ``(n,)`` eV and forces (per structure ``(n_atoms, 3)`` eV/Å), evaluated in batches."""
         items = [s if isinstance(s, Structure) else structure_of(s) for s in structures]
-        energies, forces = [], []
+        energies, forces = [np.zeros(0)], []
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             batch = collate_graphs([self.potential.descriptor.graph(s) for s in chunk]).to(self.device, self.dtype)
             result = evaluate(self.potential, GraphInputs(self.potential.descriptor, batch))
+            for structure, force in zip(chunk, result.forces.split([s.n_atoms for s in chunk])):
+                check_finite(structure, force)
             energies.append(result.energy.detach().cpu().double().numpy())
             forces += np.split(result.forces.detach().cpu().double().numpy(), np.cumsum([s.n_atoms for s in chunk])[:-1])
         return np.concatenate(energies), forces

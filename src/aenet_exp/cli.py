@@ -6,15 +6,21 @@ file and exit with status 2, before anything is recorded.
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 import aenet_exp.config  # noqa: F401  registers the schema and resolvers
-from aenet_exp.config.validation import OPTIMIZED_METRICS, ConfigError, validate
+from aenet_exp.config.explain import composition_error_line
+from aenet_exp.config.validation import OPTIMIZED_METRICS, ConfigError, check_resume_overrides, validate
 from aenet_exp.errors import UserError
 
 USAGE = """usage: python -m aenet_exp {train,build-db,export} [-m] [key=value ...] [hydra options]
@@ -62,12 +68,20 @@ def train(cfg: DictConfig) -> float | None:
     """Hydra task: validate, train, print the final errors; returns ``optimized_metric`` for sweepers."""
     from aenet_exp import training
     from aenet_exp.training.distributed import launch_rank
+    from aenet_exp.training.loop import Terminated
 
     try:
         validate(cfg)
+        if cfg.resume:
+            check_resume_overrides(list(HydraConfig.get().overrides.task))
         metrics = training.run(cfg, HydraConfig.get().runtime.output_dir, observers_for(cfg))  # rank 0's observe
     except UserError as error:
         fail(str(error).splitlines()[0])
+    except KeyboardInterrupt as error:
+        where = cfg.resume or HydraConfig.get().runtime.output_dir
+        print(f"aenet_exp: interrupted ({error or 'SIGINT'}): the run is marked KILLED; its last finished epoch is "
+              f"checkpointed in {where}: resume={where} continues", file=sys.stderr)
+        sys.exit(143 if isinstance(error, Terminated) else 130)
     if launch_rank() > 0:  # under torchrun, rank 0 reports
         return None
     summary = ", ".join(f"{k} = {v:.5g}" for k, v in metrics.items() if k.startswith("final/"))
@@ -121,15 +135,36 @@ def export() -> None:
         print(path)
 
 
+class RunDirectoryCheck(Callback):
+    """Hydra callback: refuse a run into a directory in use or holding another run, before Hydra writes
+    ``.hydra/`` there (``training.run`` then takes the directory for the run)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from aenet_exp.rundir import KEY, refusal
+        from aenet_exp.training.distributed import launch_rank
+
+        if launch_rank() > 0 or config.hydra.mode == RunMode.MULTIRUN:
+            return
+        resume = OmegaConf.select(config, "resume")
+        why = refusal(Path(resume or config.hydra.run.dir), resuming=resume is not None)
+        if why is not None:
+            fail(f"{KEY}: {why}")
+
+
 COMMANDS = {"train": train, "build-db": build_db, "export": export}
 
 
-def rank_overrides() -> list[str]:
-    """Hydra overrides of this process: under torchrun, ranks other than 0 write no ``.hydra/`` record
-    into the run directory, which is rank 0's."""
+def launch_overrides(args: list[str]) -> list[str]:
+    """Hydra overrides of this process. Under torchrun, ranks other than 0 write no ``.hydra/`` record
+    into the run directory, which is rank 0's. A resumed run works in its own directory and leaves its
+    ``.hydra/`` record as it was (Hydra makes no new folder for it)."""
     from aenet_exp.training.distributed import launch_rank
 
-    return ["hydra.output_subdir=null"] if launch_rank() > 0 else []
+    extra = ["hydra.output_subdir=null"] if launch_rank() > 0 else []
+    resume = next((arg.split("=", 1)[1] for arg in args if arg.startswith("resume=")), None)
+    if resume and "-m" not in args and "--multirun" not in args:
+        extra += [f"hydra.run.dir={resume}", "hydra.output_subdir=null"]
+    return list(dict.fromkeys(extra))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,6 +176,10 @@ def main(argv: list[str] | None = None) -> None:
     command = COMMANDS.get(args[0])
     if command is None:
         fail(f"unknown command {args[0]!r}; expected one of {sorted(COMMANDS)}")
-    extra = rank_overrides() if command is train else []
+    extra = launch_overrides(args[1:]) if command is train else []
     sys.argv = [f"aenet_exp {args[0]}", *args[1:], *extra]
-    command()
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach us (below), not Hydra's multi-line report
+    try:
+        command()
+    except (HydraException, OmegaConfBaseException) as error:
+        fail(composition_error_line(error))

@@ -97,3 +97,36 @@ def load_tensors(path: str | Path, what: str) -> dict:
     if not isinstance(state, dict):
         raise UnreadableFile(f"{path}: not {what} (holds a {type(state).__name__})")
     return state
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Remove the temporary files (:func:`temporary_path`) in ``directory`` of processes that no longer run.
+
+    A writer killed with SIGKILL cannot clean up after itself; the next run into the same place does.
+    Returns the files removed.
+    """
+    removed = []
+    for path in Path(directory).glob(f".*{TEMPORARY_SUFFIX}"):
+        pid = temporary_owner(path)
+        if pid is not None and pid != os.getpid() and not process_alive(pid):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def temporary_owner(path: Path) -> int | None:
+    """The process id in a temporary file's name (``.<name>.<pid>-<random>.tmp``), or None for other files."""
+    stem = path.name.removesuffix(TEMPORARY_SUFFIX)
+    owner = stem.rsplit(".", 1)[-1].split("-", 1)[0]
+    return int(owner) if owner.isdigit() else None

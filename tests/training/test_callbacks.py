@@ -23,6 +23,6 @@ def test_timing_reports_every_phase(fast_config, tmp_path, capsys):
     for phase in ("data", "featurize", "forward", "backward", "optimizer"):
         assert rec.epochs[-1][f"time/{phase}_s"] > 0
     assert "per_epoch_s" in capsys.readouterr().out
-    _, quiet = train(fast_config(), tmp_path)
+    _, quiet = train(fast_config(), tmp_path / "quiet")
     assert "time/data_s" not in quiet.epochs[-1]
 

@@ -28,21 +28,21 @@ def test_energy_normalization_rules():
 
 
 def test_given_shift_and_scaling_reach_the_model(fast_config, tmp_path):
-    run(fast_config("normalization.E_shift=-2.5", "iterations=1"), tmp_path)
-    model = Potential.load(tmp_path / MODEL_FILE)
+    run(fast_config("normalization.E_shift=-2.5", "iterations=1"), tmp_path / "shift")
+    model = Potential.load(tmp_path / "shift" / MODEL_FILE)
     assert float(model.energy_shift) == pytest.approx(-2.5)
     assert float(model.energy_scale) > 0
-    run(fast_config("normalization.E_scaling=0.75", "iterations=1"), tmp_path)
-    assert float(Potential.load(tmp_path / MODEL_FILE).energy_scale) == pytest.approx(0.75)
+    run(fast_config("normalization.E_scaling=0.75", "iterations=1"), tmp_path / "scale")
+    assert float(Potential.load(tmp_path / "scale" / MODEL_FILE).energy_scale) == pytest.approx(0.75)
 
 
 def test_normalization_switches(fast_config, tmp_path):
-    run(fast_config("normalization.features=false", "normalization.energy=false", "iterations=1"), tmp_path)
-    model = Potential.load(tmp_path / MODEL_FILE)
+    run(fast_config("normalization.features=false", "normalization.energy=false", "iterations=1"), tmp_path / "off")
+    model = Potential.load(tmp_path / "off" / MODEL_FILE)
     assert float(model.energy_shift) == 0 and float(model.energy_scale) == 1
     assert torch.all(model.feature_mean == 0) and torch.all(model.feature_std == 1)
-    run(fast_config("iterations=1"), tmp_path)
-    fitted = Potential.load(tmp_path / MODEL_FILE)
+    run(fast_config("iterations=1"), tmp_path / "on")
+    fitted = Potential.load(tmp_path / "on" / MODEL_FILE)
     assert torch.any(fitted.feature_mean != 0) and float(fitted.energy_scale) != 1
 
 

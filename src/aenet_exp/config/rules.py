@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 
@@ -43,3 +44,29 @@ def one_of(*choices: str) -> Callable[[Any], bool]:
 
 def non_blank(x) -> bool:
     return bool(str(x).strip())
+
+
+def finite(x) -> bool:
+    """Not NaN and not ±inf (null passes: optional keys say so themselves)."""
+    return x is None or not isinstance(x, float) or math.isfinite(x)
+
+
+def below(limit: int) -> Callable[[Any], bool]:
+    return lambda x: x is not None and x < limit
+
+
+def path_or_paths(x) -> bool:
+    """A non-empty path, or a non-empty list of them (files, directories, globs, archives)."""
+    if isinstance(x, str):
+        return bool(x.strip())
+    return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(p, str) and p.strip() for p in x)
+
+
+def references(x) -> bool:
+    """Reference energies: null, a file of isolated atoms, or {symbol: finite eV}."""
+    if x is None or (isinstance(x, str) and x.strip()):
+        return True
+    return (
+        isinstance(x, Mapping) and len(x) > 0 and all(isinstance(k, str) for k in x)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in x.values())
+    )

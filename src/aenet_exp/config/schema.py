@@ -17,7 +17,18 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
-from aenet_exp.config.rules import Rule, non_blank, non_negative, one_of, optional, positive, within
+from aenet_exp.config.rules import (
+    Rule,
+    below,
+    non_blank,
+    non_negative,
+    one_of,
+    optional,
+    path_or_paths,
+    positive,
+    references,
+    within,
+)
 
 # Metrics a run reports per epoch (and, but for the loss, as final/<name> after training).
 EPOCH_METRICS = tuple(
@@ -25,6 +36,8 @@ EPOCH_METRICS = tuple(
     for split in ("train", "test")
     for name in ("loss", "energy_rmse", "energy_mae", "force_rmse", "force_rmse_vector", "force_mae")
 )
+# Seeds of the random streams are ``seed`` plus small offsets, all within torch's and numpy's 64-bit range.
+SEED_LIMIT = 2**62
 # The scheduler group's options; training.schedule builds each (one registry, keyed by the choice).
 SCHEDULERS = ("none", "cosine", "plateau")
 
@@ -40,15 +53,19 @@ def param(default: Any, meaning: str, reference: str | None = None, rule: Rule |
 EPOCHS = Rule(positive, "a positive number of epochs")
 FRACTION_OPEN_AT_ZERO = Rule(within(0, 1, low_open=True), "a fraction in (0, 1]")
 WATCHED_METRIC = Rule(one_of(*EPOCH_METRICS), f"one of {list(EPOCH_METRICS)}")
+STRUCTURES = "a file, directory, glob or archive of structures, or a list of them"
+REFERENCES = Rule(references, "{symbol: eV} with finite energies, the path of a file of isolated atoms, or null")
 
 
 @dataclass
 class DataConfig:
     name: str = param("custom", "a label for the data set, logged with the run")
-    path: Any = param(MISSING, "structure file, directory, glob, tar archive, or a list of those")
+    path: Any = param(
+        MISSING, "structure file, directory, glob, tar archive, or a list of those", None, Rule(path_or_paths, STRUCTURES)
+    )
     E_atomic: Any = param(
         None, "reference energies of the data set's species, {symbol: eV} or a file of isolated atoms "
-        "(set by the data option that describes the data; normalization.E_atomic, when given, wins)",
+        "(set by the data option that describes the data; normalization.E_atomic, when given, wins)", None, REFERENCES,
     )
     testpercent: float = param(
         10.0, "percentage of structures held out for testing (0–100), seeded split", "testpercent",
@@ -63,7 +80,7 @@ class DataConfig:
     )
     test_path: Any = param(
         None, "external test set (file, directory, glob, archive or list); with it, data.path is all for training "
-        "and data.testpercent must be 0",
+        "and data.testpercent must be 0", None, Rule(optional(path_or_paths), f"{STRUCTURES}, or null"),
     )
     database: Optional[str] = param(
         None, "HDF5 structure database (.h5): built from data.path when absent, then read lazily",
@@ -283,7 +300,8 @@ class NormalizationConfig:
         Rule(one_of("cohesive", "total"), "'cohesive' or 'total'"),
     )
     E_atomic: Any = param(
-        None, "{symbol: eV} or a structure file of isolated atoms; null: the data's own (data.E_atomic)", "E_atomic"
+        None, "{symbol: eV} or a structure file of isolated atoms; null: the data's own (data.E_atomic)", "E_atomic",
+        REFERENCES,
     )
     features: bool = param(True, "standardise features with training-set mean and std", "normalize_features")
     energy: bool = param(True, "shift and scale per-atom energies onto [−1, 1]", "normalize_energy")
@@ -326,7 +344,8 @@ class TrackingConfig:
 class TrainConfig:
     iterations: int = param(100, "training epochs", "iterations", EPOCHS)
     seed: int = param(
-        0, "seed of the split, initialisation, shuffling and force sampling", None, Rule(non_negative, "a non-negative integer")
+        0, "seed of the split, initialisation, shuffling and force sampling", None,
+        Rule(lambda x: non_negative(x) and below(SEED_LIMIT)(x), "a non-negative integer below 2**62"),
     )
     resume: Optional[str] = param(
         None, "a run directory: continue its training (same config, same MLflow run) up to `iterations` epochs"

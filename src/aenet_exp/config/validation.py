@@ -14,8 +14,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from aenet_exp.config.explain import unknown_key
+from aenet_exp.config.rules import finite
 from aenet_exp.config.schema import EPOCH_METRICS, OPTIMIZER_SCHEMAS
 from aenet_exp.errors import ConfigError
+from aenet_exp.rundir import CHECKPOINT_FILE
 
 __all__ = ["ConfigError", "EPOCH_METRICS", "OPTIMIZED_METRICS", "validate"]
 
@@ -27,13 +30,19 @@ def check_rules(node: DictConfig, prefix: str = "") -> None:
     schema = OmegaConf.get_type(node)
     if not dataclasses.is_dataclass(schema):
         return
+    known = {f.name for f in dataclasses.fields(schema)}
+    for key in node:
+        if key not in known:  # added with '+key=', which Hydra lets through
+            raise ConfigError(f"{prefix}{key}", unknown_key(f"{prefix}{key}"))
     for f in dataclasses.fields(schema):
         if f.name not in node:
             continue
         value = node[f.name]
+        if "float" in str(f.type) and not finite(value):
+            raise ConfigError(f"{prefix}{f.name}", f"expected a finite number, got {value!r}")
         rule = f.metadata.get("rule")
-        if rule is not None and not rule.holds(value):
-            raise ConfigError(f"{prefix}{f.name}", f"expected {rule.expected}, got {value!r}")
+        if rule is not None and not rule.holds(plain(value)):
+            raise ConfigError(f"{prefix}{f.name}", f"expected {rule.expected}, got {plain(value)!r}")
         if isinstance(value, DictConfig):
             check_rules(value, f"{prefix}{f.name}.")
 
@@ -162,14 +171,28 @@ def check_combinations(cfg: DictConfig) -> None:
         raise ConfigError("normalization.features", "is false, but feature_stats is given; drop it or set it true")
     if norm.feature_stats is not None and not Path(norm.feature_stats).is_file():
         raise ConfigError("normalization.feature_stats", f"file not found: {norm.feature_stats}")
-    if cfg.resume is not None and not (Path(cfg.resume) / "checkpoint.pt").is_file():
-        raise ConfigError("resume", f"no checkpoint.pt in {cfg.resume}; expected the output directory of a run")
+    if cfg.resume is not None and not (Path(cfg.resume) / CHECKPOINT_FILE).is_file():
+        raise ConfigError("resume", f"no {CHECKPOINT_FILE} in {cfg.resume}; expected the output directory of a run")
     if cfg.resume is not None and cfg.init_from is not None:
         raise ConfigError("init_from", "cannot be combined with resume (a resumed run keeps its own weights)")
-    if cfg.data.path is None or (isinstance(cfg.data.path, str) and not cfg.data.path.strip()):
-        raise ConfigError("data.path", "expected a file, directory, glob or archive of structures")
     if cfg.tracking.register is not None and not (cfg.tracking.enabled and cfg.tracking.log_model):
         raise ConfigError("tracking.register", "registers the logged model, but tracking.enabled or tracking.log_model is false")
+
+
+# What a resumed run may change: how long it trains, how it is launched, what it shows and records.
+RESUMABLE_KEYS = ("resume", "iterations", "distributed", "tracking.enabled", "tracking.show_progress",
+                  "tracking.show_batch_progress", "tracking.timing")
+
+
+def check_resume_overrides(overrides: list[str]) -> None:
+    """A resumed run continues as it was configured: command-line ``overrides`` of other keys are refused."""
+    keys = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
+    changed = [key for key in keys if key not in RESUMABLE_KEYS]
+    if changed:
+        raise ConfigError(
+            "resume", f"continues the run as it was configured; {', '.join(changed)} cannot change "
+            f"(a resumed run takes only {', '.join(RESUMABLE_KEYS[1:])}); start a new run, or init_from=<run dir>",
+        )
 
 
 def validate(cfg: DictConfig) -> None:

@@ -48,7 +48,7 @@ from aenet_exp.data.errors import DataError
 from aenet_exp.data.readers import Source, _resolve, read_structures
 from aenet_exp.data.structure import Structure
 from aenet_exp.errors import SettingError
-from aenet_exp.files import atomic_path
+from aenet_exp.files import atomic_path, remove_stale_temporaries
 
 FORMAT = "aenet_exp-structures"
 FORMAT_VERSION = 1
@@ -137,6 +137,7 @@ def write_database(
         ValueError: an invalid ``compression`` or ``compression_level`` (before ``structures`` is touched).
     """
     filters = _filters(compression, compression_level)
+    remove_stale_temporaries(Path(path).parent)
     with atomic_path(path) as temporary:
         return _write(structures, temporary, filters)
 

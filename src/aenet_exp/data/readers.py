@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import glob
 import math
+import os
 import re
+import stat
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ _ENERGY_COMMENT = re.compile(r"^#\s*total\s+energy\s*=\s*(\S+)", re.IGNORECASE)
 _LINE_IN_MESSAGE = re.compile(r"\bline\s+(\d+)", re.IGNORECASE)
 _QUOTED = re.compile(r"'([^'\s]+)'")
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+MAX_FILE_BYTES = 2 * 2**30  # a structure file (or archive member) larger than this is refused, not read
 _ATOM_COLUMNS = "expected 7 columns 'symbol x y z fx fy fz' or 4 columns 'symbol x y z'"
 
 
@@ -144,6 +147,7 @@ def _is_structure_file(name: str) -> bool:
 
 def _read_file(path: Path) -> list[Structure]:
     """Dispatch on the name: archives, ``.xsf`` to :func:`read_xsf`, anything else to ASE."""
+    check_regular_file(path)
     name = path.name.lower()
     if name.endswith(_ARCHIVE_SUFFIXES):
         return _read_archive(path)
@@ -160,7 +164,7 @@ def _read_archive(path: Path) -> list[Structure]:
     try:
         with tarfile.open(path) as archive:  # members read in archive order: a compressed stream never seeks back
             contents = {
-                m.name: archive.extractfile(m).read()
+                m.name: _member_bytes(archive, m, path)
                 for m in archive
                 if m.isfile() and _is_structure_file(Path(m.name).name)
             }
@@ -170,6 +174,13 @@ def _read_archive(path: Path) -> list[Structure]:
         raise DataError(path, "archive contains no structure files")
     with tempfile.TemporaryDirectory() as scratch:
         return [s for name in sorted(contents) for s in _read_member(name, contents[name], path, Path(scratch))]
+
+
+def _member_bytes(archive: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> bytes:
+    """A member's content, at most :data:`MAX_FILE_BYTES`."""
+    if member.size > MAX_FILE_BYTES:
+        raise DataError(f"{path}:{member.name}", f"{member.size} bytes, more than the {MAX_FILE_BYTES} a structure file may have")
+    return archive.extractfile(member).read()
 
 
 def _read_member(name: str, raw: bytes, path: Path, scratch: Path) -> list[Structure]:
@@ -223,8 +234,23 @@ class _Lines:
         return lines
 
 
+def check_regular_file(path: str | Path) -> None:
+    """DataError unless ``path`` is a regular file of at most :data:`MAX_FILE_BYTES` (a FIFO would hang the
+    reader, a link to ``/dev/zero`` would read until memory runs out)."""
+    try:
+        status = os.stat(path)
+    except OSError as exc:
+        raise DataError(path, f"cannot read file: {exc.strerror}") from exc
+    if not stat.S_ISREG(status.st_mode):
+        raise DataError(path, "not a regular file (a pipe, device or socket); structure files are read from regular files")
+    if status.st_size > MAX_FILE_BYTES:
+        raise DataError(path, f"{status.st_size} bytes, more than the {MAX_FILE_BYTES} a structure file may have; "
+                              "split it, or stream it into a database with build-db")
+
+
 def _read_text(path: str) -> str:
-    """The file's text; DataError if it is missing, unreadable or binary."""
+    """The file's text; DataError if it is missing, not a regular file, too large, unreadable or binary."""
+    check_regular_file(path)
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:

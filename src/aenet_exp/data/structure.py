@@ -35,15 +35,22 @@ class Structure:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "species", tuple(str(s) for s in self.species))
-        object.__setattr__(self, "positions", np.asarray(self.positions, dtype=np.float64))
         object.__setattr__(self, "pbc", np.broadcast_to(np.asarray(self.pbc, dtype=bool), (3,)).copy())
-        if self.cell is not None:
-            object.__setattr__(self, "cell", np.asarray(self.cell, dtype=np.float64))
-        if self.forces is not None:
-            object.__setattr__(self, "forces", np.asarray(self.forces, dtype=np.float64))
-        if self.energy is not None:
-            object.__setattr__(self, "energy", float(self.energy))
+        for name, convert in (("positions", self._array), ("cell", self._array), ("forces", self._array),
+                              ("energy", float)):
+            value = getattr(self, name)
+            if value is None and name == "positions":
+                self._fail("a structure needs positions")
+            if value is not None:
+                try:
+                    object.__setattr__(self, name, convert(value))
+                except (TypeError, ValueError):
+                    self._fail(f"{name}: expected numbers, got {value!r}")
         self._validate()
+
+    @staticmethod
+    def _array(value) -> np.ndarray:
+        return np.asarray(value, dtype=np.float64)
 
     def _fail(self, message: str) -> None:
         where = f"frame {self.frame}: " if self.frame else ""

@@ -10,8 +10,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
-import vesin
 
+from aenet_exp.data.geometry import neighbor_list
 from aenet_exp.data.structure import Structure
 
 
@@ -68,16 +68,12 @@ def find_pairs(structure: Structure, cutoff: float, min_cutoff: float = 0.0) -> 
 
     Returns the pairs sorted by centre and their distances ``(n_pairs,)`` in Å.
     """
-    box = structure.cell if structure.cell is not None else np.zeros((3, 3))
-    calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=True, sorted=True)
-    i, j, shift, d = calculator.compute(structure.positions, box, structure.pbc.tolist(), "ijSd")
-    keep = (d < cutoff) & (d >= min_cutoff)
+    found = neighbor_list(structure, cutoff)
+    keep = found.distance >= min_cutoff
     pairs = Pairs(
-        torch.from_numpy(i[keep].astype(np.int64)),
-        torch.from_numpy(j[keep].astype(np.int64)),
-        torch.from_numpy(shift[keep].astype(np.int64)),
+        torch.from_numpy(found.i[keep]), torch.from_numpy(found.j[keep]), torch.from_numpy(found.shift[keep])
     )
-    return pairs, d[keep]
+    return pairs, found.distance[keep]
 
 
 def triplets_from_pairs(center: torch.Tensor, pair_index: torch.Tensor) -> Triplets:

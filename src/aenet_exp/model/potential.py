@@ -12,8 +12,9 @@ from aenet_exp.descriptor import AtomGraph, ChebyshevDescriptor
 from aenet_exp.errors import UnreadableFile, first_line
 from aenet_exp.files import load_tensors, write_atomically
 from aenet_exp.model.networks import SpeciesNetworks
+from aenet_exp.rundir import MODEL_FILE
 
-MODEL_FILE = "potential.pt"  # a trained potential in a run directory (and in its MLflow artifacts)
+__all__ = ["MODEL_FILE", "Potential"]
 
 
 class Potential(nn.Module):

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from aenet_exp.errors import UserError, first_line
-from aenet_exp.model.potential import MODEL_FILE
+from aenet_exp.rundir import MODEL_FILE
 
 DEFAULT_TRACKING_URI = "sqlite:///outputs/mlflow.db"
 # Where a directory keeps the model: a run's output directory; an MLflow pyfunc model (runs:/<run_id>/model).

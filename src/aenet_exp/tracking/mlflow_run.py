@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import re
@@ -9,6 +10,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -95,11 +97,39 @@ class MlflowRun:
 
     @classmethod
     def attach(cls, uri: str, run_id: str) -> MlflowRun:
-        """Continue an existing run (a resumed training): it is marked RUNNING again."""
+        """Continue an existing run (a resumed training): it is marked RUNNING again.
+
+        A SQLite store that no longer exists is not created anew (the run is not there).
+        """
+        db_path = sqlite_db_path(uri)
+        if db_path is not None and not db_path.is_file():
+            raise MlflowException(f"the store {db_path} does not exist")
         client = open_client(uri)
         run = retry_locked(partial(client.get_run, run_id))
         retry_locked(partial(client.update_run, run_id, status="RUNNING"))
         return cls(client, run)
+
+    def logged_steps(self) -> dict[str, int]:
+        """The last step logged of each metric of this run (what a resumed run must not log again)."""
+        run = retry_locked(partial(self._client.get_run, self.run_id))
+        return {
+            key: max(m.step for m in retry_locked(partial(self._client.get_metric_history, self.run_id, key)))
+            for key in run.data.metrics
+        }
+
+    def logged_models(self) -> list[LoggedModel]:
+        """The logged models this run produced."""
+        found = retry_locked(
+            partial(self._client.search_logged_models, [self._info.experiment_id],
+                    filter_string=f"source_run_id = '{self.run_id}'")
+        )
+        return list(found)
+
+    def fail_pending_models(self) -> None:
+        """Mark FAILED the logged models a killed process left PENDING (half-written)."""
+        for model in self.logged_models():
+            if model.status == LoggedModelStatus.PENDING:
+                retry_locked(partial(self._client.finalize_logged_model, model.model_id, LoggedModelStatus.FAILED))
 
     @property
     def run_id(self) -> str:
@@ -247,16 +277,35 @@ class MlflowRun:
 
 
 def open_client(uri: str) -> MlflowClient:
-    """An MlflowClient for `uri`, creating a SQLite database's parent directory first.
+    """An MlflowClient for `uri` whose store exists and is migrated.
 
-    Silences the SQLAlchemy deprecation warning that MLflow's SQL store emits on creation.
+    A SQLite database (and its parent directory) is created, or migrated to this MLflow's schema,
+    by one process at a time (:func:`store_lock`): jobs started together on a new store would
+    otherwise race to create the same tables. Silences the SQLAlchemy deprecation warning that
+    MLflow's SQL store emits on creation.
     """
     db_path = sqlite_db_path(uri)
     if db_path is not None:
         db_path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
+    with store_lock(db_path), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_SQLALCHEMY_NOLOAD_WARNING)
-        return retry_locked(partial(MlflowClient, tracking_uri=uri))
+        client = retry_locked(partial(MlflowClient, tracking_uri=uri))
+        retry_locked(partial(client.search_experiments, max_results=1))  # creates and migrates the store now
+    return client
+
+
+@contextmanager
+def store_lock(db_path: Path | None) -> Iterator[None]:
+    """An exclusive lock on ``<database>.lock`` beside a SQLite store for the block (nothing for other stores)."""
+    if db_path is None:
+        yield
+        return
+    with open(db_path.with_name(db_path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def get_or_create_experiment(

@@ -4,12 +4,16 @@ pyfunc model at the end."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from aenet_exp.errors import UserError
+from mlflow.entities import LoggedModelStatus
+
+from aenet_exp.errors import UserError, first_line
 from aenet_exp.files import write_atomically
-from aenet_exp.model.potential import MODEL_FILE
+from aenet_exp.rundir import MODEL_FILE, RUN_ID_FILE
 from aenet_exp.tracking.flatten import flatten_params
 from aenet_exp.tracking.git import project_git_commit
 from aenet_exp.tracking.mlflow_run import MlflowRun
@@ -19,7 +23,6 @@ from aenet_exp.training.events import Callback
 
 LEARNING_CURVE = "learning_curve.png"
 PARITY = "parity.png"
-RUN_ID_FILE = "mlflow_run_id"
 
 
 def recorded_run_id(run_dir: str | Path) -> str | None:
@@ -57,13 +60,13 @@ class MlflowObserver(Callback):
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.resume_run_id = resume_run_id
         self.run: MlflowRun | None = None
+        self.logged: dict[str, int] = {}  # last step logged per metric (a resumed run)
+        self.models: set[str] = set()  # the run's logged models before this process
 
     def on_start(self, config: dict, facts: dict) -> None:
         t = self.tracking
         if self.resume_run_id:
-            self.run = MlflowRun.attach(t["uri"], self.resume_run_id)
-            self.run.set_tags({"aenet_exp.resumed_with": " ".join(self.overrides)})
-            print(f"MLflow run {self.run.run_id} continued at {t['uri']}")
+            self.continue_run()
             return
         parent = find_sweep_parent(t["uri"], t["experiment"], self.sweep_dir) if self.sweep_dir else None
         tags = {"aenet_exp.overrides": " ".join(self.overrides) or "(none)", "aenet_exp.role": "job"}
@@ -74,15 +77,41 @@ class MlflowObserver(Callback):
         try:
             self.run = MlflowRun.start(t["uri"], t["experiment"], t["run_name"], params, tags, parent_run_id=parent)
         except Exception as error:  # MLflow and SQLAlchemy raise many types for an unusable store
-            raise TrackingUnavailable(f"tracking.uri: cannot record to {t['uri']}: {error}") from error
+            raise TrackingUnavailable(f"tracking.uri: cannot record to {t['uri']}: {first_line(error)}") from error
         if self.run_dir is not None:
             write_atomically(self.run_dir / RUN_ID_FILE, self.run.run_id + "\n")
         print(f"MLflow run {self.run.run_id} in experiment '{t['experiment']}' at {t['uri']}")
 
+    def continue_run(self) -> None:
+        """Attach to the resumed run; what it logged before is not logged again, half-logged models are failed."""
+        uri = self.tracking["uri"]
+        try:
+            self.run = MlflowRun.attach(uri, self.resume_run_id)
+            self.run.set_tags({"aenet_exp.resumed_with": " ".join(self.overrides)})
+            self.logged = self.run.logged_steps()
+            self.run.fail_pending_models()
+            self.models = {m.model_id for m in self.run.logged_models()}
+        except Exception as error:  # the store or the run is gone
+            raise TrackingUnavailable(
+                f"tracking.uri: the MLflow run {self.resume_run_id} of {self.run_dir} cannot be continued at {uri} "
+                f"({first_line(error)}); resume with tracking.enabled=false, or delete {self.run_dir / RUN_ID_FILE} "
+                "to record the rest as a new MLflow run"
+            ) from None
+        print(f"MLflow run {self.run.run_id} continued at {uri}")
+
+    def unlogged(self, metrics: dict[str, float], step: int) -> dict[str, float]:
+        """The ``metrics`` of ``step`` that the run does not have yet (a resumed run repeats epochs after its checkpoint)."""
+        return {key: value for key, value in metrics.items() if self.logged.get(key, 0) < step}
+
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.run.log_metrics(metrics, step=epoch + 1)
+        with self.store_failures(f"at epoch {epoch + 1}"):
+            self.run.log_metrics(self.unlogged(metrics, epoch + 1), step=epoch + 1)
 
     def on_end(self, result) -> None:
+        with self.store_failures("at the end"):
+            self.record_end(result)
+
+    def record_end(self, result) -> None:
         out = Path(result.output_dir)
         learning_curve_png(result.history, out / LEARNING_CURVE)
         energies = {name: p.energy_per_atom() for name, p in result.predictions.items()}
@@ -91,13 +120,29 @@ class MlflowObserver(Callback):
         parity_png(out / PARITY, energies, forces)
         final = {k: v for k, v in result.metrics.items() if k.startswith("final/")}
         step = len(next(iter(result.history.values()), []))
-        self.run.log_metrics(final, step=step)
+        new_final = self.unlogged(final, step)
+        self.run.log_metrics(new_final, step=step)
         for path in sorted(out.iterdir()):
             if path.is_file() and not path.name.startswith("."):
                 self.run.log_artifact(path)
-        if self.tracking.get("log_model", True):  # .get: configs of checkpoints older than the key
-            self.log_model(out / MODEL_FILE, step)
+        if self.tracking.get("log_model", True) and not (final and not new_final and self.has_ready_model()):
+            self.log_model(out / MODEL_FILE, step)  # .get: configs of checkpoints older than the key
         self.run.finish("FINISHED")
+
+    def has_ready_model(self) -> bool:
+        """Whether the run had a whole logged model before this process (its end was recorded already)."""
+        return any(m.status == LoggedModelStatus.READY for m in self.run.logged_models() if m.model_id in self.models)
+
+    @contextmanager
+    def store_failures(self, when: str) -> Iterator[None]:
+        """A store failing mid-run becomes one line for the user (the checkpoint stays; see :meth:`continue_run`)."""
+        try:
+            yield
+        except Exception as error:  # MLflow, SQLAlchemy and the OS raise many types
+            where = f"; the checkpoint in {self.run_dir} is kept: resume={self.run_dir} continues" if self.run_dir else ""
+            raise TrackingUnavailable(
+                f"tracking.uri: the MLflow store at {self.tracking['uri']} failed {when}: {first_line(error)}{where}"
+            ) from error
 
     def log_model(self, potential_file: Path, step: int) -> None:
         """Log the pyfunc model ``runs:/<run_id>/model``; register it when ``tracking.register`` names a model."""
@@ -110,6 +155,11 @@ class MlflowObserver(Callback):
         print(f"{message} ({time.perf_counter() - start:.1f} s)")
 
     def on_failure(self, error: BaseException) -> None:
-        if self.run is not None:
-            status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        """Mark the run KILLED (interrupted) or FAILED with the reason, as far as the store still answers."""
+        if self.run is None:
+            return
+        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        try:
             self.run.finish(status, reason=f"{type(error).__name__}: {error}")
+        except Exception as failure:  # the store itself may be what failed
+            warnings.warn(f"MLflow run {self.run.run_id} could not be marked {status}: {first_line(failure)}", stacklevel=1)

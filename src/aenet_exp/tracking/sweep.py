@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from aenet_exp.errors import first_line
 from aenet_exp.tracking.mlflow_run import MlflowRun, open_client
 from aenet_exp.tracking.retry import retry_locked
 
@@ -32,16 +34,22 @@ class SweepParentCallback(Callback):
         self._parent: MlflowRun | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Open the parent run; a store that cannot take it stops the sweep before any job (one line, exit 2)."""
         if not OmegaConf.select(config, "tracking.enabled", default=False):
             return
         sweep_dir = str(config.hydra.sweep.dir)
-        self._parent = MlflowRun.start(
-            uri=config.tracking.uri,
-            experiment=config.tracking.experiment,
-            run_name=Path(sweep_dir).name or time.strftime("sweep-%Y%m%d-%H%M%S"),
-            params={},
-            tags={SWEEP_DIR_TAG: sweep_dir, ROLE_TAG: "sweep"},
-        )
+        try:
+            self._parent = MlflowRun.start(
+                uri=config.tracking.uri,
+                experiment=config.tracking.experiment,
+                run_name=Path(sweep_dir).name or time.strftime("sweep-%Y%m%d-%H%M%S"),
+                params={},
+                tags={SWEEP_DIR_TAG: sweep_dir, ROLE_TAG: "sweep"},
+            )
+        except Exception as error:  # Hydra would only warn, and every job would record without its parent
+            print(f"aenet_exp: error: tracking.uri: cannot record the sweep at {config.tracking.uri}: "
+                  f"{first_line(error)}", file=sys.stderr)
+            sys.exit(2)
         atexit.register(self._close_interrupted)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -8,11 +8,12 @@ records it; history and early stopping update before the checkpoint that saves t
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -110,7 +111,10 @@ class Checkpointer(Callback):
     """``checkpoint.every``: writes ``checkpoint.pt`` every ``every`` epochs and after the last one.
 
     A checkpoint holds the epoch, the resolved config, the potential's settings and weights, and
-    the state of each of ``parts`` (the trainer, early stopping, the history), by name.
+    the state of each of ``parts`` (the trainer, early stopping, the history), by name. Between
+    writes it keeps a copy of the state at the end of the last epoch in memory, and writes it when
+    training fails or is interrupted (SIGINT, SIGTERM): a resume then loses no finished epoch.
+    It runs after the observers, so an epoch is logged before it is checkpointed.
     """
 
     def __init__(self, directory: Path, every: int, config_yaml: str, potential: Potential,
@@ -121,16 +125,24 @@ class Checkpointer(Callback):
         self.potential = potential
         self.parts = parts
         self.written_at: int | None = None
+        self.latest: dict | None = None  # the state after the last finished epoch, when not written
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         if self.every and (epoch + 1) % self.every == 0:
-            self.write(epoch + 1)
+            self.write(self.state(epoch + 1))
+        else:
+            self.latest = self.state(epoch + 1, copy=True)
 
     def on_fit_end(self, epochs_done: int) -> None:
         if self.written_at != epochs_done:
-            self.write(epochs_done)
+            self.write(self.state(epochs_done))
 
-    def write(self, epochs_done: int) -> None:
+    def on_failure(self, error: BaseException) -> None:
+        if self.latest is not None and self.latest["epoch"] != self.written_at:
+            self.write(self.latest)
+
+    def state(self, epochs_done: int, copy: bool = False) -> dict:
+        """What continuing after ``epochs_done`` epochs needs; with ``copy``, unaffected by later training."""
         state = {
             "epoch": epochs_done,
             "config": self.config_yaml,
@@ -138,8 +150,34 @@ class Checkpointer(Callback):
             "model": self.potential.state_dict(),
             **{name: part.state_dict() if part is not None else None for name, part in self.parts.items()},
         }
-        save_checkpoint(self.directory, state)
-        self.written_at = epochs_done
+        return snapshot(state) if copy else state
+
+    def write(self, state: dict) -> None:
+        save_checkpoint(self.directory, {**state, "history": cut(state.get("history"))})
+        self.written_at = state["epoch"]
+        self.latest = None
+
+
+class HistoryUpTo(NamedTuple):
+    """A metric history as it was: the live lists (only ever appended to) and their lengths then."""
+
+    values: dict[str, list[float]]
+    lengths: dict[str, int]
+
+
+def snapshot(state: dict) -> dict:
+    """A deep copy of ``state``, but the history: its lengths, so that copying costs nothing per epoch."""
+    history = state.get("history")
+    copied = copy.deepcopy({key: value for key, value in state.items() if key != "history"})
+    copied["history"] = HistoryUpTo(history, {key: len(v) for key, v in history.items()}) if history is not None else None
+    return copied
+
+
+def cut(history) -> dict | None:
+    """A history to save: as it is, or as it was when snapshotted."""
+    if isinstance(history, HistoryUpTo):
+        return {key: history.values[key][:n] for key, n in history.lengths.items()}
+    return history
 
 
 BAR_FIELDS = {  # metric -> (label, factor to the shown unit)

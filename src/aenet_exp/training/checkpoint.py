@@ -6,8 +6,8 @@ from pathlib import Path
 
 from aenet_exp.errors import UserError
 from aenet_exp.files import load_tensors, write_atomically
+from aenet_exp.rundir import CHECKPOINT_FILE
 
-CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = "aenet_exp-checkpoint"
 VERSION = 1
 

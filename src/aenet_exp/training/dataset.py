@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from aenet_exp.data import DataError, Structure, read_structures
+from aenet_exp.data.geometry import overlap_message
 from aenet_exp.data.hdf5 import StructureDatabase, build_database
-from aenet_exp.descriptor.graph import find_pairs
 from aenet_exp.errors import ConfigError
 from aenet_exp.training.columns import Columns
 from aenet_exp.training.normalization import resolve_atomic_energies
@@ -67,22 +67,12 @@ def load_structures(source) -> list[Structure]:
     return structures
 
 
-MIN_DISTANCE = 0.1  # Å: closer atoms are overlapping, a broken structure
-OVERLAP_SEARCH = 1.0  # Å: searched with this cutoff, then filtered (vesin's cell list is slow for tiny cutoffs)
-
-
 def check_overlaps(structures: list[Structure]) -> None:
-    """DataError naming the file, frame and atoms of the first structure with atoms closer than 0.1 Å."""
+    """DataError naming the file, frame and atoms of the first structure with overlapping atoms."""
     for s in structures:
-        pairs, distances = find_pairs(s, OVERLAP_SEARCH)
-        if len(distances) and distances.min() < MIN_DISTANCE:
-            k = int(np.argmin(distances))
-            i, j = int(pairs.center[k]), int(pairs.neighbor[k])
-            raise DataError(
-                s.source,
-                f"frame {s.frame}: atoms {i} ({s.species[i]}) and {j} ({s.species[j]}) are {distances[k]:.3f} Å apart, "
-                f"closer than {MIN_DISTANCE} Å: overlapping atoms",
-            )
+        message = overlap_message(s)
+        if message is not None:
+            raise DataError(s.source, f"frame {s.frame}: {message}")
 
 
 def species_order(present: Sequence[str], requested) -> list[str]:

@@ -2,16 +2,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import signal
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from aenet_exp.training.events import Callback
 from aenet_exp.training.trainer import Trainer
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, SLURM, a scheduler) arrived: handled like Ctrl-C, the run is marked KILLED."""
+
+
+@contextmanager
+def terminated_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (elsewhere: nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def notify(callbacks: Sequence[Callback], hook: str, *args) -> None:
     """Call ``hook`` of every callback, in order."""
     for callback in callbacks:
         getattr(callback, hook)(*args)
+
+
+def notify_failure(callbacks: Sequence[Callback], error: BaseException) -> None:
+    """Tell every callback that training failed with ``error``; one that fails in turn does not stop the others
+    (nor hide ``error``): it is reported as a warning."""
+    for callback in callbacks:
+        try:
+            callback.on_failure(error)
+        except Exception as failure:  # a side job's own trouble while cleaning up
+            warnings.warn(f"{type(callback).__name__} failed while recording the failure: {failure}", stacklevel=1)
 
 
 def fit(trainer: Trainer, first_epoch: int, last_epoch: int, callbacks: Sequence[Callback]) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from aenet_exp.data import Structure
-from aenet_exp.files import write_atomically
+from aenet_exp.files import remove_stale_temporaries, write_atomically
 
 
 def structure_digest(structure: Structure) -> str:
@@ -37,6 +37,7 @@ class DiskCache:
     def __init__(self, directory: str | Path, kind: str, depends_on: str):
         self.directory = Path(directory) / kind
         self.directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.directory)
         self.depends_on = depends_on
 
     def path(self, digest: str) -> Path:

@@ -21,7 +21,6 @@ group              object
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,8 @@ from omegaconf import DictConfig, OmegaConf
 from aenet_exp.descriptor.chebyshev import ChebyshevDescriptor
 from aenet_exp.errors import ConfigError
 from aenet_exp.files import write_atomically
-from aenet_exp.model.potential import MODEL_FILE, Potential
+from aenet_exp.model.potential import Potential
+from aenet_exp.rundir import CONFIG_FILE, MODEL_FILE, RunDirectory
 from aenet_exp.training.batching import plan_batches
 from aenet_exp.training.callbacks import (
     Checkpointer,
@@ -47,7 +47,7 @@ from aenet_exp.training.dataset import PreparedData, prepare_data
 from aenet_exp.training.distributed import Ranks, joined
 from aenet_exp.training.events import Callback, TrainingResult
 from aenet_exp.training.features import FeatureSource
-from aenet_exp.training.loop import fit, notify
+from aenet_exp.training.loop import fit, notify, notify_failure, terminated_as_interrupt
 from aenet_exp.training.metrics import metrics_of
 from aenet_exp.training.normalization import fit_normalization
 from aenet_exp.training.optim import build_optimizer
@@ -83,7 +83,7 @@ def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Callback] =
         output_dir = Path(cfg.resume)
         checkpoint = load_checkpoint(output_dir)
         cfg = resumed_config(checkpoint["config"], cfg.iterations, cfg.distributed)
-    with joined(cfg.distributed == "ddp", resolve_device(cfg.precision.device)) as (ranks, device):
+    with terminated_as_interrupt(), joined(cfg.distributed == "ddp", resolve_device(cfg.precision.device)) as (ranks, device):
         return run_process(cfg, Path(output_dir), observers if ranks.main else (), checkpoint, ranks, device)
 
 
@@ -92,8 +92,19 @@ def run_process(
     device: torch.device,
 ) -> dict[str, float]:
     """:func:`run` in this process, one of ``ranks``, training on ``device``."""
-    if ranks.main:
-        ensure_writable(output_dir)
+    owned = RunDirectory.claim(output_dir, resuming=checkpoint is not None) if ranks.main else None
+    try:
+        return train_here(cfg, output_dir, observers, checkpoint, ranks, device)
+    finally:
+        if owned is not None:
+            owned.release()
+
+
+def train_here(
+    cfg: DictConfig, output_dir: Path, observers: Sequence[Callback], checkpoint: dict | None, ranks: Ranks,
+    device: torch.device,
+) -> dict[str, float]:
+    """:func:`run_process` in the run directory it owns."""
     dtype = resolve_dtype(cfg.precision.dtype, device)
     data = prepared_data(cfg)
     check_watched_metrics(cfg, len(data.test) > 0)
@@ -126,7 +137,7 @@ def run_process(
                 finish(trainer, data, cfg, result)
             notify(callbacks, "on_end", result)
         except BaseException as error:
-            notify(callbacks, "on_failure", error)
+            notify_failure(callbacks, error)
             raise
     finally:
         trainer.source.close()
@@ -191,14 +202,15 @@ def main_callbacks(
     cfg: DictConfig, trainer: Trainer, history: History, stopping: EarlyStopping | None, output_dir: Path,
     observers: Sequence[Callback], first_epoch: int,
 ) -> list[Callback]:
-    """Rank 0's side jobs, in order: the checkpoint, the observers (MLflow), the progress bars, the timing table."""
+    """Rank 0's side jobs, in order: the observers (MLflow: an epoch is logged before it is checkpointed), the
+    checkpoint, the progress bars, the timing table."""
     parts = {"trainer": trainer, "early_stopping": stopping, "history": history}
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     batches = len(plan_batches(trainer.train_idx, cfg.optimizer.batchsize, None))
     show = cfg.tracking
     callbacks = [
-        Checkpointer(output_dir, cfg.checkpoint.every, config_yaml, trainer.potential, parts),
         *observers,
+        Checkpointer(output_dir, cfg.checkpoint.every, config_yaml, trainer.potential, parts),
         ProgressBar(cfg.iterations, first_epoch, batches, show.show_progress, show.show_batch_progress),
     ]
     return callbacks + ([TimingSummary(cfg.iterations)] if show.timing else [])
@@ -242,16 +254,6 @@ def check_watched_metrics(cfg: DictConfig, has_test_set: bool) -> None:
             raise ConfigError(key, f"watches {metric}, but this run has no test structures; use a train/ metric or a test set")
         if "/force" in metric and cfg.force.weight == 0:
             raise ConfigError(key, f"watches {metric}, but forces are not trained (force.weight=0)")
-
-
-def ensure_writable(directory: Path) -> None:
-    """Fail before training when the output directory cannot be written."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as error:
-        raise ConfigError("hydra.run.dir", f"cannot write the output directory {directory}: {error.strerror}") from None
 
 
 def resumed_config(stored_yaml: str, iterations: int, launch: str) -> DictConfig:
@@ -305,5 +307,5 @@ def finish(trainer: Trainer, data: PreparedData, cfg: DictConfig, result: Traini
         result.metrics.update({f"final/{k}": v for k, v in metrics_of(pred, name).items()})
     out = result.output_dir
     trainer.potential.save(out / MODEL_FILE)
-    write_atomically(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_atomically(out / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     write_predictions(out, data.structures, result.predictions, cfg.tracking.save_energies, cfg.tracking.save_forces)

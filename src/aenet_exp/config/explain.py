@@ -1,0 +1,72 @@
+"""Hydra's and OmegaConf's composition errors as one line a person can act on (``did you mean ...?``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+from hydra.errors import MissingConfigException, OverrideParseException
+from omegaconf.errors import OmegaConfBaseException
+
+from aenet_exp.config.schema import OPTIMIZER_SCHEMAS, TrainConfig
+from aenet_exp.config.store import GROUP_SCHEMAS
+from aenet_exp.errors import first_line
+
+GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
+
+
+def schema_keys() -> list[str]:
+    """Every dotted key the schema knows (the optimizer's of all its options)."""
+    keys = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in GROUP_SCHEMAS and f.name != "optimizer"]
+    groups = {**GROUP_SCHEMAS, **{f"optimizer:{name}": node for name, node in OPTIMIZER_SCHEMAS.items()}}
+    for group, node in groups.items():
+        prefix = group.split(":")[0]
+        keys += [f"{prefix}.{f.name}" for f in dataclasses.fields(node) if f"{prefix}.{f.name}" not in keys]
+    return keys
+
+
+def did_you_mean(key: str) -> str:
+    """`` (did you mean a, b?)`` with the schema keys closest to ``key``, or nothing."""
+    known = schema_keys()
+    group = key.rsplit(".", 1)[0] if "." in key else None
+    candidates = [k for k in known if group is None or k.startswith(f"{group}.")] or known
+    close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def unknown_key(key: str) -> str:
+    """The message (after ``key:``) for a key the schema does not have."""
+    group = key.rsplit(".", 1)[0] if "." in key else "the top level"
+    return f"no such key in {group}{did_you_mean(key)}"
+
+
+def group_options(group: str) -> list[str]:
+    from aenet_exp.config.docs import group_options as options
+
+    return options(group)
+
+
+def composition_error_line(error: Exception) -> str:
+    """One line for a Hydra or OmegaConf error raised while composing the config from the command line."""
+    if isinstance(error, MissingConfigException):
+        missing = str(getattr(error, "missing_cfg_file", "") or "")
+        group, _, option = missing.partition("/")
+        if group and option:
+            return f"{group}={option}: no such option; the options of {group} are {', '.join(group_options(group))}"
+        return first_line(error)
+    if isinstance(error, OverrideParseException):
+        return f"cannot parse the override: {first_line(error)} (grammar: {GRAMMAR})"
+    cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
+    key = getattr(cause, "full_key", None) or override_key(error)
+    if "not in struct" in str(cause) or "Could not override" in str(error):
+        return f"{key}: {unknown_key(key)}" if key else first_line(error)
+    return f"{key}: {first_line(cause)}" if key else first_line(error)
+
+
+def override_key(error: Exception) -> str | None:
+    """The key of ``Could not override 'a.b'`` / ``Error merging override a.b=...`` messages."""
+    text = first_line(error)
+    for marker, end in (("Could not override '", "'"), ("Error merging override ", "=")):
+        if marker in text:
+            return text.split(marker, 1)[1].split(end, 1)[0].lstrip("+~")
+    return None
