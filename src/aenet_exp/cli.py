@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -21,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 import aenet_exp.config  # noqa: F401  registers the schema and resolvers
 from aenet_exp.config.explain import composition_error_line
 from aenet_exp.config.validation import OPTIMIZED_METRICS, ConfigError, check_resume_overrides, validate
-from aenet_exp.errors import UserError
+from aenet_exp.errors import AenetWarning, UserError
 
 USAGE = """usage: python -m aenet_exp {train,build-db,export} [-m] [key=value ...] [hydra options]
 
@@ -167,8 +168,22 @@ def launch_overrides(args: list[str]) -> list[str]:
     return list(dict.fromkeys(extra))
 
 
+def show_warnings() -> None:
+    """aenet_exp's warnings as one line each (``aenet_exp: warning: ...``), every time (each job of a sweep)."""
+    default = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None):
+        if issubclass(category, AenetWarning):
+            return f"aenet_exp: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = one_line
+    warnings.simplefilter("always", AenetWarning)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Dispatch ``python -m aenet_exp <command> ...`` to the command's Hydra entry point."""
+    show_warnings()
     args = sys.argv[1:] if argv is None else list(argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)

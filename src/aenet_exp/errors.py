@@ -46,3 +46,14 @@ def first_line(error: BaseException) -> str:
     """The first line of ``error``'s message (its type when it has none)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+class AenetWarning(UserWarning):
+    """A setting or data that is probably not what the user meant; training goes on."""
+
+
+def warn(message: str) -> None:
+    """Tell the user ``message`` (one line; the command line prints it as ``aenet_exp: warning: ...``)."""
+    import warnings
+
+    warnings.warn(message, AenetWarning, stacklevel=2)

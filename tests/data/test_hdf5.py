@@ -128,7 +128,7 @@ def test_file_holds_arrays_only(tmp_path, source):
 
     with h5py.File(path, "r") as h5:
         h5.visititems(record)
-        assert (h5.attrs["format"], h5.attrs["format_version"]) == ("aenet_exp-structures", 1)
+        assert (h5.attrs["format"], h5.attrs["format_version"]) == ("aenet_exp-structures", 2)
         assert (h5.attrs["length_unit"], h5.attrs["energy_unit"], h5.attrs["force_unit"]) == ("Å", "eV", "eV/Å")
         assert h5["positions"].maxshape == (None, 3)
     objects = {name for name, dtype in found.items() if dtype.kind in "OV"}

@@ -53,7 +53,7 @@ def param(default: Any, meaning: str, reference: str | None = None, rule: Rule |
 EPOCHS = Rule(positive, "a positive number of epochs")
 FRACTION_OPEN_AT_ZERO = Rule(within(0, 1, low_open=True), "a fraction in (0, 1]")
 WATCHED_METRIC = Rule(one_of(*EPOCH_METRICS), f"one of {list(EPOCH_METRICS)}")
-STRUCTURES = "a file, directory, glob or archive of structures, or a list of them"
+STRUCTURES = "a file, directory, glob or archive of structures, or a list of them (quote a numeric name: '2024')"
 REFERENCES = Rule(references, "{symbol: eV} with finite energies, the path of a file of isolated atoms, or null")
 
 

@@ -24,9 +24,10 @@ Layout (all datasets at the root; ``n`` structures, ``N`` atoms in all)::
     pbc            (n, 3)        bool
     source_index   (n,)          i4    row of ``sources``
     frame          (n,)          i4    frame within its source file
+    min_distance   (n,)          f8    closest pair of atoms, Å (inf: none within 1 Å); version 2 on
 
 Every dataset is chunked and resizable along its first axis. Root attributes:
-``format`` (``"aenet_exp-structures"``), ``format_version`` (1), ``length_unit``
+``format`` (``"aenet_exp-structures"``), ``format_version`` (2; version 1 lacks ``min_distance``), ``length_unit``
 (Å), ``energy_unit`` (eV), ``force_unit`` (eV/Å) and ``created_by``.
 """
 
@@ -45,13 +46,16 @@ from tqdm.auto import tqdm
 
 from aenet_exp import __version__
 from aenet_exp.data.errors import DataError
+from aenet_exp.data.geometry import closest_pair
 from aenet_exp.data.readers import Source, _resolve, read_structures
 from aenet_exp.data.structure import Structure
 from aenet_exp.errors import SettingError
 from aenet_exp.files import atomic_path, remove_stale_temporaries
 
 FORMAT = "aenet_exp-structures"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+ADDED_IN = {"min_distance": 2}  # datasets newer than version 1
 COMPRESSIONS = ("gzip", "lzf", None)
 
 # name -> (dtype, shape after the first axis)
@@ -68,6 +72,7 @@ _PER_STRUCTURE = {
     "pbc": ("?", (3,)),
     "source_index": ("i4", ()),
     "frame": ("i4", ()),
+    "min_distance": ("f8", ()),
 }
 _CHUNK_ROWS = {"table": 256, "atom": 1024, "structure": 1024}
 _BLOCK_ATOMS = 1 << 16
@@ -137,9 +142,16 @@ def write_database(
         ValueError: an invalid ``compression`` or ``compression_level`` (before ``structures`` is touched).
     """
     filters = _filters(compression, compression_level)
-    remove_stale_temporaries(Path(path).parent)
-    with atomic_path(path) as temporary:
-        return _write(structures, temporary, filters)
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(path, "is a directory; expected the path of the database file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path.parent)
+        with atomic_path(path) as temporary:
+            return _write(structures, temporary, filters)
+    except OSError as error:
+        raise DataError(path, f"cannot write the database: {error.strerror or error}") from None
 
 
 def _read_files(source: Source, show_progress: bool) -> Iterator[Structure]:
@@ -254,12 +266,19 @@ class _Writer:
             "pbc": [s.pbc for s in structures],
             "source_index": [self._row(self._sources, s.source) for s in structures],
             "frame": [s.frame for s in structures],
+            "min_distance": [closest_distance(s) for s in structures],
         }
 
     @staticmethod
     def _row(table: dict[str, int], key: str) -> int:
         """The row of ``key`` in a species or sources table, appending it when new."""
         return table.setdefault(key, len(table))
+
+
+def closest_distance(structure: Structure) -> float:
+    """The distance of the closest pair of atoms (Å), inf when none is within the overlap search."""
+    closest = closest_pair(structure)
+    return np.inf if closest is None else closest[2]
 
 
 def _extend(dataset: h5py.Dataset, rows) -> None:
@@ -334,6 +353,12 @@ class StructureDatabase(Sequence[Structure]):
     def max_abs_force(self) -> np.ndarray:
         """``(n,)`` largest |force component| in eV/Å, NaN without forces."""
         return self._column("max_abs_force")
+
+    @property
+    def min_distance(self) -> np.ndarray | None:
+        """``(n,)`` distance of each structure's closest pair of atoms, Å (inf: none within 1 Å); None for a
+        version-1 database, which did not record it."""
+        return self._column("min_distance") if "min_distance" in self._datasets() else None
 
     @property
     def frames(self) -> np.ndarray:
@@ -437,11 +462,12 @@ def _check_layout(h5: h5py.File, path: Path) -> None:
     """DataError unless ``h5`` has this module's format attribute, datasets, dtypes and shapes."""
     if h5.attrs.get("format") != FORMAT:
         raise DataError(path, f"format attribute is {h5.attrs.get('format')!r}, {_EXPECTED}")
-    if h5.attrs.get("format_version") != FORMAT_VERSION:
-        version = h5.attrs.get("format_version")
-        raise DataError(path, f"unsupported format_version {version!r} (reads {FORMAT_VERSION}), {_EXPECTED}")
+    version = h5.attrs.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise DataError(path, f"unsupported format_version {version!r} (reads {list(READABLE_VERSIONS)}), {_EXPECTED}")
     _refuse_objects(h5, path)
-    layout = {**_TABLES, **_PER_ATOM, **_PER_STRUCTURE}
+    layout = {name: kind for name, kind in {**_TABLES, **_PER_ATOM, **_PER_STRUCTURE}.items()
+              if ADDED_IN.get(name, 1) <= version}
     missing = [name for name in layout if not isinstance(h5.get(name), h5py.Dataset)]
     if missing:
         raise DataError(path, f"missing datasets {', '.join(missing)}, {_EXPECTED}")
@@ -451,7 +477,7 @@ def _check_layout(h5: h5py.File, path: Path) -> None:
             wanted = f"{np.dtype(dtype).kind}-kind {shape}"
             raise DataError(path, f"dataset {name} is {found.dtype} {found.shape[1:]}, not {wanted}, {_EXPECTED}")
     for group in (_PER_ATOM, _PER_STRUCTURE):
-        if len({h5[name].shape[0] for name in group}) != 1:
+        if len({h5[name].shape[0] for name in group if name in layout}) != 1:
             raise DataError(path, f"datasets {', '.join(group)} differ in length, {_EXPECTED}")
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from aenet_exp.data import DataError, Structure, read_structures
-from aenet_exp.data.geometry import overlap_message
+from aenet_exp.data.geometry import MIN_DISTANCE, overlap_message
 from aenet_exp.data.hdf5 import StructureDatabase, build_database
-from aenet_exp.errors import ConfigError
+from aenet_exp.errors import ConfigError, warn
 from aenet_exp.training.columns import Columns
 from aenet_exp.training.normalization import resolve_atomic_energies
 
@@ -67,7 +67,7 @@ def load_structures(source) -> list[Structure]:
     return structures
 
 
-def check_overlaps(structures: list[Structure]) -> None:
+def check_overlaps(structures: Sequence[Structure]) -> None:
     """DataError naming the file, frame and atoms of the first structure with overlapping atoms."""
     for s in structures:
         message = overlap_message(s)
@@ -146,6 +146,8 @@ def open_database(path, database: str, compression: str | None, compression_leve
     unlabelled = np.flatnonzero(np.isnan(opened.energies))
     if len(unlabelled):
         raise DataError(database, f"structure {unlabelled[0]} has no energy; training needs a total energy per structure")
+    closest = opened.min_distance
+    check_overlaps(opened if closest is None else [opened[int(i)] for i in np.flatnonzero(closest < MIN_DISTANCE)])
     return opened
 
 
@@ -209,4 +211,41 @@ def prepare_data(
         train, test = split(len(structures), testpercent, seed)
     if len(train) == 0:
         raise DataError(str(path), f"no training structure left with data.testpercent={testpercent}")
+    warn_about_energies(structures, columns, atomic, energy_target)
     return PreparedData(structures, columns, train, test, order, atomic, removed)
+
+
+# Energies per atom are compared with the median by a robust z-score, |x − median| / (1.4826·MAD).
+OUTLIER_Z = 50.0
+COHESIVE_PLAUSIBLE = 50.0  # eV/atom: cohesive energies beyond ± this are no chemistry: wrong units or references
+SHOWN = 3  # outliers named in a warning
+
+
+def warn_about_energies(structures: Sequence[Structure], columns: Columns, atomic, energy_target: str) -> None:
+    """Warn (naming them) about energies far outside what DFT gives: cohesive energies beyond
+    :data:`COHESIVE_PLAUSIBLE`, or energies per atom whose robust z-score exceeds :data:`OUTLIER_Z`."""
+    cohesive = energy_target == "cohesive"
+    per_atom = columns.target_energy_per_atom(atomic, cohesive)
+    space = "cohesive" if cohesive else "total"
+    if cohesive and np.abs(per_atom).max() > COHESIVE_PLAUSIBLE:
+        wild = np.flatnonzero(np.abs(per_atom) > COHESIVE_PLAUSIBLE)
+        warn(f"data: {len(wild)} structures have cohesive energies beyond ±{COHESIVE_PLAUSIBLE:g} eV/atom "
+             f"({named(structures, per_atom, wild)}): are the energies in eV, and the reference energies right?")
+    median = np.median(per_atom)
+    spread = 1.4826 * np.median(np.abs(per_atom - median))
+    if spread == 0:
+        return
+    z = np.abs(per_atom - median) / spread
+    outliers = np.argsort(-z)[: int((z > OUTLIER_Z).sum())]
+    if len(outliers):
+        warn(f"data: {len(outliers)} structures have {space} energies per atom far from the others (robust z > "
+             f"{OUTLIER_Z:g}; median {median:.4g} eV/atom): {named(structures, per_atom, outliers)}; if they are "
+             "errors, drop them with data.max_energy=<eV/atom>")
+
+
+def named(structures: Sequence[Structure], per_atom: np.ndarray, indices: np.ndarray) -> str:
+    """``source frame k: E eV/atom`` of the first :data:`SHOWN` of ``indices``, and how many more."""
+    shown = [f"{structures[int(i)].source} frame {structures[int(i)].frame}: {per_atom[i]:.4g} eV/atom"
+             for i in indices[:SHOWN]]
+    more = f" and {len(indices) - SHOWN} more" if len(indices) > SHOWN else ""
+    return "; ".join(shown) + more

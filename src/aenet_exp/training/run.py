@@ -48,6 +48,7 @@ from aenet_exp.training.distributed import Ranks, joined
 from aenet_exp.training.events import Callback, TrainingResult
 from aenet_exp.training.features import FeatureSource
 from aenet_exp.training.loop import fit, notify, notify_failure, terminated_as_interrupt
+from aenet_exp.training.memory import Need, check_memory, needs
 from aenet_exp.training.metrics import metrics_of
 from aenet_exp.training.normalization import fit_normalization
 from aenet_exp.training.optim import build_optimizer
@@ -112,6 +113,7 @@ def train_here(
         **section(cfg, "force"), candidates=data.train[data.columns.has_forces[data.train]],
         seed=cfg.seed + FORCE_SAMPLING_SEED_OFFSET,
     )
+    check_memory(memory_needs(cfg, data, dtype))
     torch.manual_seed(cfg.seed)
     potential = initial_potential(cfg, data.species, dtype, checkpoint).to(device)
     trainer = build_trainer(cfg, data, potential, supervision, device, ranks)
@@ -142,6 +144,19 @@ def train_here(
     finally:
         trainer.source.close()
     return result.metrics
+
+
+def memory_needs(cfg: DictConfig, data: PreparedData, dtype: torch.dtype) -> list[Need]:
+    """The memory this configuration's descriptor, batches and networks need, from the data's density."""
+    d = cfg.descriptor
+    multi = 2 if len(data.species) > 1 else 1
+    model = section(cfg, "model")
+    layouts = {s: model["per_species"].get(s, model)["hidden"] for s in data.species}
+    atoms_per_batch = cfg.optimizer.batchsize * float(data.columns.n_atoms[data.train].mean())
+    return needs(
+        data.structures, atoms_per_batch, multi * (d.rad_order + d.ang_order + 2), d.rad_order, d.rad_cutoff,
+        d.ang_order, d.ang_cutoff, layouts, torch.finfo(dtype).bits // 8, cfg.force.weight > 0,
+    )
 
 
 def build_trainer(

@@ -1,0 +1,83 @@
+"""What a setting needs of memory, estimated before anything is allocated, and refused when it cannot fit.
+
+The estimates are coarse (within a factor of a few) but cheap: a batch's pair and triplet terms
+from the data's atom density, the features, and the networks with their gradients and optimiser
+state. A setting whose estimate exceeds the machine's memory is refused naming its key; one
+within it proceeds (the estimate is no promise that it fits beside everything else).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from aenet_exp.data import Structure
+from aenet_exp.errors import ConfigError
+
+SAMPLED_STRUCTURES = 64  # structures whose density is looked at
+# Floats kept per radial term of a pair and per angular term of a triplet by the descriptor's forward
+# pass (the recurrence, the cutoff product, the weighted copy), twice with autograd for forces.
+FLOATS_PER_TERM = 4
+ARRAYS_PER_WEIGHT = 4  # the weight, its gradient, and two optimiser moments (Adam)
+PAIR_LIST_BYTES = 48  # a pair's centre, neighbour (int64), cell shift (3 × int64) and distance (float64)
+
+
+class Need(NamedTuple):
+    key: str  # the config key that drives it
+    bytes: float
+    what: str
+
+
+def machine_memory() -> int:
+    """The machine's physical memory, bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def neighbours_within(structures: Sequence[Structure], cutoff: float) -> float:
+    """The most neighbours an atom may have within ``cutoff`` (Å), from the density of a sample of ``structures``."""
+    step = max(1, len(structures) // SAMPLED_STRUCTURES)
+    most = 0.0
+    for index in range(0, len(structures), step):
+        s = structures[index]
+        if s.is_periodic and s.cell is not None:
+            density = s.n_atoms / abs(float(np.linalg.det(s.cell)))
+            most = max(most, density * 4.0 / 3.0 * math.pi * cutoff**3)
+        else:
+            most = max(most, s.n_atoms - 1)
+    return most
+
+
+def needs(
+    structures: Sequence[Structure], atoms_per_batch: float, n_features: int, rad_order: int, rad_cutoff: float,
+    ang_order: int, ang_cutoff: float, layouts: Mapping[str, Sequence[int]], float_bytes: int, forces: bool,
+) -> list[Need]:
+    """The largest consumers of memory of a training step, with the keys that size them."""
+    pairs = neighbours_within(structures, max(rad_cutoff, ang_cutoff))
+    angular_pairs = neighbours_within(structures, ang_cutoff)
+    kept = FLOATS_PER_TERM * float_bytes * (2 if forces else 1)
+    weights = sum(n_features * h[0] + sum(a * b for a, b in zip(h, h[1:])) + h[-1] for h in layouts.values() if h)
+    return [
+        Need("descriptor.rad_cutoff", atoms_per_batch * pairs * ((rad_order + 1) * kept + PAIR_LIST_BYTES),
+             f"pair terms of a batch ({pairs:.3g} neighbours per atom)"),
+        Need("descriptor.ang_cutoff", atoms_per_batch * angular_pairs**2 / 2 * (ang_order + 1) * kept,
+             f"triplet terms of a batch ({angular_pairs**2 / 2:.3g} triplets per atom)"),
+        Need("descriptor.rad_order", atoms_per_batch * n_features * float_bytes * 2, "features of a batch"),
+        Need("model.hidden", weights * ARRAYS_PER_WEIGHT * float_bytes,
+             f"networks ({weights:.3g} weights with gradients and optimiser state)"),
+    ]
+
+
+def check_memory(found: list[Need], available: int | None = None) -> None:
+    """ConfigError naming the key of the largest need when it alone exceeds the machine's memory."""
+    available = machine_memory() if available is None else available
+    largest = max(found, key=lambda need: need.bytes)
+    if largest.bytes > available:
+        raise ConfigError(
+            largest.key,
+            f"would need about {largest.bytes / 2**30:.3g} GiB for the {largest.what}, more than this machine's "
+            f"{available / 2**30:.3g} GiB; choose a smaller value (or smaller batches, optimizer.batchsize)",
+        )
