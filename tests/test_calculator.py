@@ -102,3 +102,15 @@ def test_load_from_run_directory_or_file_in_float64(tmp_path, tio2):
     with pytest.raises(FileNotFoundError, match="no model file"):
         Calculator.load(tmp_path / "missing")
 
+
+
+def test_coincident_atoms_are_named_not_given_nan_forces():
+    molecule = Atoms("HHO", positions=[[0, 0, 0], [0, 0, 0], [0.96, 0, 0]])
+    molecule.calc = Calculator(make_potential(["H", "O"], seed=1))
+    with pytest.raises(ValueError, match=r"atoms 0 \(H\) and 1 \(H\) are 0.000 Å apart"):
+        molecule.get_forces()
+
+
+def test_predicting_nothing_gives_nothing(calculator):
+    energies, forces = calculator.predict([])
+    assert energies.shape == (0,) and forces == []

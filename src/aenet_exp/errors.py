@@ -48,6 +48,18 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost error behind ``error``: a database driver's (SQLAlchemy's ``orig``), or the chain's end."""
+    seen = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        inner = getattr(error, "orig", None) or error.__cause__ or error.__context__
+        if not isinstance(inner, BaseException):
+            break
+        error = inner
+    return error
+
+
 class AenetWarning(UserWarning):
     """A setting or data that is probably not what the user meant; training goes on."""
 

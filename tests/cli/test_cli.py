@@ -7,7 +7,7 @@ import pytest
 
 from aenet_exp.training.dataset import SHARED_PREFIX
 
-from conftest import FAST, run_cli, runs_of, store_uri
+from conftest import FAST, SMALL, run_cli, runs_of, store_uri
 
 pytestmark = pytest.mark.slow
 
@@ -237,3 +237,57 @@ def test_unusable_store_or_output_dir_fails_before_training(tmp_path):
     result = run_cli("train", *FAST, "tracking.enabled=false", f"resume={blocker}", cwd=tmp_path)
     assert result.returncode == 2 and "aenet_exp: error: resume: " in result.stderr
 
+
+
+@pytest.mark.parametrize(
+    "override, line",
+    [
+        ("optimizer.mus=0.1", "optimizer.mus: no such key in optimizer; did you mean optimizer.mu"),
+        ("force.weight=abc", "force.weight: Value 'abc' of type 'str' could not be converted to Float"),
+        ("optimizer=rmsprop", "optimizer=rmsprop: no such option; the options of optimizer are adam, adamw, sgd"),
+        ("force.weight=[", "cannot parse the override: "),
+        ("+optimizer.lr_typo=1", "optimizer.lr_typo: no such key in optimizer; did you mean optimizer.lr"),
+    ],
+)
+def test_hydras_composition_errors_are_one_line_exit_2(tmp_path, override, line):
+    result = run_cli("train", *FAST, f"tracking.uri={store_uri(tmp_path)}", override, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith(f"aenet_exp: error: {line}"), result.stderr
+    assert result.stderr.count("\n") == 1 and "base_" not in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_build_db_into_a_directory_or_an_unwritable_place_is_one_line(tmp_path):
+    (tmp_path / "a-directory").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    for target, message in (("a-directory", "is a directory"), ("a-file/db.h5", "cannot write the database")):
+        result = run_cli("build-db", f"data.path={SMALL}", f"data.database={target}", cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_resume_refuses_a_corrupt_checkpoint_and_overrides_that_change_the_run(tmp_path):
+    first = run_cli("train", *FAST, f"tracking.uri={store_uri(tmp_path)}", "hydra.run.dir=run", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    changed = run_cli("train", "resume=run", "iterations=4", "optimizer.mu=0.1", cwd=tmp_path)
+    assert changed.returncode == 2 and "aenet_exp: error: resume: " in changed.stderr and "optimizer.mu" in changed.stderr
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:500])
+    corrupt = run_cli("train", "resume=run", "iterations=4", cwd=tmp_path)
+    assert corrupt.returncode == 2 and "not an aenet_exp checkpoint" in corrupt.stderr
+    assert corrupt.stderr.count("\n") == 1 and "Traceback" not in corrupt.stderr
+    assert not (tmp_path / "outputs").exists()  # a resumed run works in its own folder
+
+
+def test_three_trainings_at_once_on_a_new_store_all_record(tmp_path):
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path}/new/mlflow.db"
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "aenet_exp", "train", *FAST, f"tracking.uri={uri}", f"hydra.run.dir=r{k}"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for k in range(3)
+    ]
+    results = [(p.wait(timeout=300), p.communicate()[1]) for p in processes]
+    assert [code for code, _ in results] == [0, 0, 0], results
+    _, runs = runs_of(uri)
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}

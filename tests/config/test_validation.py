@@ -100,3 +100,53 @@ def test_optimizer_chosen_by_name_is_refused_clearly(overrides, key):
     with pytest.raises(ConfigError, match=f"^{key}: "):
         validate(compose_train(*overrides))
 
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("optimizer.mu=inf", "optimizer.mu"),
+        ("optimizer.epsilon=inf", "optimizer.epsilon"),
+        ("normalization.E_shift=nan", "normalization.E_shift"),
+        ("normalization.E_scaling=inf", "normalization.E_scaling"),
+        ("normalization.E_atomic={O: nan, Ti: -1604.6}", "normalization.E_atomic"),
+        ("scheduler.min_lr=inf", "scheduler.min_lr"),
+        ("data.max_energy=nan", "data.max_energy"),
+        ("descriptor.rad_cutoff=inf", "descriptor.rad_cutoff"),
+        ("force.weight=nan", "force.weight"),
+    ],
+)
+def test_nan_and_inf_are_refused_wherever_a_float_is_expected(override, key):
+    with pytest.raises(ConfigError, match=f"^{key}: expected a finite number|^{key}: expected .*finite"):
+        validate(compose_train(override))
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("data.path=2024", "data.path"),  # a folder named 2024: Hydra parses the name as a number
+        ("data.path={a: 1}", "data.path"),
+        ("data.test_path=5", "data.test_path"),
+        ("normalization.E_atomic=5", "normalization.E_atomic"),
+        ("seed=18446744073709551616", "seed"),
+    ],
+)
+def test_values_of_the_wrong_kind_are_one_line_naming_the_key(override, key):
+    with pytest.raises(ConfigError, match=f"^{key}: expected ") as refused:
+        validate(compose_train(override))
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("override", ["+optimizer.lr_typo=1", "+force.fractoin=0.3", "+tracking.uri_typo=x"])
+def test_keys_added_with_plus_must_exist_in_the_schema(override):
+    key = override[1:].split("=")[0]
+    with pytest.raises(ConfigError, match=f"^{key}: no such key in {key.rsplit('.', 1)[0]}; did you mean "):
+        validate(compose_train(override))
+
+
+def test_a_resumed_run_takes_only_what_may_change():
+    from aenet_exp.config.validation import check_resume_overrides
+
+    check_resume_overrides(["resume=run", "iterations=20", "tracking.show_progress=false", "tracking.enabled=false"])
+    with pytest.raises(ConfigError, match="^resume: .*optimizer.mu, force.weight cannot change"):
+        check_resume_overrides(["resume=run", "optimizer.mu=0.1", "+force.weight=0.3"])

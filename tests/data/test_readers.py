@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -402,3 +405,37 @@ def test_extxyz_nan_energy_in_frame_0_names_frame(tmp_path):
     with raises_at(path, "frame 0: energy is NaN or inf"):
         read_structures(path)
 
+
+
+def read_with_timeout(path, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``read_structures(path)`` in a subprocess: a reader that hangs or exhausts memory must not take the tests along."""
+    code = f"from aenet_exp.data import read_structures; read_structures({str(path)!r})"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_only_regular_files_are_read(tmp_path, kind):
+    path = tmp_path / "structure.xsf"
+    if kind == "fifo":
+        os.mkfifo(path)  # reading it would wait for a writer forever
+    else:
+        path.symlink_to("/dev/zero")  # reading it would fill the memory
+    done = read_with_timeout(path)
+    assert done.returncode == 1 and f"DataError: {path}: not a regular file" in done.stderr
+
+
+def test_a_file_above_the_size_limit_is_named(tmp_path, monkeypatch):
+    import aenet_exp.data.readers as readers
+
+    monkeypatch.setattr(readers, "MAX_FILE_BYTES", 100)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(SMALL_XSF))}: \d+ bytes, more than the 100"):
+        read_structures(SMALL_XSF)
+
+
+def test_extxyz_energy_that_is_not_a_number_names_the_frame(tmp_path):
+    lines = ETHANOL.read_text().splitlines()[:22]
+    lines[12] = re.sub(r"energy=\S+", "energy=abc", lines[12])
+    path = write(tmp_path, "\n".join(lines) + "\n", "bad.xyz")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: frame 1: energy: expected numbers, got 'abc'"):
+        read_structures(path)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from aenet_exp.config.validation import ConfigError
+from aenet_exp.training import run
 
 from conftest import train
 
@@ -47,3 +48,38 @@ def test_checkpoint_refuses_code_and_resume_names_missing_checkpoint(fast_config
     with pytest.raises(ConfigError, match="^resume: no checkpoint.pt"):
         validate(fast_config(f"resume={tmp_path / 'nothing'}"))
 
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "not an aenet_exp checkpoint"), (b"\x00\xffgarbage" * 8, "not an aenet_exp checkpoint"),
+     ("pickle", "not an aenet_exp checkpoint"), ("no model", "incomplete aenet_exp checkpoint")],
+    ids=["empty", "random-bytes", "foreign-pickle", "dict-without-the-model"],
+)
+def test_a_corrupt_or_foreign_checkpoint_is_one_user_error(tmp_path, content, message):
+    from aenet_exp.errors import UserError
+    from aenet_exp.training.checkpoint import load_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    if content == "pickle":
+        torch.save({"weights": torch.zeros(2)}, path)
+    elif content == "no model":
+        torch.save({"format": "aenet_exp-checkpoint", "epoch": 3}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UserError, match=f"^{path}: .*{message}") as refused:
+        load_checkpoint(tmp_path)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_truncated_checkpoint_is_one_user_error(fast_config, tmp_path):
+    from aenet_exp.errors import UserError
+    from aenet_exp.training.checkpoint import load_checkpoint
+
+    run(fast_config(), tmp_path / "run")
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    with pytest.raises(UserError, match="not an aenet_exp checkpoint"):
+        run(fast_config(f"resume={tmp_path / 'run'}"), tmp_path / "x")
+    with pytest.raises(UserError, match="not an aenet_exp checkpoint"):
+        load_checkpoint(tmp_path / "run")

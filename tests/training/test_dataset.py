@@ -102,3 +102,82 @@ def test_database_filters_use_columns(fast_config, tmp_path):
     assert data.removed["max_forces"] == 2 and len(data.structures) == 14
     assert data.structures[0].n_atoms == data.columns.n_atoms[0]
 
+
+
+OVERLAPPING = (
+    "# total energy = -10.0 eV\nCRYSTAL\nPRIMVEC\n4 0 0\n0 4 0\n0 0 4\nPRIMCOORD\n3 1\nTi 0 0 0\nO 2 2 2\nO 2.05 2 2\n"
+)
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_a_database_of_overlapping_atoms_is_refused_like_files_are(fast_config, tmp_path, version):
+    """The database records each structure's closest pair at build time (version 1 databases are checked by reading)."""
+    import shutil
+
+    import h5py
+
+    from aenet_exp.data.hdf5 import build_database
+
+    for path in sorted(SMALL.glob("*.xsf"))[:4]:
+        shutil.copy(path, tmp_path / path.name)
+    bad = tmp_path / "zz_overlap.xsf"
+    bad.write_text(OVERLAPPING)
+    database = tmp_path / "set.h5"
+    build_database(tmp_path, database)
+    if version == 1:
+        with h5py.File(database, "a") as h5:
+            del h5["min_distance"]
+            h5.attrs["format_version"] = 1
+    with pytest.raises(DataError, match=rf"^{bad}: frame 0: atoms 1 \(O\) and 2 \(O\) are 0.050 Å apart"):
+        prepare_data(fast_config(f"data.database={database}"))
+
+
+def scaled_copy(tmp_path, factor: float, which: slice) -> list:
+    """The small TiO2 files with the energies of the structures ``which`` multiplied by ``factor``."""
+    import re
+
+    names = []
+    for k, path in enumerate(sorted(SMALL.glob("*.xsf"))):
+        text = path.read_text()
+        if k in range(16)[which]:
+            energy = float(re.search(r"total energy = (\S+)", text).group(1))
+            text = re.sub(r"total energy = \S+", f"total energy = {energy * factor!r}", text)
+        (tmp_path / path.name).write_text(text)
+        names.append(path.name)
+    return names
+
+
+def test_an_energy_far_from_the_others_is_named(fast_config, tmp_path):
+    from aenet_exp.errors import AenetWarning
+
+    names = scaled_copy(tmp_path, 1e6, slice(5, 6))
+    with pytest.warns(AenetWarning, match=rf"^data: 1 structures have cohesive energies beyond ±50 eV/atom .*{names[5]}"):
+        prepare_data(fast_config(f"data.path={tmp_path}"))
+
+
+def test_energies_in_the_wrong_units_are_told(fast_config, tmp_path):
+    from aenet_exp.errors import AenetWarning
+
+    scaled_copy(tmp_path, 1000.0, slice(None))
+    with pytest.warns(AenetWarning, match=r"16 structures have cohesive energies beyond ±50 eV/atom .*are the energies in eV"):
+        prepare_data(fast_config(f"data.path={tmp_path}"))
+
+
+def test_an_outlier_within_plausible_energies_is_named_by_its_robust_z(fast_config, tmp_path):
+    import re
+    import warnings
+
+    from aenet_exp.errors import AenetWarning
+
+    path = sorted(SMALL.glob("*.xsf"))[3]
+    for source in sorted(SMALL.glob("*.xsf")):
+        (tmp_path / source.name).write_text(source.read_text())
+    text = path.read_text()
+    atoms = int(text.split("PRIMCOORD")[1].split()[0])
+    energy = float(re.search(r"total energy = (\S+)", text).group(1)) + 30.0 * atoms  # 30 eV/atom above
+    (tmp_path / path.name).write_text(re.sub(r"total energy = \S+", f"total energy = {energy!r}", text))
+    with pytest.warns(AenetWarning, match=rf"1 structures have cohesive energies per atom far from the others .*{path.name}"):
+        prepare_data(fast_config(f"data.path={tmp_path}"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AenetWarning)
+        prepare_data(fast_config())  # the real data: no warning

@@ -38,6 +38,9 @@ except ImportError:  # limits moved or renamed in some MLflow version
     MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH = 6000, 100, 8000
 
 _logger = logging.getLogger(__name__)
+# MLflow announces creating and migrating a store's tables on stderr at INFO: noise in a training's output.
+for _noisy in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 FAILURE_REASON_TAG = "aenet_exp.failure_reason"
 REGISTERED_MODEL_TAG = "aenet_exp.registered_model"

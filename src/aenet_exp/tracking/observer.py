@@ -4,14 +4,13 @@ pyfunc model at the end."""
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from mlflow.entities import LoggedModelStatus
 
-from aenet_exp.errors import UserError, first_line
+from aenet_exp.errors import UserError, first_line, root_cause, warn
 from aenet_exp.files import write_atomically
 from aenet_exp.rundir import MODEL_FILE, RUN_ID_FILE
 from aenet_exp.tracking.flatten import flatten_params
@@ -94,7 +93,7 @@ class MlflowObserver(Callback):
         except Exception as error:  # the store or the run is gone
             raise TrackingUnavailable(
                 f"tracking.uri: the MLflow run {self.resume_run_id} of {self.run_dir} cannot be continued at {uri} "
-                f"({first_line(error)}); resume with tracking.enabled=false, or delete {self.run_dir / RUN_ID_FILE} "
+                f"({first_line(root_cause(error))}); resume with tracking.enabled=false, or delete {self.run_dir / RUN_ID_FILE} "
                 "to record the rest as a new MLflow run"
             ) from None
         print(f"MLflow run {self.run.run_id} continued at {uri}")
@@ -141,7 +140,7 @@ class MlflowObserver(Callback):
         except Exception as error:  # MLflow, SQLAlchemy and the OS raise many types
             where = f"; the checkpoint in {self.run_dir} is kept: resume={self.run_dir} continues" if self.run_dir else ""
             raise TrackingUnavailable(
-                f"tracking.uri: the MLflow store at {self.tracking['uri']} failed {when}: {first_line(error)}{where}"
+                f"tracking.uri: the MLflow store at {self.tracking['uri']} failed {when}: {first_line(root_cause(error))}{where}"
             ) from error
 
     def log_model(self, potential_file: Path, step: int) -> None:
@@ -162,4 +161,4 @@ class MlflowObserver(Callback):
         try:
             self.run.finish(status, reason=f"{type(error).__name__}: {error}")
         except Exception as failure:  # the store itself may be what failed
-            warnings.warn(f"MLflow run {self.run.run_id} could not be marked {status}: {first_line(failure)}", stacklevel=1)
+            warn(f"MLflow run {self.run.run_id} could not be marked {status}: {first_line(root_cause(failure))}")

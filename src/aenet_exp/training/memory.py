@@ -60,15 +60,22 @@ def needs(
     angular_pairs = neighbours_within(structures, ang_cutoff)
     kept = FLOATS_PER_TERM * float_bytes * (2 if forces else 1)
     weights = sum(n_features * h[0] + sum(a * b for a, b in zip(h, h[1:])) + h[-1] for h in layouts.values() if h)
+    triplets = angular_pairs**2 / 2
     return [
-        Need("descriptor.rad_cutoff", atoms_per_batch * pairs * ((rad_order + 1) * kept + PAIR_LIST_BYTES),
-             f"pair terms of a batch ({pairs:.3g} neighbours per atom)"),
-        Need("descriptor.ang_cutoff", atoms_per_batch * angular_pairs**2 / 2 * (ang_order + 1) * kept,
-             f"triplet terms of a batch ({angular_pairs**2 / 2:.3g} triplets per atom)"),
-        Need("descriptor.rad_order", atoms_per_batch * n_features * float_bytes * 2, "features of a batch"),
+        Need(larger(("descriptor.rad_order", rad_order + 1), ("descriptor.rad_cutoff", pairs)),
+             atoms_per_batch * pairs * ((rad_order + 1) * kept + PAIR_LIST_BYTES),
+             f"pair terms of a batch ({pairs:.3g} neighbours per atom, {rad_order + 1} radial terms each)"),
+        Need(larger(("descriptor.ang_order", ang_order + 1), ("descriptor.ang_cutoff", triplets)),
+             atoms_per_batch * triplets * (ang_order + 1) * kept,
+             f"triplet terms of a batch ({triplets:.3g} triplets per atom, {ang_order + 1} angular terms each)"),
         Need("model.hidden", weights * ARRAYS_PER_WEIGHT * float_bytes,
              f"networks ({weights:.3g} weights with gradients and optimiser state)"),
     ]
+
+
+def larger(*factors: tuple[str, float]) -> str:
+    """The key of the larger of two factors of a product: the one out of the ordinary."""
+    return max(factors, key=lambda factor: factor[1])[0]
 
 
 def check_memory(found: list[Need], available: int | None = None) -> None:

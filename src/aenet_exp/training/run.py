@@ -152,7 +152,7 @@ def memory_needs(cfg: DictConfig, data: PreparedData, dtype: torch.dtype) -> lis
     multi = 2 if len(data.species) > 1 else 1
     model = section(cfg, "model")
     layouts = {s: model["per_species"].get(s, model)["hidden"] for s in data.species}
-    atoms_per_batch = cfg.optimizer.batchsize * float(data.columns.n_atoms[data.train].mean())
+    atoms_per_batch = min(cfg.optimizer.batchsize, len(data.train)) * float(data.columns.n_atoms[data.train].mean())
     return needs(
         data.structures, atoms_per_batch, multi * (d.rad_order + d.ang_order + 2), d.rad_order, d.rad_cutoff,
         d.ang_order, d.ang_cutoff, layouts, torch.finfo(dtype).bits // 8, cfg.force.weight > 0,
