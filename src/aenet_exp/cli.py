@@ -153,6 +153,8 @@ class RunDirectoryCheck(Callback):
 
 
 COMMANDS = {"train": train, "build-db": build_db, "export": export}
+# build-db writes the database and nothing else: no run folder, no .hydra record.
+BUILD_DB_OVERRIDES = ["hydra.run.dir=.", "hydra.output_subdir=null"]
 
 
 def launch_overrides(args: list[str]) -> list[str]:
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     command = COMMANDS.get(args[0])
     if command is None:
         fail(f"unknown command {args[0]!r}; expected one of {sorted(COMMANDS)}")
-    extra = launch_overrides(args[1:]) if command is train else []
+    extra = launch_overrides(args[1:]) if command is train else BUILD_DB_OVERRIDES if command is build_db else []
     sys.argv = [f"aenet_exp {args[0]}", *args[1:], *extra]
     os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach us (below), not Hydra's multi-line report
     try:

@@ -133,7 +133,7 @@ def test_file_holds_arrays_only(tmp_path, source):
         assert h5["positions"].maxshape == (None, 3)
     objects = {name for name, dtype in found.items() if dtype.kind in "OV"}
     assert objects == {"sources"} and h5py.check_string_dtype(found["sources"]).encoding == "utf-8"
-    assert len(found) == 15
+    assert len(found) == 16  # version 2 adds min_distance
 
 
 def test_failing_build_leaves_no_file(tmp_path):
