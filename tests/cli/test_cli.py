@@ -291,3 +291,13 @@ def test_three_trainings_at_once_on_a_new_store_all_record(tmp_path):
     assert [code for code, _ in results] == [0, 0, 0], results
     _, runs = runs_of(uri)
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_runs_from_the_folder_above_a_checkout_named_aenet_exp(tmp_path):
+    """There a folder ``aenet_exp`` (the checkout, no ``__init__.py``) would shadow the installed package."""
+    from conftest import ROOT
+
+    (tmp_path / "aenet_exp").symlink_to(ROOT)
+    result = run_cli("train", "--cfg", "job", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "descriptor:" in result.stdout
