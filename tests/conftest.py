@@ -28,6 +28,7 @@ E_ATOMIC = {"O": -432.503149303, "Ti": -1604.604515075}  # eV, the TiO2 set's re
 # Settings that keep a training run to a second or two: a short descriptor and 16 tiny structures.
 FAST = [
     f"data.path={SMALL}",
+    "data.E_atomic={O: -432.503149303, Ti: -1604.604515075}",  # data.path names new data: its references with it
     "descriptor.rad_order=4",
     "descriptor.rad_cutoff=4.0",
     "descriptor.ang_order=2",
@@ -38,6 +39,7 @@ FAST = [
     "data.testpercent=25",
     "iterations=2",
     "tracking.show_progress=false",
+    "caching=none",  # every cache is tested against this plain baseline (tests/training/test_features.py)
 ]
 
 

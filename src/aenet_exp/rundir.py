@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -103,3 +104,15 @@ class RunDirectory:
         if self.handle is not None:
             os.close(self.handle)
             self.handle = None
+
+
+HYDRA_RECORD = ".hydra"
+
+
+def remove_unused_run_directory(directory: Path) -> None:
+    """Remove ``directory`` when it holds nothing but what starting a run put there (Hydra's record, the lock):
+    a run refused before training leaves no empty folder behind."""
+    if not directory.is_dir():
+        return
+    if {p.name for p in directory.iterdir()} <= {HYDRA_RECORD, LOCK_FILE}:
+        shutil.rmtree(directory, ignore_errors=True)

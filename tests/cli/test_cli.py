@@ -137,7 +137,7 @@ def test_progress_bars_on_a_terminal_only(tmp_path):
     fast = [a for a in FAST if not a.startswith("tracking.show_progress")] + ["tracking.enabled=false"]
     drawn = run_in_terminal(["train", *fast, "tracking.show_batch_progress=true"], tmp_path)
     assert "epochs: 100%" in drawn and "epoch 2:" in drawn
-    assert "loss=" in drawn and "E_test meV/at=" in drawn  # live loss and errors beside the bar
+    assert "loss " in drawn and " meV/atom" in drawn  # live loss and errors (train/test) beside the bar
     quiet = run_cli("train", *fast, "tracking.show_progress=true", cwd=tmp_path)
     assert quiet.returncode == 0 and "epochs:" not in quiet.stderr + quiet.stdout
     hidden = run_in_terminal(["train", *fast, "tracking.show_progress=false"], tmp_path)

@@ -88,8 +88,9 @@ def test_cuda_device_refused_without_cuda():
 
 def test_persist_dir_needs_a_cache_to_persist(tmp_path):
     with pytest.raises(ConfigError, match="^caching.persist_dir: .*none is on"):
-        validate(compose_train(f"caching.persist_dir={tmp_path}"))
+        validate(compose_train("caching=none", f"caching.persist_dir={tmp_path}"))
     validate(compose_train(f"caching.persist_dir={tmp_path}", "caching=force"))
+    validate(compose_train(f"caching.persist_dir={tmp_path}"))  # the default, caching=auto, keeps features
 
 
 @pytest.mark.parametrize(

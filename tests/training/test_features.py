@@ -28,6 +28,9 @@ FLAG_CASES = [  # (the run, the speed flags added to it)
     (SUBSAMPLED, ["caching.derivatives=true", "caching.features_for_force=true"]),
     (SUBSAMPLED, ["caching.derivatives=true", "caching.scope=train", "dataloader.num_workers=1"]),
     (["force=full"], ["caching.derivatives=true", "precision.memory_mode=cpu"]),
+    (["force=off"], ["caching=auto"]),
+    (SUBSAMPLED, ["caching=auto"]),
+    (["force=full", "dataloader.num_workers=1"], ["caching=auto", "caching.scope=train"]),
 ]
 
 
@@ -154,3 +157,20 @@ def test_dataloader_settings_reach_torch():
     assert (loader.num_workers, loader.prefetch_factor, loader.persistent_workers) == (2, 5, False)
     assert make_loader(dataset, BatchRequests(), 0, 5, True).num_workers == 0
 
+
+
+@pytest.mark.parametrize(
+    "setup, kept",
+    [(["force=off"], "features"), (["force=subsampled"], "features_for_force,derivatives"), ([], "features")],
+)
+def test_auto_caching_keeps_what_cannot_change_results(fast_config, tmp_path, setup, kept):
+    _, rec = train(fast_config("caching=auto", *setup), tmp_path)
+    assert rec.facts["caching.kept"] == kept
+
+
+def test_auto_caching_leaves_out_jacobians_that_would_not_fit(fast_config, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.modules["aenet_exp.training.run"], "machine_memory", lambda: 1000)  # bytes: nothing fits
+    _, rec = train(fast_config("caching=auto", "force=full"), tmp_path)
+    assert rec.facts["caching.kept"] == "features_for_force"

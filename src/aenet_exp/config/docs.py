@@ -35,13 +35,14 @@ def field_default(f: dataclasses.Field):
 
 
 def table(prefix: str, node: type) -> list[str]:
-    rows = ["| key | default | meaning | reference |", "|---|---|---|---|"]
+    rows = ["| key | default | unit | meaning | reference |", "|---|---|---|---|---|"]
     for f in dataclasses.fields(node):
         if "meaning" not in f.metadata:
             continue
         reference = f"`{f.metadata['reference']}`" if f.metadata["reference"] else ""
         key = f"{prefix}{f.name}"
-        rows.append(f"| `{key}` | {render_default(field_default(f))} | {f.metadata['meaning']} | {reference} |")
+        unit = f.metadata.get("unit", "")
+        rows.append(f"| `{key}` | {render_default(field_default(f))} | {unit} | {f.metadata['meaning']} | {reference} |")
     return rows
 
 

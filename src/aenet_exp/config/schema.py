@@ -42,9 +42,11 @@ SEED_LIMIT = 2**62
 SCHEDULERS = ("none", "cosine", "plateau")
 
 
-def param(default: Any, meaning: str, reference: str | None = None, rule: Rule | None = None) -> Any:
-    """A dataclass field with its documentation and range rule (lists and dicts are copied per instance)."""
-    metadata = {"meaning": meaning, "reference": reference, "rule": rule}
+def param(
+    default: Any, meaning: str, reference: str | None = None, rule: Rule | None = None, unit: str = ""
+) -> Any:
+    """A dataclass field with its documentation, unit and range rule (lists and dicts are copied per instance)."""
+    metadata = {"meaning": meaning, "reference": reference, "rule": rule, "unit": unit}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -59,24 +61,28 @@ REFERENCES = Rule(references, "{symbol: eV} with finite energies, the path of a 
 
 @dataclass
 class DataConfig:
-    name: str = param("custom", "a label for the data set, logged with the run")
+    name: Optional[str] = param(None, "a label for the data set, logged with the run (null: from data.path)")
     path: Any = param(
         MISSING, "structure file, directory, glob, tar archive, or a list of those", None, Rule(path_or_paths, STRUCTURES)
     )
     E_atomic: Any = param(
         None, "reference energies of the data set's species, {symbol: eV} or a file of isolated atoms "
         "(set by the data option that describes the data; normalization.E_atomic, when given, wins)", None, REFERENCES,
+        unit="eV",
     )
     testpercent: float = param(
         10.0, "percentage of structures held out for testing (0–100), seeded split", "testpercent",
         Rule(within(0, 100), "a percentage in [0, 100]"),
+        unit="%",
     )
     max_energy: Optional[float] = param(
-        None, "drop structures above this energy, eV/atom in the target energy space", "max_energy"
+        None, "drop structures above this energy, eV/atom in the target energy space", "max_energy",
+        unit="eV/atom",
     )
     max_forces: Optional[float] = param(
         None, "drop structures whose largest force component exceeds this, eV/Å", "max_forces",
         Rule(optional(positive), "a positive force in eV/Å, or null"),
+        unit="eV/Å",
     )
     test_path: Any = param(
         None, "external test set (file, directory, glob, archive or list); with it, data.path is all for training "
@@ -89,6 +95,7 @@ class DataConfig:
     in_memory_cache_size: int = param(
         2048, "structures kept per process in the database's LRU cache", "HDF5StructureDataset.in_memory_cache_size",
         Rule(non_negative, "a non-negative number of structures"),
+        unit="structures",
     )
     compression: Optional[str] = param("gzip", "database compression: gzip | lzf | null", "HDF5StructureDataset.compression")
     compression_level: Optional[int] = param(
@@ -102,10 +109,10 @@ class DescriptorConfig:
         None, "species order of the descriptor; null = every species of the data, sorted alphabetically"
     )
     rad_order: int = param(10, "highest radial Chebyshev order")
-    rad_cutoff: float = param(6.0, "radial cutoff, Å")
+    rad_cutoff: float = param(6.0, "radial cutoff, Å", unit="Å")
     ang_order: int = param(4, "highest angular Chebyshev order")
-    ang_cutoff: float = param(4.0, "angular cutoff, Å")
-    min_cutoff: float = param(0.0, "pairs closer than this are ignored, Å (ænet's Fortran code: 0)")
+    ang_cutoff: float = param(4.0, "angular cutoff, Å", unit="Å")
+    min_cutoff: float = param(0.0, "pairs closer than this are ignored, Å (ænet's Fortran code: 0)", unit="Å")
 
 
 @dataclass
@@ -123,7 +130,8 @@ class ModelConfig:
 class OptimizerConfig:
     name: str = param(MISSING, "adam | adamw | sgd (chosen by the optimizer group)", "method")
     batchsize: int = param(
-        32, "structures per batch", "method.batchsize", Rule(positive, "a positive number of structures per batch")
+        32, "structures per batch", "method.batchsize", Rule(positive, "a positive number of structures per batch"),
+        unit="structures",
     )
     weight_decay: float = param(
         0.0, "L2 penalty (adam, sgd) or decoupled weight decay (adamw)", "method.weight_decay",
@@ -183,13 +191,19 @@ class ForceConfig:
     min_structures_per_epoch: Optional[int] = param(
         1, "at least this many structures supervised on forces per epoch", "force_min_structures_per_epoch",
         Rule(optional(non_negative), "a non-negative count, or null"),
+        unit="structures",
     )
     scale_unbiased: bool = param(False, "multiply the force RMSE in the loss by sqrt(1/fraction)", "force_scale_unbiased")
-    epochs_per_window: int = param(1, "epochs between re-draws of the force subset", "epochs_per_force_window", EPOCHS)
+    epochs_per_window: int = param(1, "epochs between re-draws of the force subset", "epochs_per_force_window", EPOCHS, unit="epochs")
 
 
 @dataclass
 class CachingConfig:
+    auto: bool = param(
+        False, "keep what cannot change results and fits in memory: energy-only training keeps features; force "
+        "training keeps the features of structures not supervised on forces and, within a quarter of the memory, "
+        "the feature Jacobians of those that are (adds to the flags below; caching=none: nothing kept)",
+    )
     features: bool = param(False, "compute features once (energy-only training)", "cached_features")
     features_for_force: bool = param(
         False, "keep features of structures not supervised on forces during a force window", "cached_features_for_force"
@@ -219,6 +233,7 @@ class SchedulerConfig:
     warmup_epochs: int = param(
         0, "epochs of linear warm-up from warmup_start_factor × lr to lr, before the schedule", None,
         Rule(non_negative, "a non-negative number of epochs"),
+        unit="epochs",
     )
     warmup_start_factor: float = param(
         0.1, "learning-rate factor at the first warm-up epoch, (0, 1]", None, Rule(within(0, 1, low_open=True), "a factor in (0, 1]")
@@ -229,7 +244,8 @@ class SchedulerConfig:
         Rule(within(0, 1, low_open=True, high_open=True), "a factor in (0, 1)"),
     )
     patience: int = param(
-        10, "plateau: epochs without improvement before reducing", None, Rule(non_negative, "a non-negative number of epochs")
+        10, "plateau: epochs without improvement before reducing", None, Rule(non_negative, "a non-negative number of epochs"),
+        unit="epochs",
     )
     threshold: float = param(
         1e-4, "plateau: relative improvement that counts", None, Rule(non_negative, "a non-negative relative improvement")
@@ -242,6 +258,7 @@ class EarlyStoppingConfig:
     patience: Optional[int] = param(
         None, "stop after this many epochs without improvement of the metric and keep the best model (null: off)", None,
         Rule(optional(lambda x: x >= 1), "a positive number of epochs, or null"),
+        unit="epochs",
     )
     metric: str = param(
         "test/loss", "the metric watched, lower is better (test/* needs a test set; else train/*)", None, WATCHED_METRIC
@@ -263,6 +280,7 @@ class CheckpointConfig:
     every: int = param(
         10, "write checkpoint.pt every this many epochs (and at the end); 0: only at the end", None,
         Rule(non_negative, "a non-negative number of epochs"),
+        unit="epochs",
     )
 
 
@@ -271,10 +289,12 @@ class DataLoaderConfig:
     num_workers: int = param(
         0, "worker processes building neighbour lists and triplets", "num_workers",
         Rule(non_negative, "a non-negative number of worker processes"),
+        unit="processes",
     )
     prefetch_factor: int = param(
         2, "batches prepared ahead per worker (with workers)", "prefetch_factor",
         Rule(positive, "a positive number of batches per worker"),
+        unit="batches",
     )
     persistent_workers: bool = param(True, "keep workers (and their caches) between epochs", "persistent_workers")
 
@@ -302,14 +322,16 @@ class NormalizationConfig:
     E_atomic: Any = param(
         None, "{symbol: eV} or a structure file of isolated atoms; null: the data's own (data.E_atomic)", "E_atomic",
         REFERENCES,
+        unit="eV",
     )
     features: bool = param(True, "standardise features with training-set mean and std", "normalize_features")
     energy: bool = param(True, "shift and scale per-atom energies onto [−1, 1]", "normalize_energy")
     feature_stats: Optional[str] = param(None, ".npz or .json file with 'mean' and 'std' arrays", "feature_stats")
-    E_shift: Optional[float] = param(None, "per-atom energy shift, eV/atom (null: from the training set)", "E_shift")
+    E_shift: Optional[float] = param(None, "per-atom energy shift, eV/atom (null: from the training set)", "E_shift", unit="eV/atom")
     E_scaling: Optional[float] = param(
         None, "per-atom energy scale, eV/atom (null: from the training set)", "E_scaling",
         Rule(optional(positive), "a positive energy scale in eV/atom, or null"),
+        unit="eV/atom",
     )
 
 
@@ -342,7 +364,7 @@ class TrackingConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = param(100, "training epochs", "iterations", EPOCHS)
+    iterations: int = param(100, "training epochs", "iterations", EPOCHS, unit="epochs")
     seed: int = param(
         0, "seed of the split, initialisation, shuffling and force sampling", None,
         Rule(lambda x: non_negative(x) and below(SEED_LIMIT)(x), "a non-negative integer below 2**62"),

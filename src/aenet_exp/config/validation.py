@@ -159,7 +159,8 @@ def check_combinations(cfg: DictConfig) -> None:
         raise ConfigError(
             "caching.derivatives", "caches what force training needs, but force.weight is 0; train forces or drop it"
         )
-    if caching.persist_dir and not (caching.features or caching.features_for_force or caching.neighbors or caching.triplets):
+    if caching.persist_dir and not (caching.auto or caching.features or caching.features_for_force or caching.neighbors
+                                    or caching.triplets):
         raise ConfigError(
             "caching.persist_dir",
             "stores the neighbour, triplet and feature caches, but none is on; "

@@ -139,6 +139,10 @@ class MlflowRun:
         return self._info.run_id
 
     @property
+    def experiment_id(self) -> str:
+        return self._info.experiment_id
+
+    @property
     def artifact_uri(self) -> str:
         return self._info.artifact_uri
 

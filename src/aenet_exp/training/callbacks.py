@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -180,18 +181,23 @@ def cut(history) -> dict | None:
     return history
 
 
-BAR_FIELDS = {  # metric -> (label, factor to the shown unit)
-    "train/loss": ("loss", 1.0),
-    "train/energy_rmse": ("E_train meV/at", 1000.0),
-    "test/energy_rmse": ("E_test meV/at", 1000.0),
-    "train/force_rmse": ("F_train eV/Å", 1.0),
-    "test/force_rmse": ("F_test eV/Å", 1.0),
-}
+LOG_INTERVAL_S = 10.0  # without a terminal, a progress line at most this often (and after the last epoch)
 
 
-def bar_summary(metrics: dict[str, float]) -> dict[str, str]:
-    """The live loss and errors shown beside the epoch bar."""
-    return {label: f"{metrics[k] * factor:.4g}" for k, (label, factor) in BAR_FIELDS.items() if k in metrics}
+def error_summary(metrics: dict[str, float]) -> str:
+    """The loss and the train/test errors of an epoch in one short line (fits a progress bar in 120 columns):
+    ``loss 0.0123  E 12.3/13.1 meV/atom  F 0.214/0.221 eV/Å`` (train/test)."""
+
+    def pair(name: str, factor: float) -> str:
+        values = [f"{metrics[f'{split}/{name}'] * factor:.3g}" for split in ("train", "test") if f"{split}/{name}" in metrics]
+        return "/".join(values)
+
+    parts = [f"loss {metrics['train/loss']:.4g}"] if "train/loss" in metrics else []
+    if "train/energy_rmse" in metrics:
+        parts.append(f"E {pair('energy_rmse', 1000.0)} meV/atom")
+    if "train/force_rmse" in metrics:
+        parts.append(f"F {pair('force_rmse', 1.0)} eV/Å")
+    return "  ".join(parts)
 
 
 def on_terminal() -> bool:
@@ -200,12 +206,17 @@ def on_terminal() -> bool:
 
 
 class ProgressBar(Callback):
-    """``tracking.show_progress`` / ``show_batch_progress``: tqdm bars of epochs (with the live errors) and of
-    the batches of each epoch, on a terminal only."""
+    """``tracking.show_progress`` / ``show_batch_progress``: on a terminal, tqdm bars of epochs (with the live
+    errors, train/test) and of the batches of each epoch; elsewhere (a log file, a batch job) a line with the epoch and its
+    errors every :data:`LOG_INTERVAL_S` seconds and after the last epoch."""
 
     def __init__(self, epochs: int, first_epoch: int, batches_per_epoch: int, show_epochs: bool, show_batches: bool):
-        self.epochs = tqdm(total=epochs, initial=first_epoch, desc="epochs", unit="epoch") if show_epochs and on_terminal() else None
-        self.show_batches = show_batches and on_terminal()
+        terminal = on_terminal()
+        self.total = epochs
+        self.epochs = tqdm(total=epochs, initial=first_epoch, desc="epochs", unit="epoch") if show_epochs and terminal else None
+        self.log_lines = show_epochs and not terminal
+        self.last_line = time.monotonic()
+        self.show_batches = show_batches and terminal
         self.batches_per_epoch = batches_per_epoch
         self.batches = None
 
@@ -223,7 +234,11 @@ class ProgressBar(Callback):
             self.batches = None
         if self.epochs is not None:
             self.epochs.update(1)
-            self.epochs.set_postfix(bar_summary(metrics), refresh=False)
+            self.epochs.set_postfix_str(error_summary(metrics), refresh=False)
+        if self.log_lines and (time.monotonic() - self.last_line >= LOG_INTERVAL_S or epoch + 1 == self.total):
+            seconds = metrics.get("time/epoch_s", 0.0)
+            print(f"epoch {epoch + 1}/{self.total}  {error_summary(metrics)}  ({seconds:.3g} s/epoch)", flush=True)
+            self.last_line = time.monotonic()
 
     def on_fit_end(self, epochs_done: int) -> None:
         self.close()

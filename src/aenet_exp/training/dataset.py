@@ -50,6 +50,21 @@ class PreparedData:
 
 
 SHARED_PREFIX = "../shared/"
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".h5")
+
+
+def data_label(path, database: str | None = None) -> str:
+    """A short name for the data at ``path`` (``data.name`` when not given): the file's or folder's name
+    without its suffix (``train.xyz`` -> ``train``, ``dft/*.xsf`` -> ``dft``), ``+N`` for N more sources."""
+    paths = [path] if isinstance(path, str) else list(path)
+    first = Path(str(database or paths[0]))
+    name = first.name
+    if "*" in name or "?" in name or not name:
+        name = first.parent.name or "data"
+    for suffix in ARCHIVE_SUFFIXES:
+        name = name.removesuffix(suffix)
+    name = Path(name).stem if "." in name else name
+    return name + (f"+{len(paths) - 1}" if len(paths) > 1 and not database else "")
 
 
 def load_structures(source) -> list[Structure]:

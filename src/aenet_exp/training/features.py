@@ -169,6 +169,10 @@ class FeatureSource:
     features). Graphs keep their neighbour pairs (``neighbors``) or whole graph (``triplets``),
     also in ``persist_dir`` with the features. Only structures of ``scope`` are kept.
 
+    ``auto`` keeps, besides what the flags ask, what cannot change results: the features of
+    energy-only training; with ``force_training`` the features of structures not supervised on
+    forces and, when ``jacobians_fit`` in memory, the feature Jacobians of those that are.
+
     Args (besides the ``caching`` keys):
         structures: the run's structures; ``splits``: ``{"train": indices, "test": indices}``.
         storage: where kept features and Jacobians live (``precision.memory_mode``).
@@ -179,6 +183,7 @@ class FeatureSource:
 
     def __init__(
         self,
+        auto: bool = False,
         features: bool = False,
         features_for_force: bool = False,
         neighbors: bool = False,
@@ -194,7 +199,15 @@ class FeatureSource:
         device: torch.device,
         loader: Mapping[str, object],
         timer: PhaseTimer,
+        force_training: bool = False,
+        jacobians_fit: bool = False,
     ):
+        if auto:  # what cannot change results, and fits: ``jacobians_fit`` (estimated by the caller)
+            features = features or not force_training
+            features_for_force = features_for_force or force_training
+            derivatives = derivatives or (force_training and jacobians_fit)
+        self.kept = [name for name, on in (("features", features), ("features_for_force", features_for_force),
+                     ("neighbors", neighbors), ("triplets", triplets), ("derivatives", derivatives)) if on]
         self.structures = structures
         self.descriptor = descriptor
         self.device, self.dtype = device, descriptor.dtype

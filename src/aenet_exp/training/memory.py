@@ -88,3 +88,16 @@ def check_memory(found: list[Need], available: int | None = None) -> None:
             f"would need about {largest.bytes / 2**30:.3g} GiB for the {largest.what}, more than this machine's "
             f"{available / 2**30:.3g} GiB; choose a smaller value (or smaller batches, optimizer.batchsize)",
         )
+
+
+def jacobian_bytes(structures: Sequence[Structure], indices: Sequence[int], cutoff: float, n_features: int,
+                   float_bytes: int) -> float:
+    """What the feature Jacobians (``caching.derivatives``) of the structures ``indices`` take, bytes: a
+    ``(n_features, 3)`` block per atom and neighbour (and the atom itself), from the data's mean density."""
+    if len(indices) == 0:
+        return 0.0
+    step = max(1, len(indices) // SAMPLED_STRUCTURES)
+    sample = [structures[int(i)] for i in indices[::step]]
+    per_atom = np.mean([neighbours_within([s], cutoff) + 1 for s in sample])
+    atoms = np.mean([s.n_atoms for s in sample]) * len(indices)
+    return float(atoms * per_atom * n_features * 3 * float_bytes)

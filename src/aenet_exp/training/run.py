@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -43,12 +44,12 @@ from aenet_exp.training.callbacks import (
     TimingSummary,
 )
 from aenet_exp.training.checkpoint import load_checkpoint
-from aenet_exp.training.dataset import PreparedData, prepare_data
+from aenet_exp.training.dataset import PreparedData, data_label, prepare_data
 from aenet_exp.training.distributed import Ranks, joined
 from aenet_exp.training.events import Callback, TrainingResult
 from aenet_exp.training.features import FeatureSource
 from aenet_exp.training.loop import fit, notify, notify_failure, terminated_as_interrupt
-from aenet_exp.training.memory import Need, check_memory, needs
+from aenet_exp.training.memory import Need, check_memory, jacobian_bytes, machine_memory, needs
 from aenet_exp.training.metrics import metrics_of
 from aenet_exp.training.normalization import fit_normalization
 from aenet_exp.training.optim import build_optimizer
@@ -106,6 +107,8 @@ def train_here(
     device: torch.device,
 ) -> dict[str, float]:
     """:func:`run_process` in the run directory it owns."""
+    if cfg.data.name is None:
+        cfg.data.name = data_label(section(cfg, "data")["path"], cfg.data.database)
     dtype = resolve_dtype(cfg.precision.dtype, device)
     data = prepared_data(cfg)
     check_watched_metrics(cfg, len(data.test) > 0)
@@ -127,7 +130,8 @@ def train_here(
         if ranks.main:
             callbacks += main_callbacks(cfg, trainer, history, stopping, output_dir, observers, first_epoch)
         facts = {
-            **data.facts(), **fitted, "precision.resolved_device": str(device),
+            **data.facts(), **fitted, "caching.kept": ",".join(trainer.source.kept) or "none",
+            "precision.resolved_device": str(device),
             "precision.resolved_dtype": str(dtype).removeprefix("torch."), "distributed.world_size": ranks.size,
         }
         notify(callbacks, "on_start", OmegaConf.to_container(cfg, resolve=True), facts)
@@ -159,6 +163,15 @@ def memory_needs(cfg: DictConfig, data: PreparedData, dtype: torch.dtype) -> lis
     )
 
 
+def jacobians_fit(data: PreparedData, potential: Potential) -> bool:
+    """Whether the feature Jacobians of every structure with forces fit in a quarter of the machine's memory."""
+    with_forces = np.flatnonzero(data.columns.has_forces)
+    descriptor = potential.descriptor
+    size = jacobian_bytes(data.structures, with_forces, descriptor.cutoff, descriptor.n_features,
+                          torch.finfo(descriptor.dtype).bits // 8)
+    return size < machine_memory() / 4
+
+
 def build_trainer(
     cfg: DictConfig, data: PreparedData, potential: Potential, supervision: ForceSupervision, device: torch.device,
     ranks: Ranks,
@@ -169,7 +182,8 @@ def build_trainer(
     source = FeatureSource(
         **section(cfg, "caching"), structures=data.structures, descriptor=potential.descriptor,
         splits={"train": data.train, "test": data.test}, storage=feature_device, device=device,
-        loader=section(cfg, "dataloader"), timer=timer,
+        loader=section(cfg, "dataloader"), timer=timer, force_training=supervision.active,
+        jacobians_fit=jacobians_fit(data, potential) if supervision.active else False,
     )
     optimizer = build_optimizer(potential.networks.parameters(), **section(cfg, "optimizer"))
     schedule = EpochSchedule(optimizer, cfg.iterations, **section(cfg, "scheduler"))
