@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import math
 import re
@@ -16,7 +17,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from mlflow.entities import LoggedModel, LoggedModelOutput, LoggedModelStatus, Metric, Param, Run, RunTag
+from mlflow.entities import (
+    Dataset,
+    DatasetInput,
+    InputTag,
+    LoggedModel,
+    LoggedModelOutput,
+    LoggedModelStatus,
+    Metric,
+    Param,
+    Run,
+    RunTag,
+)
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import ALREADY_EXISTS, RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.tracking import MlflowClient
@@ -43,6 +55,9 @@ for _noisy in ("mlflow.store.db.utils", "alembic.runtime.migration"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 FAILURE_REASON_TAG = "aenet_exp.failure_reason"
+# MLflow 3's UI opens an experiment of this kind on its runs table (not on the GenAI traces overview).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = {EXPERIMENT_KIND_TAG: "custom_model_development"}
 REGISTERED_MODEL_TAG = "aenet_exp.registered_model"
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 SQLITE_PREFIX = "sqlite:///"
@@ -165,6 +180,14 @@ class MlflowRun:
         for chunk in _chunks(entities, MAX_METRICS_PER_BATCH):
             self._log_batch(metrics=chunk)
 
+    def log_dataset(self, name: str, digest: str, source: str, profile: Mapping[str, object]) -> None:
+        """Record the training data as the run's dataset input (MLflow's Dataset column): its name, source,
+        digest and a profile of counts."""
+        dataset = Dataset(name=name, digest=digest, source_type="local", source=json.dumps({"uri": source}),
+                          profile=json.dumps(dict(profile)))
+        entry = DatasetInput(dataset, tags=[InputTag(key="mlflow.data.context", value="training")])
+        retry_locked(partial(self._client.log_inputs, self.run_id, datasets=[entry]))
+
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Set run tags (keys sanitised, values truncated)."""
         entities = [RunTag(k, v) for k, v in _clean(tags, MAX_TAG_VAL_LENGTH).items()]
@@ -243,6 +266,13 @@ class MlflowRun:
         retry_locked(partial(self._client.set_terminated, self.run_id, status))
         self._finished = True
 
+    def children(self) -> list[Run]:
+        """The runs that name this one as their parent (the jobs of a sweep)."""
+        return list(retry_locked(partial(
+            self._client.search_runs, [self._info.experiment_id],
+            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.run_id}'",
+        )))
+
     def child_count(self) -> int:
         """How many runs name this one as their parent."""
         runs = retry_locked(
@@ -318,16 +348,19 @@ def store_lock(db_path: Path | None) -> Iterator[None]:
 def get_or_create_experiment(
     client: MlflowClient, name: str, artifact_location: str | None = None
 ) -> str:
-    """Return the id of experiment `name`, creating it if missing (race-safe)."""
+    """Return the id of experiment `name`, creating it if missing (race-safe), marked as model training."""
     experiment = retry_locked(partial(client.get_experiment_by_name, name))
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return retry_locked(partial(client.create_experiment, name, artifact_location))
-    except MlflowException as exc:
-        if not _already_exists(exc):
-            raise
-    return retry_locked(partial(client.get_experiment_by_name, name)).experiment_id
+    if experiment is None:
+        try:
+            retry_locked(partial(client.create_experiment, name, artifact_location, tags=MODEL_TRAINING))
+        except MlflowException as exc:
+            if not _already_exists(exc):
+                raise
+        experiment = retry_locked(partial(client.get_experiment_by_name, name))
+    if EXPERIMENT_KIND_TAG not in experiment.tags:  # made by an older aenet_exp, or by hand
+        retry_locked(partial(client.set_experiment_tag, experiment.experiment_id, EXPERIMENT_KIND_TAG,
+                             MODEL_TRAINING[EXPERIMENT_KIND_TAG]))
+    return experiment.experiment_id
 
 
 def _already_exists(exc: MlflowException) -> bool:

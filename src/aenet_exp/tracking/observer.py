@@ -30,6 +30,37 @@ def recorded_run_id(run_dir: str | Path) -> str | None:
     return path.read_text().strip() if path.is_file() else None
 
 
+# Overrides that say where things are, not what differs: left out of run names.
+UNNAMED = ("hydra.", "tracking.", "data.path", "data.test_path", "data.database", "data.E_atomic", "data.name",
+           "normalization.E_atomic", "resume", "init_from", "caching.persist_dir")
+MAX_NAME = 80
+
+
+def run_name_of(overrides: Sequence[str], data_name: str) -> str:
+    """A run name saying what differs: the experiment, then the overrides as ``key=value`` with the key's last
+    part (``mu=0.001 fraction=0.1``); the data's name when the data was given, or when nothing else differs."""
+    parts, data_given = [], False
+    for override in overrides:
+        key, _, value = override.partition("=")
+        key = key.lstrip("+~")
+        if key in ("data", "data.path", "data.database"):
+            data_given = True
+        if key == "experiment":
+            parts.insert(0, value)
+        elif not key.startswith(UNNAMED) and key != "data":
+            parts.append(f"{key.rsplit('.', 1)[-1]}={value}")
+    if data_given or not parts:
+        parts.insert(0, data_name)
+    name = " ".join(parts)
+    return name if len(name) <= MAX_NAME else name[: MAX_NAME - 1] + "…"
+
+
+def dataset_profile(facts: Mapping[str, object]) -> dict[str, object]:
+    """What the Dataset column shows of the data: structures, atoms, species, forces, the split."""
+    keys = ("structures", "atoms", "species", "force_structures", "train_structures", "test_structures")
+    return {key: facts[f"dataset.{key}"] for key in keys if f"dataset.{key}" in facts}
+
+
 class TrackingUnavailable(UserError):
     """The MLflow store cannot be opened or written; raised before training starts."""
 
@@ -73,8 +104,12 @@ class MlflowObserver(Callback):
         if commit:
             tags["mlflow.source.git.commit"] = commit
         params = {**flatten_params(config), **{k: str(v) for k, v in facts.items()}}
+        name = t["run_name"] or run_name_of(self.overrides, config["data"]["name"])
         try:
-            self.run = MlflowRun.start(t["uri"], t["experiment"], t["run_name"], params, tags, parent_run_id=parent)
+            self.run = MlflowRun.start(t["uri"], t["experiment"], name, params, tags, parent_run_id=parent)
+            path = config["data"]["database"] or config["data"]["path"]
+            self.run.log_dataset(config["data"]["name"], str(facts.get("dataset.digest", "")),
+                                 path if isinstance(path, str) else ", ".join(map(str, path)), dataset_profile(facts))
         except Exception as error:  # MLflow and SQLAlchemy raise many types for an unusable store
             raise TrackingUnavailable(f"tracking.uri: cannot record to {t['uri']}: {first_line(error)}") from error
         if self.run_dir is not None:
@@ -113,10 +148,11 @@ class MlflowObserver(Callback):
     def record_end(self, result) -> None:
         out = Path(result.output_dir)
         learning_curve_png(result.history, out / LEARNING_CURVE)
-        energies = {name: p.energy_per_atom() for name, p in result.predictions.items()}
+        energies = {name: p.relative_energy_per_atom() for name, p in result.predictions.items()}
+        relative = any(p.reference is not None for p in result.predictions.values())
         forces = {name: p.force_components() for name, p in result.predictions.items()}
         forces = {name: pair for name, pair in forces.items() if pair[0].size} or None
-        parity_png(out / PARITY, energies, forces)
+        parity_png(out / PARITY, energies, forces, "cohesive energy" if relative else "total energy")
         final = {k: v for k, v in result.metrics.items() if k.startswith("final/")}
         step = len(next(iter(result.history.values()), []))
         new_final = self.unlogged(final, step)

@@ -59,12 +59,14 @@ def parity_png(
     path: str | Path,
     energies: Mapping[str, ArrayPair],
     forces: Mapping[str, ArrayPair] | None = None,
+    energy_quantity: str = "energy",
 ) -> None:
-    """Reference-vs-predicted scatter per set (e.g. 'train', 'test') with the y=x line:
-    energies per atom (eV/atom), plus force components (eV/Å) when given; RMSEs in the titles.
+    """Reference-vs-predicted scatter per set (e.g. 'train', 'test') with the y=x line: energies per atom
+    (eV/atom; ``energy_quantity`` names them, e.g. relative to the atoms' reference energies), plus force
+    components (eV/Å) when given; each set's RMSE (meV/atom, eV/Å) in the legend.
     """
     fig = _figure(1 if forces is None else 2)
-    _parity_panel(fig.axes[0], energies, "energy", "eV/atom", 1000.0, "meV/atom")
+    _parity_panel(fig.axes[0], energies, energy_quantity, "eV/atom", 1000.0, "meV/atom")
     if forces is not None:
         _parity_panel(fig.axes[1], forces, "force component", "eV/Å", 1.0, "eV/Å")
     _save_atomic(fig, path)
@@ -78,22 +80,20 @@ def _parity_panel(
     rmse_scale: float,
     rmse_unit: str,
 ) -> None:
-    """Scatter each set's predictions against references; title lists each set's RMSE."""
-    rmses = []
+    """Scatter each set's predictions against references, each set's RMSE in its legend entry."""
     lows, highs = [], []
     for name, (reference, predicted) in sets.items():
         ref = np.ravel(np.asarray(reference, dtype=float))
         pred = np.ravel(np.asarray(predicted, dtype=float))
-        ax.scatter(ref, pred, s=4, alpha=0.5, label=name, rasterized=True)
-        rmses.append(f"{name} {_rmse(ref, pred) * rmse_scale:.3g}")
+        label = f"{name}: RMSE {_rmse(ref, pred) * rmse_scale:.3g} {rmse_unit}"
+        ax.scatter(ref, pred, s=4, alpha=0.5, label=label, rasterized=True)
         lows.append(min(ref.min(initial=np.inf), pred.min(initial=np.inf)))
         highs.append(max(ref.max(initial=-np.inf), pred.max(initial=-np.inf)))
     if lows and np.isfinite(min(lows)):
         ax.plot([min(lows), max(highs)], [min(lows), max(highs)], "k--", lw=1, label="y = x")
     ax.set_xlabel(f"reference {quantity} ({unit})")
     ax.set_ylabel(f"predicted {quantity} ({unit})")
-    ax.set_title(f"RMSE ({rmse_unit}): " + ", ".join(rmses), fontsize="medium")
-    ax.legend()
+    ax.legend(fontsize="small")
 
 
 def _rmse(reference: np.ndarray, predicted: np.ndarray) -> float:

@@ -57,6 +57,7 @@ class SweepParentCallback(Callback):
             return
         atexit.unregister(self._close_interrupted)
         self._parent.finish("FINISHED")
+        print(sweep_table(self._parent.children(), str(config.optimized_metric), str(config.hydra.sweep.dir)))
         self._parent = None
 
 
@@ -101,3 +102,22 @@ def _sql_string(value: str) -> str:
         if quote not in value:
             return f"{quote}{value}{quote}"
     raise ValueError(f"cannot search for a value with both quote kinds: {value!r}")
+
+
+def sweep_table(jobs: list, metric: str, sweep_dir: str) -> str:
+    """The jobs of a sweep, best first by ``final/<metric>``: what each set differently, and its test errors."""
+    overrides = [job.data.tags.get("aenet_exp.overrides", "").split() for job in jobs]
+    shared = set.intersection(*map(set, overrides)) if overrides else set()
+    differing = [" ".join(o for o in job if o not in shared) or "(none)" for job in overrides]
+    key = f"final/{metric}"
+    ranked = sorted(zip(jobs, differing), key=lambda pair: pair[0].data.metrics.get(key, float("inf")))
+    width = max([len(text) for text in differing] + [len("overrides")])
+    lines = [f"sweep {sweep_dir}: {len(jobs)} jobs, best first by {metric}",
+             f"  {'overrides':<{width}}  {'E test':>9}  {'F test':>8}  {'|ΔF| test':>9}  status",
+             f"  {'':<{width}}  {'meV/atom':>9}  {'eV/Å':>8}  {'eV/Å':>9}"]
+    for job, text in ranked:
+        m = job.data.metrics
+        cells = [f"{m[k] * f:.4g}" if k in m else "–" for k, f in (("final/test/energy_rmse", 1000.0),
+                 ("final/test/force_rmse", 1.0), ("final/test/force_rmse_vector", 1.0))]
+        lines.append(f"  {text:<{width}}  {cells[0]:>9}  {cells[1]:>8}  {cells[2]:>9}  {job.info.status}")
+    return "\n".join(lines)

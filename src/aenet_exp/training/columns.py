@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -52,6 +53,14 @@ class Columns:
             species=species,
             composition=database.composition()[:, order],
         )
+
+    def digest(self) -> str:
+        """A short hash of the energies, atom counts, compositions and force labels (changes with the data)."""
+        h = hashlib.sha256()
+        for array in (self.energy, self.n_atoms, self.composition, self.has_forces):
+            h.update(np.ascontiguousarray(array).tobytes())
+        h.update(",".join(self.species).encode())
+        return h.hexdigest()[:16]
 
     def __len__(self) -> int:
         return len(self.energy)

@@ -37,6 +37,7 @@ class PreparedData:
         n_test, atoms_test = count(self.test)
         forces = int(self.columns.has_forces.sum())
         return {
+            "dataset.digest": self.columns.digest(),
             "dataset.structures": len(self.structures),
             "dataset.atoms": atoms_train + atoms_test,
             "dataset.species": ",".join(self.species),

@@ -18,9 +18,16 @@ class Predictions:
     n_atoms: np.ndarray  # (n,)
     force_ref: list[np.ndarray | None] = field(default_factory=list)  # per structure (n_atoms, 3) eV/Å
     force_pred: list[np.ndarray | None] = field(default_factory=list)  # per structure (n_atoms, 3) eV/Å
+    reference: np.ndarray | None = None  # (n,) Σ of the atoms' reference energies, eV (None: total energies)
 
     def energy_per_atom(self) -> tuple[np.ndarray, np.ndarray]:
         return self.energy_ref / self.n_atoms, self.energy_pred / self.n_atoms
+
+    def relative_energy_per_atom(self) -> tuple[np.ndarray, np.ndarray]:
+        """Reference and predicted energies per atom minus the atoms' reference energies (eV/atom): the
+        cohesive energies, on the scale where the errors show (total energies when there are no references)."""
+        offset = 0.0 if self.reference is None else self.reference
+        return (self.energy_ref - offset) / self.n_atoms, (self.energy_pred - offset) / self.n_atoms
 
     def force_components(self) -> tuple[np.ndarray, np.ndarray]:
         """Flattened reference and predicted force components of the structures with forces."""

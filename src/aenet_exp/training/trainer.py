@@ -73,11 +73,13 @@ class Trainer:
         self.timer = timer
         self.ranks = ranks
         self.labels: Labels | None = None  # set_targets, once the normalisation is fitted
+        self.references: Mapping[str, float] | None = None  # the atoms' reference energies, eV (cohesive)
 
     def set_targets(self, references: Mapping[str, float] | None) -> None:
         """Normalised energy targets from the potential's fitted shift and scale (call after normalising)."""
         shift, scale = float(self.potential.energy_shift), float(self.potential.energy_scale)
         self.labels = Labels.of(self.columns, references, shift, scale, self.dtype, self.label_device)
+        self.references = references
 
     def feature_statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std ``(n_features,)`` of raw features over the training atoms (ranks take every ``size``-th batch)."""
@@ -211,6 +213,7 @@ class Trainer:
             n_atoms=self.columns.n_atoms[indices],
             force_ref=[forces[int(i)][0] if int(i) in forces else None for i in indices],
             force_pred=[forces[int(i)][1] if int(i) in forces else None for i in indices],
+            reference=self.columns.reference_energy(self.references)[indices] if self.references else None,
         )
 
     def test_metrics(self) -> dict[str, float]:
