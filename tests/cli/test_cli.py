@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aenet_exp.training.dataset import SHARED_PREFIX
+from aenet_exp.data.readers import SHARED_PREFIX
 
 from conftest import FAST, SMALL, run_cli, runs_of, store_uri
 

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from aenet_exp.config.schema import AdamConfig, AdamWConfig, SGDConfig, TrainConfig
 from aenet_exp.config.validation import validate
-from aenet_exp.training.dataset import SHARED_PREFIX
+from aenet_exp.data.readers import SHARED_PREFIX
 
 from conftest import FAST, ROOT, compose_train, run_cli
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from aenet_exp.config.effects import ineffective_keys
-from aenet_exp.config.validation import check_resume_overrides, validate
+from aenet_exp.config.validation import check_data_sources, check_resume_overrides, validate
 from aenet_exp.errors import warn
 
 # What a data option says about its own data: not about other data named by data.path.
@@ -33,6 +33,7 @@ def prepare(cfg: DictConfig, overrides: list[str], warnings: bool = True) -> Non
     """Make ``cfg`` the config that runs (in place) and check it; UserError naming the key otherwise."""
     describe_own_data(cfg, overrides)
     validate(cfg)
+    check_data_sources(cfg)
     if cfg.resume:
         check_resume_overrides(overrides)
     if warnings:

@@ -196,6 +196,23 @@ def check_resume_overrides(overrides: list[str]) -> None:
         )
 
 
+def check_data_sources(cfg: DictConfig) -> None:
+    """``data.path`` and ``data.test_path`` name files (checked now, before training loads torch; an existing
+    ``data.database`` is read instead of ``data.path``)."""
+    from aenet_exp.data.readers import resolve_sources
+    from aenet_exp.errors import UserError
+
+    database = cfg.data.database
+    keys = ["data.test_path"] if database and Path(database).exists() else ["data.path", "data.test_path"]
+    for key in keys:
+        value = plain(OmegaConf.select(cfg, key))
+        if value is not None:
+            try:
+                resolve_sources(value)
+            except UserError as error:
+                raise ConfigError(key, str(error)) from None
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first value out of range, unknown choice or bad combination."""
     check_optimizer_choice(cfg)

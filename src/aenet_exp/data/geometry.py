@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import vesin
 
 from aenet_exp.data.structure import Structure
 
@@ -51,6 +50,8 @@ def compact(positions: np.ndarray, cutoff: float) -> bool:
 
 def vesin_pairs(structure: Structure, positions: np.ndarray, cutoff: float, atoms: np.ndarray | None = None) -> NeighborList:
     """vesin's full, sorted list of ``positions`` (atom indices mapped through ``atoms`` when given)."""
+    import vesin  # imports torch: only when neighbours are searched (config validation reads this package)
+
     box = structure.cell if structure.is_periodic else np.zeros((3, 3))
     calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=True, sorted=True)
     i, j, shift, d = calculator.compute(positions, box, structure.pbc.tolist(), "ijSd")

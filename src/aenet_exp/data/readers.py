@@ -101,12 +101,26 @@ def parse_xsf(text: str, path: str) -> Structure:
 # ---------------------------------------------------------------- sources
 
 
+SHARED_PREFIX = "../shared/"  # where the data options tio2 and ethanol read (the shared folder beside a checkout)
+
+
+def resolve_sources(source: Source) -> list[Path]:
+    """The files ``source`` names, in order (nothing is read); DataError naming what matches nothing."""
+    return _resolve(source)
+
+
 def _resolve(source: Source) -> list[Path]:
     """Expand ``source`` into the list of files it names, in order."""
     if isinstance(source, (list, tuple)):
         if not source:
             raise DataError("[]", "no sources given")
         return [path for item in source for path in _resolve(item)]
+    if isinstance(source, str) and source.startswith(SHARED_PREFIX) and not Path(source).exists():
+        raise DataError(
+            source,
+            f"not found: this data option reads the shared data folder {SHARED_PREFIX!r}, which is absent "
+            f"from {Path.cwd()}; run from the project root next to it, or give data.path=<your files>",
+        )
     path = Path(source)
     if path.exists():
         files = _expand_existing(path)

@@ -1,32 +1,25 @@
 """Experiment tracking: MLflow runs, sweep parent runs, flattened params, plots, provenance.
 
-The only package that imports mlflow; training drives it and it never reaches back.
+The only package that imports mlflow; training drives it and it never reaches back. Names are
+imported on first use: Hydra loads the sweep callback for every command, which must not load mlflow.
 """
 
-from __future__ import annotations
+from aenet_exp.lazy import lazy_exports
 
-from aenet_exp.tracking.flatten import flatten_params
-from aenet_exp.tracking.git import project_git_commit
-from aenet_exp.tracking.mlflow_run import FAILURE_REASON_TAG, MlflowRun
-from aenet_exp.tracking.plots import learning_curve_png, parity_png
-from aenet_exp.tracking.retry import retry_locked
-from aenet_exp.tracking.sweep import (
-    ROLE_TAG,
-    SWEEP_DIR_TAG,
-    SweepParentCallback,
-    find_sweep_parent,
-)
+_HOMES = {
+    "FAILURE_REASON_TAG": "mlflow_run",
+    "MlflowRun": "mlflow_run",
+    "ROLE_TAG": "sweep",
+    "SWEEP_DIR_TAG": "sweep",
+    "SweepParentCallback": "sweep",
+    "find_sweep_parent": "sweep",
+    "flatten_params": "flatten",
+    "learning_curve_png": "plots",
+    "parity_png": "plots",
+    "project_git_commit": "git",
+    "retry_locked": "retry",
+}
 
-__all__ = [
-    "FAILURE_REASON_TAG",
-    "ROLE_TAG",
-    "SWEEP_DIR_TAG",
-    "MlflowRun",
-    "SweepParentCallback",
-    "find_sweep_parent",
-    "flatten_params",
-    "learning_curve_png",
-    "parity_png",
-    "project_git_commit",
-    "retry_locked",
-]
+__all__ = sorted(_HOMES)
+
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -7,14 +7,16 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from aenet_exp.errors import first_line
-from aenet_exp.tracking.mlflow_run import MlflowRun, open_client
 from aenet_exp.tracking.retry import retry_locked
+
+if TYPE_CHECKING:
+    from aenet_exp.tracking.mlflow_run import MlflowRun
 
 SWEEP_DIR_TAG = "aenet_exp.sweep_dir"
 ROLE_TAG = "aenet_exp.role"
@@ -37,6 +39,8 @@ class SweepParentCallback(Callback):
         """Open the parent run; a store that cannot take it stops the sweep before any job (one line, exit 2)."""
         if not OmegaConf.select(config, "tracking.enabled", default=False):
             return
+        from aenet_exp.tracking.mlflow_run import MlflowRun  # mlflow: only for a tracked sweep
+
         sweep_dir = str(config.hydra.sweep.dir)
         try:
             self._parent = MlflowRun.start(
@@ -57,7 +61,8 @@ class SweepParentCallback(Callback):
             return
         atexit.unregister(self._close_interrupted)
         self._parent.finish("FINISHED")
-        print(sweep_table(self._parent.children(), str(config.optimized_metric), str(config.hydra.sweep.dir)))
+        metric = OmegaConf.select(config, "optimized_metric", default="test/energy_rmse")
+        print(sweep_table(self._parent.children(), str(metric), str(config.hydra.sweep.dir)))
         self._parent = None
 
 
@@ -77,6 +82,8 @@ def find_sweep_parent(uri: str, experiment: str, sweep_dir: str) -> str | None:
 
     `sweep_dir` must be the same string the callback saw (``hydra.sweep.dir`` as configured).
     """
+    from aenet_exp.tracking.mlflow_run import open_client
+
     client = open_client(uri)
     found = retry_locked(partial(client.get_experiment_by_name, experiment))
     if found is None:

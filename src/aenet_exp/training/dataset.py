@@ -50,7 +50,6 @@ class PreparedData:
         }
 
 
-SHARED_PREFIX = "../shared/"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".h5")
 
 
@@ -70,12 +69,6 @@ def data_label(path, database: str | None = None) -> str:
 
 def load_structures(source) -> list[Structure]:
     """Read ``data.path`` (a path or a list of them); every structure must carry an energy."""
-    if isinstance(source, str) and source.startswith(SHARED_PREFIX) and not Path(source).exists():
-        raise DataError(
-            source,
-            f"not found: this data option reads the shared data folder {SHARED_PREFIX!r}, which is absent "
-            f"from {Path.cwd()}; run from the project root next to it, or give data.path=<your files>",
-        )
     structures = read_structures(source)
     for s in structures:
         if s.energy is None:
