@@ -36,9 +36,9 @@ UNNAMED = ("hydra.", "tracking.", "data.path", "data.test_path", "data.database"
 MAX_NAME = 80
 
 
-def run_name_of(overrides: Sequence[str], data_name: str) -> str:
-    """A run name saying what differs: the experiment, then the overrides as ``key=value`` with the key's last
-    part (``mu=0.001 fraction=0.1``); the data's name when the data was given, or when nothing else differs."""
+def run_name_of(overrides: Sequence[str], data_name: str, swept: Sequence[str] | None = None) -> str:
+    """A run name saying what differs: the data's name, the experiment, then the overrides as ``key=value`` with
+    the key's last part (``tio2-sample mu=0.001 weight=0.1``); in a sweep only the keys it varies (``swept``)."""
     parts, data_given = [], False
     for override in overrides:
         key, _, value = override.partition("=")
@@ -47,12 +47,23 @@ def run_name_of(overrides: Sequence[str], data_name: str) -> str:
             data_given = True
         if key == "experiment":
             parts.insert(0, value)
-        elif not key.startswith(UNNAMED) and key != "data":
+        elif not key.startswith(UNNAMED) and key != "data" and (swept is None or key in swept):
             parts.append(f"{key.rsplit('.', 1)[-1]}={value}")
     if data_given or not parts:
         parts.insert(0, data_name)
     name = " ".join(parts)
     return name if len(name) <= MAX_NAME else name[: MAX_NAME - 1] + "…"
+
+
+def swept_of(uri: str, parent: str | None) -> list[str] | None:
+    """The keys the sweep ``parent`` varies (None outside a sweep)."""
+    if parent is None:
+        return None
+    from aenet_exp.tracking.mlflow_run import open_client
+    from aenet_exp.tracking.sweep import SWEPT_TAG
+
+    tag = open_client(uri).get_run(parent).data.tags.get(SWEPT_TAG, "")
+    return [key for key in tag.split(",") if key]
 
 
 def dataset_profile(facts: Mapping[str, object]) -> dict[str, object]:
@@ -99,12 +110,13 @@ class MlflowObserver(Callback):
             self.continue_run()
             return
         parent = find_sweep_parent(t["uri"], t["experiment"], self.sweep_dir) if self.sweep_dir else None
+        swept = swept_of(t["uri"], parent)
         tags = {"aenet_exp.overrides": " ".join(self.overrides) or "(none)", "aenet_exp.role": "job"}
         commit = project_git_commit()
         if commit:
             tags["mlflow.source.git.commit"] = commit
         params = {**flatten_params(config), **{k: str(v) for k, v in facts.items()}}
-        name = t["run_name"] or run_name_of(self.overrides, config["data"]["name"])
+        name = t["run_name"] or run_name_of(self.overrides, config["data"]["name"], swept)
         try:
             self.run = MlflowRun.start(t["uri"], t["experiment"], name, params, tags, parent_run_id=parent)
             path = config["data"]["database"] or config["data"]["path"]

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 SWEEP_DIR_TAG = "aenet_exp.sweep_dir"
 ROLE_TAG = "aenet_exp.role"
+SWEPT_TAG = "aenet_exp.swept"  # the keys a sweep varies, comma-separated: what its jobs are named after
 INTERRUPTED_REASON = "the sweep ended without Hydra's on_multirun_end (a job failed?)"
 
 
@@ -48,7 +49,7 @@ class SweepParentCallback(Callback):
                 experiment=config.tracking.experiment,
                 run_name=Path(sweep_dir).name or time.strftime("sweep-%Y%m%d-%H%M%S"),
                 params={},
-                tags={SWEEP_DIR_TAG: sweep_dir, ROLE_TAG: "sweep"},
+                tags={SWEEP_DIR_TAG: sweep_dir, ROLE_TAG: "sweep", SWEPT_TAG: ",".join(swept_keys(config))},
             )
         except Exception as error:  # Hydra would only warn, and every job would record without its parent
             print(f"aenet_exp: error: tracking.uri: cannot record the sweep at {config.tracking.uri}: "
@@ -75,6 +76,17 @@ class SweepParentCallback(Callback):
             self._parent.delete()
         else:
             self._parent.finish("FAILED", INTERRUPTED_REASON)
+
+
+def swept_keys(config: DictConfig) -> list[str]:
+    """The keys a multirun varies: command-line overrides with several values (``a=1,2``, ``range(..)``, ...)
+    and the keys a sweeper searches (``hydra.sweeper.params``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    keys = [o.get_key_element().lstrip("+~") for o in overrides if o.is_sweep_override()]
+    searched = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    return list(dict.fromkeys([*keys, *searched]))
 
 
 def find_sweep_parent(uri: str, experiment: str, sweep_dir: str) -> str | None:
