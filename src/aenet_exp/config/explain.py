@@ -50,7 +50,10 @@ def composition_error_line(error: Exception) -> str:
     """One line for a Hydra or OmegaConf error raised while composing the config from the command line."""
     if isinstance(error, MissingConfigException):
         missing = str(getattr(error, "missing_cfg_file", "") or "")
-        group, _, option = missing.partition("/")
+        group, _, option = missing.rpartition("/")
+        if group.startswith("hydra/"):  # a launcher or sweeper: a Hydra plugin
+            return (f"{group}={option}: not installed; the launchers (joblib, slurm) and the Optuna sweeper come with "
+                    "pip install 'aenet_exp[sweeps]' (pip install -e '.[sweeps]' in a checkout)")
         if group and option:
             return f"{group}={option}: no such option; the options of {group} are {', '.join(group_options(group))}"
         return first_line(error)
