@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from pathlib import Path
 
@@ -95,7 +96,7 @@ class BeforeTheRun(Callback):
     ``.hydra/`` there, so a run refused for a bad value or an occupied folder leaves nothing behind."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        if int(__import__("os").environ.get("RANK", "0")) > 0:
+        if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 checks
             return
         task = copy.deepcopy(config)
         with read_write(task), open_dict(task):

@@ -131,22 +131,30 @@ def train_here(
             callbacks += main_callbacks(cfg, trainer, history, stopping, output_dir, observers, first_epoch)
         facts = {
             **data.facts(), **fitted, "caching.kept": ",".join(trainer.source.kept) or "none",
-            "precision.resolved_device": str(device),
-            "precision.resolved_dtype": str(dtype).removeprefix("torch."), "distributed.world_size": ranks.size,
+            "precision.resolved_device": str(device), "precision.resolved_dtype": str(dtype).removeprefix("torch."),
+            "distributed.world_size": ranks.size,
         }
         notify(callbacks, "on_start", OmegaConf.to_container(cfg, resolve=True), facts)
-        try:
-            fit(trainer, first_epoch, cfg.iterations, callbacks)
-            result = TrainingResult(history.values, history.last(), {}, output_dir)
-            keep_final_weights(trainer, stopping, result)
-            if ranks.main:
-                finish(trainer, data, cfg, result)
-            notify(callbacks, "on_end", result)
-        except BaseException as error:
-            notify_failure(callbacks, error)
-            raise
+        return train_and_finish(cfg, data, trainer, callbacks, first_epoch, history, stopping, output_dir)
     finally:
         trainer.source.close()
+
+
+def train_and_finish(
+    cfg: DictConfig, data: PreparedData, trainer: Trainer, callbacks: Sequence[Callback], first_epoch: int,
+    history: History, stopping: EarlyStopping | None, output_dir: Path,
+) -> dict[str, float]:
+    """The epochs, then the final model, predictions and files; every callback told of the end or the failure."""
+    try:
+        fit(trainer, first_epoch, cfg.iterations, callbacks)
+        result = TrainingResult(history.values, history.last(), {}, output_dir)
+        keep_final_weights(trainer, stopping, result)
+        if trainer.ranks.main:
+            finish(trainer, data, cfg, result)
+        notify(callbacks, "on_end", result)
+    except BaseException as error:
+        notify_failure(callbacks, error)
+        raise
     return result.metrics
 
 
