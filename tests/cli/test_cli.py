@@ -301,3 +301,15 @@ def test_runs_from_the_folder_above_a_checkout_named_aenet_exp(tmp_path):
     result = run_cli("train", "--cfg", "job", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "descriptor:" in result.stdout
+
+
+def test_a_run_through_the_cli_registers_its_model(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = store_uri(tmp_path)
+    result = run_cli("train", *FAST, f"tracking.uri={uri}", "tracking.register=tio2_cli", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    _, runs = runs_of(uri)
+    run_id = runs[0].info.run_id
+    assert f"MLflow model runs:/{run_id}/model, registered as models:/tio2_cli/1" in result.stdout
+    assert MlflowClient(uri).get_model_version("tio2_cli", "1").run_id == run_id

@@ -22,7 +22,7 @@ from aenet_exp.data import read_structures
 from aenet_exp.tracking.mlflow_run import REGISTERED_MODEL_TAG
 from aenet_exp.tracking.observer import MlflowObserver, recorded_run_id
 
-from conftest import FAST, SMALL, compose_train, run_cli
+from conftest import FAST, SMALL, compose_train
 
 MODEL_NAME = "tio2_test"
 
@@ -47,18 +47,14 @@ def train_in_process(uri: str, run_dir: Path, *overrides: str) -> str:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    """Two quick trainings, seeds 0 (through the CLI) and 1 (in this process), each logging its model
-    and registering it as ``tio2_test``."""
+    """Two quick trainings, seeds 0 and 1, each logging its model and registering it as ``tio2_test``
+    (in this process, as the CLI does it; tests/cli/test_cli.py registers through the CLI)."""
     root = tmp_path_factory.mktemp("pyfunc")
     uri = f"sqlite:///{root}/store/mlflow.db"  # not MLflow's default store of the working directory
     run_dirs = [root / "first", root / "second"]
-    result = run_cli(
-        "train", *FAST, f"tracking.uri={uri}", f"hydra.run.dir={run_dirs[0]}", f"tracking.register={MODEL_NAME}",
-        cwd=root,
-    )
-    assert result.returncode == 0, result.stderr
-    second = train_in_process(uri, run_dirs[1], "seed=1", f"tracking.register={MODEL_NAME}")
-    return Trained(uri, run_dirs, [recorded_run_id(d) for d in run_dirs], [result.stdout, second])
+    stdout = [train_in_process(uri, run_dir, f"seed={seed}", f"tracking.register={MODEL_NAME}")
+              for seed, run_dir in enumerate(run_dirs)]
+    return Trained(uri, run_dirs, [recorded_run_id(d) for d in run_dirs], stdout)
 
 
 @pytest.fixture

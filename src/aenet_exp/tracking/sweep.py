@@ -83,7 +83,7 @@ def swept_keys(config: DictConfig) -> list[str]:
     and the keys a sweeper searches (``hydra.sweeper.params``)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    overrides = OverridesParser.create().parse_overrides(list(OmegaConf.select(config, "hydra.overrides.task", default=[])))
     keys = [o.get_key_element().lstrip("+~") for o in overrides if o.is_sweep_override()]
     searched = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
     return list(dict.fromkeys([*keys, *searched]))
