@@ -15,7 +15,7 @@ from aenet_exp.model.potential import MODEL_FILE
 from aenet_exp.training import run
 from aenet_exp.training.normalization import energy_normalization
 
-from conftest import E_ATOMIC, SMALL
+from conftest import E_ATOMIC, SMALL, train
 
 
 def test_energy_normalization_rules():
@@ -97,3 +97,61 @@ def test_malformed_feature_stats_file_names_key(fast_config, tmp_path, content):
     with pytest.raises(ConfigError, match="^normalization.feature_stats: "):
         run(fast_config(f"normalization.feature_stats={path}"), tmp_path)
 
+
+
+def synthetic_columns(compositions: list[list[int]], references: list[float], noise: float = 0.0):
+    """Columns of structures with these species counts (A, B, C) and energies Σ count·E_s (+ noise per atom)."""
+    from aenet_exp.training.columns import Columns
+
+    counts = np.array(compositions)
+    n_atoms = counts.sum(axis=1)
+    rng = np.random.default_rng(0)
+    energy = counts @ np.array(references) + noise * n_atoms * rng.standard_normal(len(counts))
+    return Columns(energy, n_atoms, np.ones(len(counts), bool), np.zeros(len(counts)), ("A", "B", "C"), counts)
+
+
+COMPOSITIONS = [[1, 2, 0], [2, 1, 3], [4, 0, 1], [1, 1, 1], [0, 3, 2], [3, 2, 2]]
+KNOWN = [-13.6, -1025.3, -2035.6]
+
+
+def test_fitted_references_recover_the_energies_they_made():
+    from aenet_exp.training.normalization import fit_reference_energies
+
+    fitted, rmse = fit_reference_energies(synthetic_columns(COMPOSITIONS, KNOWN), ["A", "B", "C"], {})
+    assert [fitted[s] for s in "ABC"] == pytest.approx(KNOWN, rel=1e-10, abs=1e-10)
+    assert rmse < 1e-10
+    held, _ = fit_reference_energies(synthetic_columns(COMPOSITIONS, KNOWN), ["A", "B", "C"], {"A": -13.6})
+    assert held["A"] == -13.6 and [held["B"], held["C"]] == pytest.approx(KNOWN[1:], rel=1e-10)
+    _, noisy = fit_reference_energies(synthetic_columns(COMPOSITIONS, KNOWN, noise=0.01), ["A", "B", "C"], {})
+    assert 1e-4 < noisy < 0.02  # eV/atom
+
+
+def test_references_the_data_cannot_tell_apart_are_named():
+    from aenet_exp.training.normalization import fit_reference_energies
+
+    proportional = [[1, 1, 2], [3, 2, 4], [0, 3, 6], [2, 1, 2]]  # B and C always 1:2
+    with pytest.raises(ConfigError, match=r"^normalization.E_atomic: fit: .* tell apart .* of \['B', 'C'\]"):
+        fit_reference_energies(synthetic_columns(proportional, KNOWN), ["A", "B", "C"], {})
+    fitted, _ = fit_reference_energies(synthetic_columns(proportional, KNOWN), ["A", "B", "C"], {"B": KNOWN[1]})
+    assert [fitted[s] for s in "ABC"] == pytest.approx(KNOWN, rel=1e-10)
+
+
+def test_a_run_with_fitted_references_logs_and_saves_them(fast_config, tmp_path):
+    from aenet_exp.data import Structure
+    from aenet_exp.data.hdf5 import write_database
+
+    rng = np.random.default_rng(1)
+    structures = []
+    for k, (a, b, c) in enumerate(COMPOSITIONS * 3):
+        symbols = ["H"] * a + ["C"] * b + ["O"] * c
+        positions = np.array([[2.5 * i, 0.3 * (i % 2), 0.0] for i in range(len(symbols))])
+        energy = a * KNOWN[0] + b * KNOWN[1] + c * KNOWN[2] + 0.05 * rng.standard_normal() * len(symbols)
+        structures.append(Structure(symbols, positions, energy=energy, source="synthetic", frame=k))
+    write_database(structures, tmp_path / "synthetic.h5")
+    _, rec = train(fast_config(f"data.database={tmp_path / 'synthetic.h5'}", "normalization.E_atomic=fit",
+                               "data.testpercent=20"), tmp_path / "run")
+    fitted = {s: float(rec.facts[f"normalization.fitted_E_atomic.{s}"]) for s in "CHO"}
+    assert [fitted["H"], fitted["C"], fitted["O"]] == pytest.approx(KNOWN, abs=0.2)
+    assert 0 < rec.result.metrics["final/E_atomic_fit_rmse"] < 0.2
+    saved = Potential.load(tmp_path / "run" / MODEL_FILE)
+    assert saved.atomic_energies.tolist() == pytest.approx([fitted[s] for s in saved.species], rel=1e-6)

@@ -320,8 +320,14 @@ class NormalizationConfig:
         Rule(one_of("cohesive", "total"), "'cohesive' or 'total'"),
     )
     E_atomic: Any = param(
-        None, "{symbol: eV} or a structure file of isolated atoms; null: the data's own (data.E_atomic)", "E_atomic",
+        None, "{symbol: eV}, a structure file of isolated atoms, or fit (least squares on the training split: "
+        "E ≈ Σ_species count·E_s); null: the data's own (data.E_atomic)", "E_atomic",
         REFERENCES,
+        unit="eV",
+    )
+    E_atomic_fixed: Any = param(
+        None, "with E_atomic=fit: reference energies held at these values ({symbol: eV}), the others fitted", None,
+        Rule(lambda x: x is None or (references(x) and not isinstance(x, str)), "{symbol: eV} with finite energies, or null"),
         unit="eV",
     )
     features: bool = param(True, "standardise features with training-set mean and std", "normalize_features")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from aenet_exp.data.geometry import MIN_DISTANCE, overlap_message
 from aenet_exp.data.hdf5 import StructureDatabase, build_database
 from aenet_exp.errors import ConfigError, warn
 from aenet_exp.training.columns import Columns
-from aenet_exp.training.normalization import resolve_atomic_energies
+from aenet_exp.training.normalization import FIT, fit_reference_energies, resolve_atomic_energies
 
 
 @dataclass
@@ -27,6 +27,7 @@ class PreparedData:
     species: list[str]  # descriptor order
     atomic_energies: dict[str, float] | None  # eV, per species
     removed: dict[str, int] = field(default_factory=dict)  # filter name -> structures dropped
+    reference_fit_rmse: float | None = None  # eV/atom, when the references were fitted (normalization.E_atomic=fit)
 
     def facts(self) -> dict[str, object]:
         """Dataset facts logged with a run."""
@@ -47,6 +48,8 @@ class PreparedData:
             "dataset.train_atoms": atoms_train,
             "dataset.test_atoms": atoms_test,
             **{f"dataset.removed_{name}": n for name, n in self.removed.items()},
+            **({f"normalization.fitted_E_atomic.{s}": e for s, e in self.atomic_energies.items()}
+               if self.reference_fit_rmse is not None else {}),
         }
 
 
@@ -181,6 +184,7 @@ def prepare_data(
     compression_level: int | None = 4,
     *,
     references,
+    fixed_references: Mapping[str, float] | None = None,
     energy_target: str,
     species: Sequence[str] | None,
     seed: int,
@@ -203,7 +207,12 @@ def prepare_data(
     external = load_test_set(test_path)
     present = set(columns.species) | set(external[1].species if external else ())
     order = species_order(present, species)
-    atomic = resolve_atomic_energies(references, energy_target, order)
+    fit_rmse = None
+    if references == FIT and energy_target == "cohesive":
+        atomic, fit_rmse = fit_on_training_split(columns, order, fixed_references or {}, max_forces, testpercent,
+                                                 seed, external is not None)
+    else:
+        atomic = resolve_atomic_energies(references, energy_target, order)
     per_atom = columns.target_energy_per_atom(atomic, energy_target == "cohesive")
     kept, removed = filter_structures(columns, per_atom, max_energy, max_forces)
     if len(kept) == 0:
@@ -221,7 +230,18 @@ def prepare_data(
     if len(train) == 0:
         raise DataError(str(path), f"no training structure left with data.testpercent={testpercent}")
     warn_about_energies(structures, columns, atomic, energy_target)
-    return PreparedData(structures, columns, train, test, order, atomic, removed)
+    return PreparedData(structures, columns, train, test, order, atomic, removed, fit_rmse)
+
+
+def fit_on_training_split(
+    columns: Columns, species: Sequence[str], fixed: Mapping[str, float], max_forces: float | None,
+    testpercent: float, seed: int, all_for_training: bool,
+) -> tuple[dict[str, float], float]:
+    """``normalization.E_atomic=fit``: references fitted to the structures the split puts in training (after
+    ``data.max_forces``; ``data.max_energy`` filters in the fitted space afterwards)."""
+    kept, _ = filter_structures(columns, np.zeros(len(columns)), None, max_forces)
+    train = np.arange(len(kept)) if all_for_training else split(len(kept), testpercent, seed)[0]
+    return fit_reference_energies(columns.take(kept[train]), species, fixed)
 
 
 # Energies per atom are compared with the median by a robust z-score, |x − median| / (1.4826·MAD).

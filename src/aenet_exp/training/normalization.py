@@ -43,6 +43,8 @@ def resolve_atomic_energies(value: Any, energy_target: str, species: Sequence[st
     """
     if energy_target == "total":
         return None
+    if value == FIT:
+        raise ValueError("fitted references are resolved on the training split (training.dataset.prepare_data)")
     if value is None:
         raise ConfigError(
             "normalization.E_atomic",
@@ -57,6 +59,57 @@ def resolve_atomic_energies(value: Any, energy_target: str, species: Sequence[st
         return {s: float(energies[s]) for s in species}
     except (TypeError, ValueError):
         raise ConfigError("normalization.E_atomic", f"expected energies in eV, got {energies}") from None
+
+
+FIT = "fit"  # normalization.E_atomic=fit: the reference energies are fitted to the training energies
+
+
+def fit_reference_energies(
+    columns: Columns, species: Sequence[str], fixed: Mapping[str, float]
+) -> tuple[dict[str, float], float]:
+    """Per-species reference energies (eV) by least squares, ``E ≈ Σ_s count_s·E_s``, over the structures of
+    ``columns`` (the training split); ``fixed`` ones are held. Returns them (``species`` order) and the fit's
+    RMSE per atom (eV/atom).
+
+    ConfigError naming the species the structures cannot tell apart (counts proportional in every
+    structure: a rank-deficient composition matrix).
+    """
+    position = {s: k for k, s in enumerate(columns.species)}
+    counts = np.stack([columns.composition[:, position[s]] if s in position else np.zeros(len(columns))
+                       for s in species], axis=1).astype(float)
+    unknown = sorted(set(fixed) - set(species))
+    if unknown:
+        raise ConfigError("normalization.E_atomic_fixed", f"species {unknown} are not in the data's {list(species)}")
+    free = [k for k, s in enumerate(species) if s not in fixed]
+    held = [k for k, s in enumerate(species) if s in fixed]
+    target = columns.energy - counts[:, held] @ np.array([float(fixed[species[k]]) for k in held])
+    matrix = counts[:, free]
+    inseparable = inseparable_species(matrix, [species[k] for k in free])
+    if inseparable:
+        raise ConfigError(
+            "normalization.E_atomic",
+            f"fit: the training structures cannot tell apart the reference energies of {inseparable} (their atom "
+            "counts are proportional in every structure); give some of them with normalization.E_atomic_fixed="
+            "{symbol: eV}, or all with normalization.E_atomic={...}, or train total energies "
+            "(normalization.energy_target=total)",
+        )
+    solution = np.linalg.lstsq(matrix, target, rcond=None)[0] if free else np.zeros(0)
+    fitted = {**{species[k]: float(v) for k, v in zip(free, solution)}, **{s: float(v) for s, v in fixed.items()}}
+    residual = (matrix @ solution - target) / columns.n_atoms
+    return {s: fitted[s] for s in species}, float(np.sqrt(np.mean(residual**2)))
+
+
+def inseparable_species(matrix: np.ndarray, names: Sequence[str]) -> list[str]:
+    """The species whose columns of ``matrix`` (structures × species counts) are linearly dependent."""
+    if matrix.shape[1] == 0:
+        return []
+    _, singular, vt = np.linalg.svd(matrix, full_matrices=True)
+    tolerance = max(matrix.shape) * np.finfo(float).eps * (singular.max() if singular.size else 0.0)
+    rank = int((singular > tolerance).sum())
+    if rank == matrix.shape[1]:
+        return []
+    null = vt[rank:]  # combinations of species that no structure can tell apart
+    return [name for name, weight in zip(names, np.abs(null).max(axis=0)) if weight > 1e-8]
 
 
 def energy_normalization(

@@ -148,6 +148,8 @@ def train_and_finish(
     try:
         fit(trainer, first_epoch, cfg.iterations, callbacks)
         result = TrainingResult(history.values, history.last(), {}, output_dir)
+        if data.reference_fit_rmse is not None:
+            result.metrics["final/E_atomic_fit_rmse"] = data.reference_fit_rmse
         keep_final_weights(trainer, stopping, result)
         if trainer.ranks.main:
             finish(trainer, data, cfg, result)
@@ -270,6 +272,7 @@ def prepared_data(cfg: DictConfig) -> PreparedData:
     species = cfg.descriptor.species
     return prepare_data(
         **keys, references=reference_energies(cfg), energy_target=cfg.normalization.energy_target,
+        fixed_references=section(cfg, "normalization")["E_atomic_fixed"],
         species=list(species) if species is not None else None, seed=cfg.seed, show_progress=cfg.tracking.show_progress,
     )
 
