@@ -57,7 +57,6 @@ FILTER_SECTION = "## Filter runs"  # the doc's filters: the first fenced block u
 PARENT_PLACEHOLDER = "<parent run id>"
 VERSION_LINE = re.compile(r"(taken with MLflow )\S+?(\.?)$", re.MULTILINE)
 VIEWPORT = {"width": 1400, "height": 900}
-WIDE_VIEWPORT = {"width": 1600, "height": 900}  # the runs table: full run names and all chosen columns
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run",
@@ -227,8 +226,7 @@ def group_alive(pgid: int) -> bool:
 
 
 def settle(page, seconds: float = 1.0) -> None:
-    """Waits for the network to go quiet, then ``seconds`` more for charts and animations."""
-    page.wait_for_load_state("networkidle")
+    """Gives data and charts ``seconds`` to arrive and draw (the runs page polls, so the network is never idle)."""
     page.wait_for_timeout(seconds * 1000)
 
 
@@ -294,23 +292,35 @@ def choose_columns(page, out: Path) -> None:
 
 
 def shoot_runs_table(page, base_url: str, sweep: Sweep, out: Path) -> None:
-    """runs_table.png: the sweep expanded, the chosen columns, jobs sorted by final test energy RMSE."""
-    page.set_viewport_size(WIDE_VIEWPORT)
+    """runs_table.png: the sweep expanded, with the chosen columns narrowed or widened to fit the page."""
     open_runs_table(page, base_url, sweep)
     page.get_by_role("button", name="Toggle sidebar").click()
     choose_columns(page, out)
     page.locator(f'[role=row][row-id="{sweep.parent_id}"] [col-id="attributes.`Run Name`"] button').first.click()
     page.locator(f'[role=row][row-id="{sweep.job_ids[0]}"]').first.wait_for()
-    set_column_width(page, "runDateAndNestInfo", 125)
-    set_column_width(page, "attributes.`Dataset`", 270)
+    set_column_width(page, "runDateAndNestInfo", 120)
+    set_column_width(page, "attributes.`Dataset`", 200)
     for name in SWEPT_PARAMS:
-        set_column_width(page, f"params.`{name}`", 105)
+        set_column_width(page, f"params.`{name}`", 95)
     for name in ERROR_METRICS:
         autosize_column(page, f"metrics.`{name}`")
     autosize_column(page, "attributes.`Run Name`")
     settle(page, 0.5)
     save(page, out, "runs_table.png")
-    page.set_viewport_size(VIEWPORT)
+
+
+def shoot_dataset(page, sweep: Sweep, out: Path) -> None:
+    """dataset.png: what clicking a job's Dataset cell shows (the drawer, cropped)."""
+    page.locator(f'[role=row][row-id="{sweep.job_ids[0]}"] [col-id="attributes.`Dataset`"] button').first.click()
+    page.get_by_text("Data details for").wait_for()
+    settle(page, 1)
+    drawer = page.get_by_text("Data details for").bounding_box()
+    bottom = page.get_by_text("Path:", exact=False).last.bounding_box()
+    x = drawer["x"] - 24
+    save(page, out, "dataset.png", clip={"x": x, "y": 0, "width": VIEWPORT["width"] - x,
+                                          "height": bottom["y"] + bottom["height"] + 24})
+    page.keyboard.press("Escape")
+    page.get_by_text("Data details for").wait_for(state="hidden")
 
 
 def open_compare(page, sweep: Sweep) -> None:
@@ -397,6 +407,7 @@ def take_screenshots(sync_playwright, chromium: Path, base_url: str, sweep: Swee
             page = context.new_page()
             try:
                 shoot_runs_table(page, base_url, sweep, out)
+                shoot_dataset(page, sweep, out)
                 open_compare(page, sweep)
                 shoot_parallel_coordinates(page, out)
                 shoot_compare(page, out)

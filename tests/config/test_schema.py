@@ -23,7 +23,7 @@ def test_every_group_has_options():
     groups = {g for g, _ in GROUP_OPTIONS}
     assert groups == {
         "caching", "checkpoint", "data", "dataloader", "descriptor", "early_stopping", "ema", "force", "model",
-        "normalization", "optimizer", "precision", "scheduler", "tracking",
+        "normalization", "optimizer", "precision", "sampling", "scheduler", "tracking",
     }
 
 

@@ -18,6 +18,8 @@ from conftest import train
         ["caching=energy"],
         ["scheduler=plateau", "scheduler.warmup_epochs=1", "scheduler.patience=0", "ema.decay=0.9",
          "early_stopping.patience=10"],
+        ["sampling=energy_weighted"],
+        ["sampling=error_weighted", "force=subsampled", "force.fraction=0.5"],
     ],
 )
 def test_resume_equals_an_uninterrupted_run(fast_config, tmp_path, setup):

@@ -79,10 +79,10 @@ def test_overlapping_atoms_are_reported_by_file(fast_config, tmp_path):
         prepare_data(fast_config(f"data.path={bad}"))
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_database_training_equals_in_memory(fast_config, tmp_path, workers):
+@pytest.mark.parametrize("workers, sampling", [(0, "uniform"), (2, "uniform"), (0, "error_weighted")])
+def test_database_training_equals_in_memory(fast_config, tmp_path, workers, sampling):
     base = ["force=subsampled", "force.fraction=0.5", "precision=float64", "iterations=2",
-            f"dataloader.num_workers={workers}"]
+            f"dataloader.num_workers={workers}", f"sampling={sampling}"]
     memory, _ = train(fast_config(*base), tmp_path / "m")
     database = tmp_path / "set.h5"
     lazy, _ = train(fast_config(*base, f"data.database={database}", "data.in_memory_cache_size=4"), tmp_path / "d")

@@ -29,6 +29,7 @@ FLAG_CASES = [  # (the run, the speed flags added to it)
     (SUBSAMPLED, ["caching.derivatives=true", "caching.scope=train", "dataloader.num_workers=1"]),
     (["force=full"], ["caching.derivatives=true", "precision.memory_mode=cpu"]),
     (["force=off"], ["caching=auto"]),
+    (SUBSAMPLED + ["sampling=error_weighted"], ["caching=auto", "dataloader.num_workers=1"]),
     (SUBSAMPLED, ["caching=auto"]),
     (["force=full", "dataloader.num_workers=1"], ["caching=auto", "caching.scope=train"]),
 ]

@@ -40,6 +40,8 @@ EPOCH_METRICS = tuple(
 SEED_LIMIT = 2**62
 # The scheduler group's options; training.schedule builds each (one registry, keyed by the choice).
 SCHEDULERS = ("none", "cosine", "plateau")
+# The sampling group's options (training.sampling.EpochSampling).
+SAMPLING_POLICIES = ("uniform", "energy_weighted", "error_weighted")
 
 
 def param(
@@ -254,6 +256,16 @@ class SchedulerConfig:
 
 
 @dataclass
+class SamplingConfig:
+    name: str = param(
+        MISSING, "which training structures fill an epoch: uniform (each once, shuffled) | energy_weighted (drawn "
+        "with replacement, lower energy per atom more often) | error_weighted (drawn with replacement in proportion "
+        "to the latest energy error) (chosen by the sampling group)", None,
+        Rule(one_of(*SAMPLING_POLICIES), "'uniform', 'energy_weighted' or 'error_weighted' (choose with sampling=...)"),
+    )
+
+
+@dataclass
 class EarlyStoppingConfig:
     patience: Optional[int] = param(
         None, "stop after this many epochs without improvement of the metric and keep the best model (null: off)", None,
@@ -397,6 +409,7 @@ class TrainConfig:
     early_stopping: EarlyStoppingConfig = MISSING
     ema: EmaConfig = MISSING
     scheduler: SchedulerConfig = MISSING
+    sampling: SamplingConfig = MISSING
     data: DataConfig = MISSING
     descriptor: DescriptorConfig = MISSING
     model: ModelConfig = MISSING

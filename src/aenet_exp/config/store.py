@@ -1,6 +1,6 @@
 """Registers the schema in Hydra's ConfigStore: ``conf/<group>/<option>.yaml`` extends ``base_<group>``.
 
-The optimizer and scheduler groups have one base per option (``base_adam``, ``base_cosine``, ...),
+The optimizer, scheduler and sampling groups have one base per option (``base_adam``, ``base_cosine``, ...),
 which is where an option's ``name`` is set: the YAML never repeats it.
 """
 
@@ -21,12 +21,13 @@ GROUP_SCHEMAS = {
     "normalization": schema.NormalizationConfig,
     "tracking": schema.TrackingConfig,
     "scheduler": schema.SchedulerConfig,
+    "sampling": schema.SamplingConfig,
     "checkpoint": schema.CheckpointConfig,
     "early_stopping": schema.EarlyStoppingConfig,
     "ema": schema.EmaConfig,
 }
 # Groups whose options each extend a base of their own, named by the option.
-PER_OPTION_GROUPS = ("optimizer", "scheduler")
+PER_OPTION_GROUPS = ("optimizer", "scheduler", "sampling")
 
 
 def register_configs() -> None:
@@ -40,3 +41,5 @@ def register_configs() -> None:
         store.store(group="optimizer", name=f"base_{name}", node=node)
     for name in schema.SCHEDULERS:
         store.store(group="scheduler", name=f"base_{name}", node=schema.SchedulerConfig(name=name))
+    for name in schema.SAMPLING_POLICIES:
+        store.store(group="sampling", name=f"base_{name}", node=schema.SamplingConfig(name=name))

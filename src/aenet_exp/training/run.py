@@ -11,6 +11,7 @@ group              object
 ``dataloader``     features and Jacobians, on the ``precision.memory_mode`` device)
 ``optimizer``      :func:`~aenet_exp.training.optim.build_optimizer` (registry by option)
 ``scheduler``      :class:`~aenet_exp.training.schedule.EpochSchedule` (registry by option)
+``sampling``       :class:`~aenet_exp.training.sampling.EpochSampling` (the structures of each epoch)
 ``ema``            :class:`~aenet_exp.training.schedule.WeightAverage`
 ``normalization``  :func:`~aenet_exp.training.normalization.fit_normalization`
 ``early_stopping`` :class:`~aenet_exp.training.callbacks.EarlyStopping`
@@ -55,6 +56,7 @@ from aenet_exp.training.normalization import fit_normalization
 from aenet_exp.training.optim import build_optimizer
 from aenet_exp.training.outputs import write_predictions
 from aenet_exp.training.precision import resolve_device, resolve_dtype, storage_devices
+from aenet_exp.training.sampling import EpochSampling
 from aenet_exp.training.schedule import EpochSchedule, WeightAverage
 from aenet_exp.training.supervision import ForceSupervision
 from aenet_exp.training.timing import PhaseTimer
@@ -198,10 +200,12 @@ def build_trainer(
     optimizer = build_optimizer(potential.networks.parameters(), **section(cfg, "optimizer"))
     schedule = EpochSchedule(optimizer, cfg.iterations, **section(cfg, "scheduler"))
     average = WeightAverage(potential, **section(cfg, "ema")) if cfg.ema.decay is not None else None
+    per_atom = data.columns.target_energy_per_atom(data.atomic_energies, cfg.normalization.energy_target == "cohesive")
+    sampling = EpochSampling(**section(cfg, "sampling"), train=data.train, per_atom=per_atom,
+                             rng=np.random.default_rng(cfg.seed + SHUFFLE_SEED_OFFSET), ranks=ranks)
     return Trainer(
-        potential, data.columns, data.train, data.test, source, supervision, optimizer, schedule, average,
-        batchsize=cfg.optimizer.batchsize, shuffle_seed=cfg.seed + SHUFFLE_SEED_OFFSET, device=device,
-        label_device=label_device, timer=timer, ranks=ranks,
+        potential, data.columns, data.train, data.test, source, supervision, optimizer, schedule, average, sampling,
+        batchsize=cfg.optimizer.batchsize, device=device, label_device=label_device, timer=timer, ranks=ranks,
     )
 
 

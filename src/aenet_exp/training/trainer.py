@@ -21,6 +21,7 @@ from aenet_exp.training.events import Predictions
 from aenet_exp.training.features import BatchOutput, FeatureSource
 from aenet_exp.training.metrics import ErrorSums, error_sums
 from aenet_exp.training.normalization import Labels, feature_statistics
+from aenet_exp.training.sampling import EpochSampling
 from aenet_exp.training.schedule import EpochSchedule, WeightAverage
 from aenet_exp.training.supervision import ForceSupervision
 from aenet_exp.training.timing import PhaseTimer
@@ -33,8 +34,8 @@ class Trainer:
         columns: per-structure facts (atom counts, energies, which have forces).
         source: the batches' energies and forces (:class:`FeatureSource`).
         supervision: the force subset of each epoch and the loss.
+        sampling: the structures of each epoch, in order (``sampling.*``, with the seeded shuffling).
         batchsize: structures per planned batch (``optimizer.batchsize``).
-        shuffle_seed: seed of the per-epoch batch shuffling.
         ranks: the training processes (``distributed=ddp``): each evaluates its share of every
             batch and of the test set; errors and gradients are summed over ranks.
     """
@@ -50,9 +51,9 @@ class Trainer:
         optimizer: torch.optim.Optimizer,
         schedule: EpochSchedule,
         average: WeightAverage | None,
+        sampling: EpochSampling,
         *,
         batchsize: int,
-        shuffle_seed: int,
         device: torch.device,
         label_device: torch.device,
         timer: PhaseTimer,
@@ -67,7 +68,7 @@ class Trainer:
         self.schedule = schedule
         self.average = average
         self.batchsize = batchsize
-        self.shuffle = np.random.default_rng(shuffle_seed)
+        self.sampling = sampling
         self.device, self.label_device = device, label_device
         self.dtype = potential.descriptor.dtype
         self.timer = timer
@@ -94,7 +95,8 @@ class Trainer:
         forces = self.supervision.state_dict()
         return {
             "optimizer": self.optimizer.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "shuffle": self.shuffle.bit_generator.state, "sampler": forces["rng"]},
+            "rng": {"torch": torch.get_rng_state(), "shuffle": self.sampling.rng.bit_generator.state, "sampler": forces["rng"]},
+            "sampling": self.sampling.state_dict(),
             "sampler": {"selected": forces["selected"], "window": forces["window"]},
             "split": {"train": torch.from_numpy(self.train_idx), "test": torch.from_numpy(self.test_idx)},
             "schedule": self.schedule.state_dict(),
@@ -110,7 +112,9 @@ class Trainer:
             raise CheckpointError("the data no longer splits as it did when the checkpoint was written (changed files?)")
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"]["torch"])
-        self.shuffle.bit_generator.state = state["rng"]["shuffle"]
+        self.sampling.rng.bit_generator.state = state["rng"]["shuffle"]
+        if "sampling" in state:  # checkpoints before the sampling group had only the shuffle
+            self.sampling.load_state_dict(state["sampling"])
         self.supervision.load_state_dict({"rng": state["rng"]["sampler"], **state["sampler"]})
         self.schedule.load_state_dict(state["schedule"])
         if self.average is not None:
@@ -143,13 +147,14 @@ class Trainer:
         force_set, redrawn = self.supervision.select(epoch)
         if redrawn:
             self.source.forget_features(force_set)
-        batches = plan_batches(self.train_idx, self.batchsize, self.shuffle)
+        batches = plan_batches(self.sampling.epoch_order(), self.batchsize, None)
         shares = [self.ranks.share(batch, self.columns.n_atoms) for batch in batches]
         sums = ErrorSums()
         learning_rate = self.schedule.learning_rate()
         for _, output in self.source.outputs(self.potential, shares, force_set, create_graph=True):
             if output is not None:
                 energy_error, force_error = self._errors(output)
+                self.sampling.observe(output.order, energy_error)
             else:  # this rank's share of the batch is empty: it adds nothing but joins every sum
                 energy_error, force_error = torch.zeros(0, dtype=self.dtype, device=self.device), None
             with self.timer.phase("backward"):
@@ -165,7 +170,7 @@ class Trainer:
         scale = float(self.potential.energy_scale)
         metrics = {"train/loss": self.supervision.loss(sums.energy_rmse(), sums.force_rmse(), scale), **sums.metrics("train")}
         metrics["train/lr"] = learning_rate
-        return metrics | self.source.memory_metrics()
+        return metrics | self.sampling.end_epoch(self.device) | self.source.memory_metrics()
 
     def _errors(self, out: BatchOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-atom energy errors ``(n,)`` eV/atom and force errors ``(n_force_atoms, 3)`` eV/Å."""
