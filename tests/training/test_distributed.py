@@ -60,13 +60,15 @@ def files_under(directory: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_two_processes_train_as_one(tmp_path):
+@pytest.mark.parametrize("sampling", ["uniform", "error_weighted"])
+def test_two_processes_train_as_one(tmp_path, sampling):
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
-    ddp = start_torchrun("train", "distributed=ddp", *RUN, *PER_RANK_FLAGS, f"tracking.uri=sqlite:///{two}/mlflow.db",
+    run = [*RUN, f"sampling={sampling}"]
+    ddp = start_torchrun("train", "distributed=ddp", *run, *PER_RANK_FLAGS, f"tracking.uri=sqlite:///{two}/mlflow.db",
                          f"hydra.run.dir={two}/run", cwd=two)  # beside the one-process run: most of both is start-up
     try:
-        single = run_cli("train", *RUN, f"tracking.uri=sqlite:///{one}/mlflow.db", f"hydra.run.dir={one}/run", cwd=one)
+        single = run_cli("train", *run, f"tracking.uri=sqlite:///{one}/mlflow.db", f"hydra.run.dir={one}/run", cwd=one)
         stdout, stderr = ddp.communicate(timeout=120)
     finally:
         if ddp.poll() is None:
