@@ -337,11 +337,11 @@ def shoot_parallel_coordinates(page, out: Path) -> None:
     metrics = page.locator(".du-bois-light-select-multiple").nth(1)  # the second select: Metrics
     while metrics.locator(".du-bois-light-select-selection-item-remove").count():
         metrics.locator(".du-bois-light-select-selection-item-remove").first.click()
+    metrics.locator("input").click()  # the search field; the select's middle may be a tag's remove icon
     for name in ERROR_METRICS:
-        metrics.click()
         page.keyboard.type(name)
         page.locator(".du-bois-light-select-item-option").filter(has_text=re.compile(f"^{re.escape(name)}$")).click()
-        page.keyboard.press("Escape")
+    page.keyboard.press("Escape")
     page.get_by_text(ERROR_METRICS[-1], exact=True).last.wait_for()
     settle(page, 2)
     bottom = page.get_by_text("Run details", exact=True).bounding_box()["y"] - 16
@@ -358,11 +358,12 @@ def shoot_compare(page, out: Path) -> None:
 
 
 def collapse_sections_but(page, keep: str, sections: list[str]) -> None:
-    """Collapses every chart section (a metric-name prefix) except ``keep``."""
+    """Collapses every chart section (a metric-name prefix) except ``keep``, then scrolls back to the first."""
     for section in sections:
         if section != keep:
             page.get_by_text(section, exact=True).first.click()
             page.wait_for_timeout(300)
+    page.get_by_text(sections[0], exact=True).first.evaluate("e => e.scrollIntoView({block: 'center'})")
 
 
 def sections_of(metric_keys: list[str]) -> list[str]:
@@ -391,7 +392,7 @@ def shoot_run(page, base_url: str, sweep: Sweep, out: Path) -> None:
     save(page, out, "run_metrics.png")
     page.get_by_role("tab", name="Artifacts").click()
     page.get_by_text("parity.png", exact=True).click()
-    page.locator("img[src*='parity.png']").first.wait_for()
+    page.locator("img[src^='blob:']").first.wait_for()  # the preview
     settle(page, 1)
     save(page, out, "run_artifacts.png")
 

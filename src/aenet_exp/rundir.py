@@ -20,7 +20,9 @@ from aenet_exp.errors import ConfigError
 from aenet_exp.files import remove_stale_temporaries
 
 MODEL_FILE = "potential.pt"  # the trained potential (also in the run's MLflow artifacts)
-CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FILE = "checkpoint.pt"  # the latest; older ones retained (checkpoint.keep) and the best in RETAINED/
+RETAINED = "checkpoints"
+BEST_MODEL_FILE = "potential-best.pt"  # the weights of the best epoch by the early-stopping metric
 CONFIG_FILE = "config.yaml"  # the resolved config the run trained with
 RUN_ID_FILE = "mlflow_run_id"  # the MLflow run a training recorded to
 LOCK_FILE = ".aenet_exp.lock"

@@ -85,3 +85,24 @@ def test_a_truncated_checkpoint_is_one_user_error(fast_config, tmp_path):
         run(fast_config(f"resume={tmp_path / 'run'}"), tmp_path / "x")
     with pytest.raises(UserError, match="not an aenet_exp checkpoint"):
         load_checkpoint(tmp_path / "run")
+
+
+def test_the_last_checkpoints_and_the_best_are_kept(fast_config, tmp_path):
+    import math
+
+    from aenet_exp.rundir import BEST_MODEL_FILE
+    from aenet_exp.training.checkpoint import load_checkpoint
+
+    _, rec = train(fast_config("precision=float64", "iterations=6", "checkpoint.every=1", "checkpoint.keep=3",
+                               "optimizer.mu=0.05"), tmp_path / "run")
+    retained = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("epoch-*.pt"))
+    assert retained == ["epoch-000004.pt", "epoch-000005.pt", "epoch-000006.pt"]
+    assert load_checkpoint(tmp_path / "run")["epoch"] == 6  # resume= takes the newest
+    losses = [e["test/loss"] for e in rec.epochs]
+    best = min(range(6), key=losses.__getitem__)
+    assert best < 5  # the best is not the last: the test tells them apart
+    best_state = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
+    assert best_state["epoch"] == best + 1
+    _, again = train(fast_config("precision=float64", "iterations=1", "optimizer.mu=1e-30",
+                                 f"init_from={tmp_path / 'run' / BEST_MODEL_FILE}"), tmp_path / "tuned")
+    assert math.isclose(again.epochs[0]["test/energy_rmse"], rec.epochs[best]["test/energy_rmse"], rel_tol=1e-10)

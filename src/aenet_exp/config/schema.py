@@ -289,6 +289,12 @@ class EmaConfig:
 
 @dataclass
 class CheckpointConfig:
+    keep: int = param(
+        1, "checkpoints kept: checkpoint.pt (the newest, which resume= takes) and, above 1, the last keep as "
+        "checkpoints/epoch-<N>.pt; the best by early_stopping.metric is always kept (checkpoints/best.pt, its weights "
+        "as potential-best.pt for init_from)",
+        None, Rule(positive, "a positive number of checkpoints"),
+    )
     every: int = param(
         10, "write checkpoint.pt every this many epochs (and at the end); 0: only at the end", None,
         Rule(non_negative, "a non-negative number of epochs"),

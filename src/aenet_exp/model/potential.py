@@ -111,9 +111,10 @@ class Potential(nn.Module):
         descriptor = ChebyshevDescriptor(**settings["descriptor"], dtype=dtype)
         return cls(descriptor, settings["hidden"], settings["activations"])
 
-    def save(self, path: str | Path) -> None:
-        """Write settings and weights (tensors and plain data only) atomically to ``path``."""
-        payload = {"settings": self.settings(), "state_dict": self.state_dict()}
+    def save(self, path: str | Path, weights: Mapping[str, torch.Tensor] | None = None) -> None:
+        """Write settings and weights (tensors and plain data only; ``weights`` instead of the current ones when
+        given, a state dict of this potential) atomically to ``path``."""
+        payload = {"settings": self.settings(), "state_dict": dict(weights) if weights is not None else self.state_dict()}
         write_atomically(path, lambda temporary: torch.save(payload, temporary))
 
     @classmethod

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from aenet_exp.errors import UserError
 from aenet_exp.model.potential import Potential
+from aenet_exp.rundir import BEST_MODEL_FILE, RETAINED
 from aenet_exp.training.checkpoint import save_checkpoint
 from aenet_exp.training.events import Callback
 from aenet_exp.training.timing import PHASES
@@ -109,7 +110,9 @@ class EarlyStopping(Callback):
 
 
 class Checkpointer(Callback):
-    """``checkpoint.every``: writes ``checkpoint.pt`` every ``every`` epochs and after the last one.
+    """``checkpoint.*``: writes ``checkpoint.pt`` every ``every`` epochs and after the last one; with ``keep`` > 1
+    also the last ``keep`` of them as ``checkpoints/epoch-<N>.pt``; and the best by ``watched`` (the early-stopping
+    metric): ``checkpoints/best.pt`` and its evaluated weights as ``potential-best.pt``, for ``init_from``.
 
     A checkpoint holds the epoch, the resolved config, the potential's settings and weights, and
     the state of each of ``parts`` (the trainer, early stopping, the history), by name. Between
@@ -119,16 +122,27 @@ class Checkpointer(Callback):
     """
 
     def __init__(self, directory: Path, every: int, config_yaml: str, potential: Potential,
-                 parts: Mapping[str, Stateful | None]):
+                 parts: Mapping[str, Stateful | None], keep: int = 1, watched: str = "test/loss",
+                 evaluated_weights: Callable[[], Mapping[str, torch.Tensor]] | None = None):
         self.directory = Path(directory)
         self.every = every
+        self.keep = keep
         self.config_yaml = config_yaml
         self.potential = potential
         self.parts = parts
+        self.watched = watched
+        self.evaluated_weights = evaluated_weights or potential.state_dict
         self.written_at: int | None = None
         self.latest: dict | None = None  # the state after the last finished epoch, when not written
+        self.best_value = math.inf
+        self.best: tuple[dict, dict] | None = None  # (state, evaluated weights) of the best epoch, not yet written
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        value = metrics.get(self.watched, math.nan)
+        if value < self.best_value:
+            self.best_value = value
+            weights = {k: v.detach().clone() for k, v in self.evaluated_weights().items()}
+            self.best = (self.state(epoch + 1, copy=True), weights)
         if self.every and (epoch + 1) % self.every == 0:
             self.write(self.state(epoch + 1))
         else:
@@ -154,7 +168,18 @@ class Checkpointer(Callback):
         return snapshot(state) if copy else state
 
     def write(self, state: dict) -> None:
-        save_checkpoint(self.directory, {**state, "history": cut(state.get("history"))})
+        """``checkpoint.pt`` (and the retained and best ones)."""
+        whole = {**state, "history": cut(state.get("history"))}
+        save_checkpoint(self.directory, whole)
+        if self.keep > 1:
+            save_checkpoint(self.directory, whole, f"{RETAINED}/epoch-{state['epoch']:06d}.pt")
+            for old in sorted((self.directory / RETAINED).glob("epoch-*.pt"))[: -self.keep]:
+                old.unlink()
+        if self.best is not None:
+            best, weights = self.best
+            save_checkpoint(self.directory, {**best, "history": cut(best.get("history"))}, f"{RETAINED}/best.pt")
+            self.potential.save(self.directory / BEST_MODEL_FILE, weights)
+            self.best = None
         self.written_at = state["epoch"]
         self.latest = None
 

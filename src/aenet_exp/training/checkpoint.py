@@ -16,12 +16,12 @@ class CheckpointError(UserError):
     """A checkpoint that cannot be read or no longer fits the run (one line for the user)."""
 
 
-def save_checkpoint(directory: Path, state: dict) -> Path:
-    """Write ``state`` to ``directory/checkpoint.pt`` atomically."""
+def save_checkpoint(directory: Path, state: dict, name: str = CHECKPOINT_FILE) -> Path:
+    """Write ``state`` to ``directory/name`` (``checkpoint.pt``) atomically."""
     import torch
 
     return write_atomically(
-        Path(directory) / CHECKPOINT_FILE, lambda temporary: torch.save({"format": FORMAT, "version": VERSION, **state}, temporary)
+        Path(directory) / name, lambda temporary: torch.save({"format": FORMAT, "version": VERSION, **state}, temporary)
     )
 
 

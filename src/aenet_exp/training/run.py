@@ -253,10 +253,17 @@ def main_callbacks(
     show = cfg.tracking
     callbacks = [
         *observers,
-        Checkpointer(output_dir, cfg.checkpoint.every, config_yaml, trainer.potential, parts),
+        Checkpointer(output_dir, cfg.checkpoint.every, config_yaml, trainer.potential, parts, keep=cfg.checkpoint.keep,
+                     watched=best_metric(cfg, trainer), evaluated_weights=trainer.kept_weights),
         ProgressBar(cfg.iterations, first_epoch, batches, show.show_progress, show.show_batch_progress),
     ]
     return callbacks + ([TimingSummary(cfg.iterations)] if show.timing else [])
+
+
+def best_metric(cfg: DictConfig, trainer: Trainer) -> str:
+    """What the best checkpoint is chosen by: ``early_stopping.metric``; ``train/loss`` without a test set."""
+    metric = cfg.early_stopping.metric
+    return metric if len(trainer.test_idx) or not metric.startswith("test/") else "train/loss"
 
 
 def keep_final_weights(trainer: Trainer, stopping: EarlyStopping | None, result: TrainingResult) -> None:
