@@ -10,7 +10,7 @@ through ``python -m aenet_exp train -m`` into a temporary SQLite store; checks e
 printed in docs/mlflow.md against that store (and that a metric name with ``/`` is rejected without
 backticks); starts ``mlflow ui`` on the store; drives headless Chromium through the workflow the page
 describes; writes the PNGs into ``--out`` only when all of them were taken; and writes the MLflow
-version into the page's last line. About two minutes on 2 CPU cores.
+version into the page's last line. About 75 s on 2 CPU cores.
 
 The clicks follow the UI of MLflow 3.17. When a later MLflow moves something, the script stops naming
 the step that failed, keeps its temporary folder with a picture of the page at that moment, and
@@ -105,7 +105,7 @@ def run_sweep(work: Path) -> str:
     tracking_uri = f"sqlite:///{work / 'mlflow.db'}"
     command = [sys.executable, "-m", "aenet_exp", "train", "-m", *SWEEP_OVERRIDES, f"tracking.uri={tracking_uri}"]
     print("== sweep:", " ".join(command[3:]), flush=True)
-    done = subprocess.run(command, cwd=work, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=work, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.exit(f"mlflow_screenshots: the sweep failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return tracking_uri
@@ -138,7 +138,7 @@ def filters_in_doc(doc: Path) -> list[str]:
 
 
 def check_filters(sweep: Sweep, filters: list[str]) -> None:
-    """Exits when MLflow rejects one of ``filters`` or accepts ``REJECTED_FILTER``; prints what each finds."""
+    """Exits when MLflow rejects one of ``filters``, one finds no run, or MLflow accepts ``REJECTED_FILTER``."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -149,9 +149,12 @@ def check_filters(sweep: Sweep, filters: list[str]) -> None:
 
     for text in filters:
         try:
-            print(f"   filter {text!r}: {search(text)} of 5 runs", flush=True)
+            found = search(text)
         except MlflowException as error:
             sys.exit(f"mlflow_screenshots: MLflow rejects the doc's filter {text!r}: {error.message.splitlines()[0]}")
+        print(f"   filter {text!r}: {found} of {1 + len(sweep.job_ids)} runs", flush=True)
+        if found == 0:
+            sys.exit(f"mlflow_screenshots: the doc's filter {text!r} finds no run of the sweep")
     try:
         search(REJECTED_FILTER)
     except MlflowException:
@@ -160,6 +163,7 @@ def check_filters(sweep: Sweep, filters: list[str]) -> None:
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -169,23 +173,23 @@ def free_port() -> int:
 def mlflow_ui(tracking_uri: str, work: Path, timeout_s: float = 180.0):
     """``mlflow ui`` on the store, in its own process group; yields its base URL and stops the whole group."""
     port = free_port()
-    log = open(work / "mlflow_ui.log", "w")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no background job runner
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    server = subprocess.Popen(command, cwd=work, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(base_url, server, timeout_s, work / "mlflow_ui.log")
-        print(f"== mlflow ui at {base_url}", flush=True)
-        yield base_url
-    finally:
-        stop_process_group(server)
-        log.close()
+    with open(work / "mlflow_ui.log", "w") as log:
+        server = subprocess.Popen(command, cwd=work, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                  start_new_session=True)
+        try:
+            wait_for_http(base_url, server, timeout_s, work / "mlflow_ui.log")
+            print(f"== mlflow ui at {base_url}", flush=True)
+            yield base_url
+        finally:
+            stop_process_group(server)
 
 
 def wait_for_http(url: str, server: subprocess.Popen, timeout_s: float, log: Path) -> None:
-    """Returns once ``url`` answers; exits when the server died or ``timeout_s`` passed."""
+    """Returns once ``url`` answers; exits when the server died, raises TimeoutError after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -215,6 +219,7 @@ def stop_process_group(process: subprocess.Popen) -> None:
 
 
 def group_alive(pgid: int) -> bool:
+    """Whether any process of the group ``pgid`` is left."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -239,6 +244,7 @@ def save(page, out: Path, name: str, clip: dict | None = None) -> None:
 
 
 def header(page, column: str):
+    """The header cell of the runs-table column ``column`` (an ag-grid col-id)."""
     return page.locator(f'.ag-header-cell[col-id="{column}"]')
 
 
@@ -266,6 +272,7 @@ def tree_item(page, label: str):
 
 
 def open_runs_table(page, base_url: str, sweep: Sweep) -> None:
+    """The experiment's runs page, once the sweep's row is there."""
     page.goto(f"{base_url}/#/experiments/{sweep.experiment_id}/runs")
     page.locator(f'[role=row][row-id="{sweep.parent_id}"]').first.wait_for()
     settle(page)
@@ -367,13 +374,25 @@ def collapse_sections_but(page, keep: str, sections: list[str]) -> None:
 
 
 def sections_of(metric_keys: list[str]) -> list[str]:
+    """The chart sections MLflow makes of these metric names: their prefixes before the last ``/``."""
     return sorted({key.rsplit("/", 1)[0] for key in metric_keys if "/" in key})
+
+
+def widen_run_list(page, dx: float) -> None:
+    """Drags the divider between the run list and the charts ``dx`` px to the right."""
+    grid = page.locator(".ag-root-wrapper").first.bounding_box()
+    x, y = grid["x"] + grid["width"] + 5, grid["y"] + grid["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + dx, y, steps=10)
+    page.mouse.up()
 
 
 def shoot_charts(page, base_url: str, sweep: Sweep, out: Path) -> None:
     """charts.png: the runs page in chart mode, the per-epoch test errors of all jobs overlaid."""
     open_runs_table(page, base_url, sweep)
     page.locator("label").filter(has=page.locator("input[value=CHART]")).click()
+    widen_run_list(page, 130)
     page.get_by_placeholder("Search metric charts").fill("test/")
     settle(page, 1)
     collapse_sections_but(page, "test", [section for section in sections_of(sweep.metric_keys) if "test" in section])
@@ -422,10 +441,8 @@ def take_screenshots(sync_playwright, chromium: Path, base_url: str, sweep: Swee
 
 
 def publish(staging: Path, out: Path) -> None:
-    """Copies the PNGs into ``out``, replacing what was there."""
+    """Copies the PNGs into ``out``, over the earlier ones of the same names."""
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.png"):
-        old.unlink()
     for png in sorted(staging.glob("*.png")):
         shutil.copyfile(png, out / png.name)
         print(f"   {out / png.name}: {png.stat().st_size // 1024} KB")
