@@ -42,7 +42,8 @@ def table(prefix: str, node: type) -> list[str]:
         reference = f"`{f.metadata['reference']}`" if f.metadata["reference"] else ""
         key = f"{prefix}{f.name}"
         unit = f.metadata.get("unit", "")
-        rows.append(f"| `{key}` | {render_default(field_default(f))} | {unit} | {f.metadata['meaning']} | {reference} |")
+        meaning = f.metadata["meaning"].replace("|", "\\|")  # a bare | would split the table cell
+        rows.append(f"| `{key}` | {render_default(field_default(f))} | {unit} | {meaning} | {reference} |")
     return rows
 
 

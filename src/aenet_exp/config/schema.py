@@ -130,7 +130,7 @@ class ModelConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: str = param(MISSING, "adam | adamw | sgd (chosen by the optimizer group)", "method")
+    name: str = param(MISSING, "adam | adamw | sgd | lbfgs (chosen by the optimizer group)", "method")
     batchsize: int = param(
         32, "structures per batch", "method.batchsize", Rule(positive, "a positive number of structures per batch"),
         unit="structures",
@@ -146,7 +146,7 @@ DECAY_RATE = Rule(within(0, 1, high_open=True), "a decay rate in [0, 1)")
 
 @dataclass
 class AdamConfig(OptimizerConfig):
-    name: str = param("adam", "adam | adamw | sgd (chosen by the optimizer group)", "method")
+    name: str = param("adam", "adam | adamw | sgd | lbfgs (chosen by the optimizer group)", "method")
     mu: float = param(1e-3, "learning rate", "Adam.mu", Rule(positive, "a positive learning rate"))
     beta1: float = param(0.9, "first-moment decay", "Adam.beta1", DECAY_RATE)
     beta2: float = param(0.999, "second-moment decay", "Adam.beta2", DECAY_RATE)
@@ -155,7 +155,7 @@ class AdamConfig(OptimizerConfig):
 
 @dataclass
 class AdamWConfig(AdamConfig):
-    name: str = param("adamw", "adam | adamw | sgd (chosen by the optimizer group)", "method")
+    name: str = param("adamw", "adam | adamw | sgd | lbfgs (chosen by the optimizer group)", "method")
     weight_decay: float = param(
         1e-2, "decoupled weight decay", "method.weight_decay", Rule(non_negative, "a non-negative weight decay")
     )
@@ -163,15 +163,34 @@ class AdamWConfig(AdamConfig):
 
 @dataclass
 class SGDConfig(OptimizerConfig):
-    name: str = param("sgd", "adam | adamw | sgd (chosen by the optimizer group)", "method")
+    name: str = param("sgd", "adam | adamw | sgd | lbfgs (chosen by the optimizer group)", "method")
     lr: float = param(1e-2, "learning rate", "SGD.lr", Rule(positive, "a positive learning rate"))
     momentum: float = param(
         0.9, "momentum coefficient", "SGD.momentum", Rule(within(0, 1, high_open=True), "a momentum in [0, 1)")
     )
 
 
+@dataclass
+class LBFGSConfig(OptimizerConfig):
+    name: str = param("lbfgs", "adam | adamw | sgd | lbfgs (chosen by the optimizer group)", "method")
+    lr: float = param(1.0, "step scale of the line search's first trial", None, Rule(positive, "a positive step scale"))
+    max_iter: int = param(
+        20, "L-BFGS iterations per epoch, each one or more loss evaluations over the training set", None,
+        Rule(positive, "a positive number of iterations"),
+    )
+    history_size: int = param(10, "curvature pairs kept", None, Rule(positive, "a positive number of pairs"))
+    tolerance_grad: float = param(
+        1e-7, "stop an epoch's iterations when the largest gradient component is below this", None,
+        Rule(non_negative, "a non-negative tolerance"),
+    )
+    tolerance_change: float = param(
+        1e-9, "stop an epoch's iterations when the loss or the step changes less than this", None,
+        Rule(non_negative, "a non-negative tolerance"),
+    )
+
+
 # The optimizer group's options, by choice: each option's YAML extends base_<choice>.
-OPTIMIZER_SCHEMAS = {"adam": AdamConfig, "adamw": AdamWConfig, "sgd": SGDConfig}
+OPTIMIZER_SCHEMAS = {"adam": AdamConfig, "adamw": AdamWConfig, "sgd": SGDConfig, "lbfgs": LBFGSConfig}
 
 
 @dataclass

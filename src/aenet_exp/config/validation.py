@@ -154,6 +154,14 @@ def check_combinations(cfg: DictConfig) -> None:
         raise ConfigError(
             "data.testpercent", f"is {cfg.data.testpercent}, but data.test_path gives the test set; set it to 0"
         )
+    if cfg.optimizer.name == "lbfgs":
+        if cfg.scheduler.name != "none" or cfg.scheduler.warmup_epochs:
+            raise ConfigError(
+                "scheduler", f"is {cfg.scheduler.name} (warm-up {cfg.scheduler.warmup_epochs}), but L-BFGS sets its own "
+                "step lengths by line search: use scheduler=none with optimizer=lbfgs",
+            )
+        if cfg.optimizer.weight_decay:
+            raise ConfigError("optimizer.weight_decay", "L-BFGS has no weight decay; set it to 0")
     caching = cfg.caching
     if caching.derivatives and cfg.force.weight <= 0:
         raise ConfigError(

@@ -53,7 +53,7 @@ from aenet_exp.training.loop import fit, notify, notify_failure, terminated_as_i
 from aenet_exp.training.memory import Need, check_memory, jacobian_bytes, machine_memory, needs
 from aenet_exp.training.metrics import metrics_of
 from aenet_exp.training.normalization import fit_normalization
-from aenet_exp.training.optim import build_optimizer
+from aenet_exp.training.optim import FULL_BATCH, build_optimizer
 from aenet_exp.training.outputs import write_predictions
 from aenet_exp.training.precision import resolve_device, resolve_dtype, storage_devices
 from aenet_exp.training.sampling import EpochSampling
@@ -205,7 +205,8 @@ def build_trainer(
                              rng=np.random.default_rng(cfg.seed + SHUFFLE_SEED_OFFSET), ranks=ranks)
     return Trainer(
         potential, data.columns, data.train, data.test, source, supervision, optimizer, schedule, average, sampling,
-        batchsize=cfg.optimizer.batchsize, device=device, label_device=label_device, timer=timer, ranks=ranks,
+        batchsize=cfg.optimizer.batchsize, full_batch=cfg.optimizer.name in FULL_BATCH, device=device,
+        label_device=label_device, timer=timer, ranks=ranks,
     )
 
 

@@ -110,18 +110,29 @@ class ForceSupervision:
     def rank_loss(
         self, energy_error: torch.Tensor, force_error: torch.Tensor | None, energy_scale: float, ranks: Ranks = SINGLE
     ) -> torch.Tensor:
-        """This rank's part ``L_r`` of the batch's loss ``L`` (:meth:`batch_loss`): ``Σ_r ∂L_r/∂θ = ∂L/∂θ``.
+        """This rank's part ``L_r`` of the batch's loss ``L`` (:meth:`batch_loss`): ``Σ_r ∂L_r/∂θ = ∂L/∂θ``
+        (:meth:`part_loss` with the squared-error sums and counts added over ranks)."""
+        squares, counts = self.squares(energy_error, force_error)
+        totals = ranks.sum(torch.cat([squares.detach().double(), counts]))
+        return self.part_loss(squares, totals, energy_scale)
 
-        An RMSE is not a sum over ranks, but its gradient is: with the squared-error sum ``S`` and
-        count ``N`` added over ranks (detached), ``∂sqrt(S/N)/∂θ = (∂S/∂θ) / (2·sqrt(S·N))``. So
-        ``L_r = c_E·S_E,r + c_F·S_F,r`` with ``c_E = (1 − α) / (2·scale·sqrt(S_E·N_E))`` and
-        ``c_F = α·c / (2·scale·sqrt(S_F·N_F))``; an empty share gives a constant zero.
-        """
+    def squares(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Squared-error sums ``(S_E, S_F)`` (differentiable) and counts ``(N_E, N_F)`` (float64) of a part's errors."""
         if force_error is None or not self.active:
             force_error = energy_error.new_zeros((0, 3))
         squares = torch.stack([energy_error.square().sum(), force_error.square().sum()])
         counts = torch.tensor([energy_error.numel(), force_error.numel()], dtype=torch.float64, device=squares.device)
-        s_e, s_f, n_e, n_f = ranks.sum(torch.cat([squares.detach().double(), counts])).tolist()
+        return squares, counts
+
+    def part_loss(self, squares: torch.Tensor, totals: torch.Tensor, energy_scale: float) -> torch.Tensor:
+        """A part's share ``L_p = c_E·S_E,p + c_F·S_F,p`` of a loss pooled over parts (ranks, batches) whose
+        ``totals`` ``(S_E, S_F, N_E, N_F)`` are known: ``Σ_p ∂L_p/∂θ = ∂L/∂θ``.
+
+        An RMSE is not a sum over parts, but its gradient is: ``∂sqrt(S/N)/∂θ = (∂S/∂θ) / (2·sqrt(S·N))``,
+        so ``c_E = (1 − α) / (2·scale·sqrt(S_E·N_E))`` and ``c_F = α·c / (2·scale·sqrt(S_F·N_F))``; an
+        empty part gives a constant zero.
+        """
+        s_e, s_f, n_e, n_f = totals.tolist()
         weights = [
             (1 - self.alpha) / (2 * energy_scale * math.sqrt(s_e * n_e)) if s_e > 0 else 0.0,
             self.alpha * self.force_factor / (2 * energy_scale * math.sqrt(s_f * n_f)) if s_f > 0 else 0.0,

@@ -7,6 +7,7 @@ A :class:`Trainer` is built from objects, never from the config: the composition
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Mapping
 
@@ -36,6 +37,8 @@ class Trainer:
         supervision: the force subset of each epoch and the loss.
         sampling: the structures of each epoch, in order (``sampling.*``, with the seeded shuffling).
         batchsize: structures per planned batch (``optimizer.batchsize``).
+        full_batch: one optimiser step per epoch on the loss of the whole training set (L-BFGS), evaluated
+            batch by batch, instead of a step per batch.
         ranks: the training processes (``distributed=ddp``): each evaluates its share of every
             batch and of the test set; errors and gradients are summed over ranks.
     """
@@ -54,6 +57,7 @@ class Trainer:
         sampling: EpochSampling,
         *,
         batchsize: int,
+        full_batch: bool = False,
         device: torch.device,
         label_device: torch.device,
         timer: PhaseTimer,
@@ -68,6 +72,7 @@ class Trainer:
         self.schedule = schedule
         self.average = average
         self.batchsize = batchsize
+        self.full_batch = full_batch
         self.sampling = sampling
         self.device, self.label_device = device, label_device
         self.dtype = potential.descriptor.dtype
@@ -142,21 +147,39 @@ class Trainer:
         return metrics
 
     def train_epoch(self, epoch: int, after_batch: Callable[[], None] = lambda: None) -> dict[str, float]:
-        """One pass over the training set; returns pooled ``train/*`` metrics, ``train/lr`` and memory."""
+        """One pass over the training set (a step per batch, or a full-batch step); returns pooled ``train/*``
+        metrics, ``train/lr`` and memory."""
         self.potential.train()
         force_set, redrawn = self.supervision.select(epoch)
         if redrawn:
             self.source.forget_features(force_set)
         batches = plan_batches(self.sampling.epoch_order(), self.batchsize, None)
         shares = [self.ranks.share(batch, self.columns.n_atoms) for batch in batches]
-        sums = ErrorSums()
         learning_rate = self.schedule.learning_rate()
-        for _, output in self.source.outputs(self.potential, shares, force_set, create_graph=True):
+        if self.full_batch:
+            sums = self._full_batch_step(shares, force_set, after_batch)
+        else:
+            sums = self._batch_steps(shares, force_set, after_batch)
+        sums.sum_over(self.ranks, self.device)
+        scale = float(self.potential.energy_scale)
+        metrics = {"train/loss": self.supervision.loss(sums.energy_rmse(), sums.force_rmse(), scale), **sums.metrics("train")}
+        metrics["train/lr"] = learning_rate
+        return metrics | self.sampling.end_epoch(self.device) | self.source.memory_metrics()
+
+    def _batch_errors(self, shares: list[np.ndarray], force_set: frozenset[int], create_graph: bool):
+        """Each planned batch's (this rank's share's) errors: energy ``(n,)`` eV/atom and forces ``(m, 3)`` eV/Å."""
+        for _, output in self.source.outputs(self.potential, shares, force_set, create_graph=create_graph):
             if output is not None:
                 energy_error, force_error = self._errors(output)
-                self.sampling.observe(output.order, energy_error)
+                yield output.order, energy_error, force_error
             else:  # this rank's share of the batch is empty: it adds nothing but joins every sum
-                energy_error, force_error = torch.zeros(0, dtype=self.dtype, device=self.device), None
+                yield [], torch.zeros(0, dtype=self.dtype, device=self.device), None
+
+    def _batch_steps(self, shares: list[np.ndarray], force_set: frozenset[int], after_batch) -> ErrorSums:
+        """A gradient step per planned batch, on that batch's loss; the epoch's pooled errors."""
+        sums = ErrorSums()
+        for order, energy_error, force_error in self._batch_errors(shares, force_set, create_graph=True):
+            self.sampling.observe(order, energy_error)
             with self.timer.phase("backward"):
                 self.optimizer.zero_grad(set_to_none=True)
                 self._backward(energy_error, force_error)
@@ -166,11 +189,48 @@ class Trainer:
                     self.average.update()
             sums.add(energy_error, force_error)
             after_batch()
-        sums.sum_over(self.ranks, self.device)
+        return sums
+
+    def _full_batch_step(self, shares: list[np.ndarray], force_set: frozenset[int], after_batch) -> ErrorSums:
+        """One step of a full-batch optimiser (L-BFGS) on the loss pooled over the whole training set.
+
+        Each loss evaluation takes two passes over the batches: the squared-error sums first, then each batch's
+        share of the pooled loss back-propagated (:meth:`ForceSupervision.part_loss`), so no more than a batch's
+        graph is held at once. Returns the errors of the first evaluation (the weights the epoch started with).
+        """
+        parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
         scale = float(self.potential.energy_scale)
-        metrics = {"train/loss": self.supervision.loss(sums.energy_rmse(), sums.force_rmse(), scale), **sums.metrics("train")}
-        metrics["train/lr"] = learning_rate
-        return metrics | self.sampling.end_epoch(self.device) | self.source.memory_metrics()
+        first: list[ErrorSums] = []
+
+        def closure() -> torch.Tensor:
+            sums, totals = ErrorSums(), torch.zeros(4, dtype=torch.float64, device=self.device)
+            with torch.no_grad(), self.timer.phase("forward"):
+                for order, energy_error, force_error in self._batch_errors(shares, force_set, create_graph=False):
+                    squares, counts = self.supervision.squares(energy_error, force_error)
+                    totals += torch.cat([squares.double(), counts])
+                    sums.add(energy_error, force_error)
+                    if not first:
+                        self.sampling.observe(order, energy_error)
+            totals = self.ranks.sum(totals)
+            self.optimizer.zero_grad(set_to_none=True)
+            for _, energy_error, force_error in self._batch_errors(shares, force_set, create_graph=True):
+                with self.timer.phase("backward"):
+                    part = self.supervision.part_loss(self.supervision.squares(energy_error, force_error)[0], totals, scale)
+                    if part.requires_grad:
+                        part.backward()
+                after_batch()
+            self.ranks.sum_gradients(parameters)
+            if not first:
+                first.append(sums)
+            s_e, s_f, n_e, n_f = totals.tolist()
+            force_rmse = math.sqrt(s_f / n_f) if n_f else None
+            return torch.tensor(self.supervision.loss(math.sqrt(s_e / n_e), force_rmse, scale), dtype=torch.float64)
+
+        with self.timer.phase("optimizer"):
+            self.optimizer.step(closure)
+            if self.average is not None:
+                self.average.update()
+        return first[0]
 
     def _errors(self, out: BatchOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-atom energy errors ``(n,)`` eV/atom and force errors ``(n_force_atoms, 3)`` eV/Å."""

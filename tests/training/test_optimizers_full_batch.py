@@ -1,0 +1,51 @@
+"""Full-batch optimisers (optimizer=lbfgs): the step on the whole training set's loss, evaluated batch by batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aenet_exp.config.validation import ConfigError, validate
+from aenet_exp.training.supervision import ForceSupervision
+
+from conftest import train
+
+
+def test_batch_by_batch_gradient_is_the_gradient_of_the_pooled_loss():
+    """The parts' losses (:meth:`ForceSupervision.part_loss`) add up to the gradient of the loss over all parts."""
+    torch.manual_seed(0)
+    weight = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    inputs = [torch.randn(n, 3, dtype=torch.float64) for n in (4, 7, 2)]
+    supervision = ForceSupervision(0.3, candidates=torch.arange(3).numpy(), seed=0)
+    energy = [x @ weight for x in inputs]
+    force = [x * weight for x in inputs]
+    pooled = supervision.loss((torch.cat(energy) ** 2).mean().sqrt(), (torch.cat(force) ** 2).mean().sqrt(), 0.7)
+    (expected,) = torch.autograd.grad(pooled, weight, retain_graph=True)
+    totals = sum(torch.cat([s.detach(), c]) for s, c in (supervision.squares(e, f) for e, f in zip(energy, force)))
+    parts = sum(supervision.part_loss(supervision.squares(e, f)[0], totals, 0.7) for e, f in zip(energy, force))
+    (got,) = torch.autograd.grad(parts, weight)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
+
+
+def test_lbfgs_reduces_the_loss_and_reaches_the_samples_error(fast_config, tmp_path):
+    metrics, rec = train(fast_config("optimizer=lbfgs", "caching=auto", "precision=float64", "iterations=6"), tmp_path)
+    losses = [e["train/loss"] for e in rec.epochs]
+    assert losses[-1] < 0.05 * losses[0] and all(b <= a * 1.0001 for a, b in zip(losses, losses[1:]))
+    assert metrics["final/train/energy_rmse"] < 0.01  # eV/atom on the 12 training structures, after 6 epochs
+
+
+def test_lbfgs_trains_forces_through_cached_jacobians(fast_config, tmp_path):
+    metrics, rec = train(fast_config("optimizer=lbfgs", "force=full", "caching=auto", "precision=float64",
+                                     "iterations=4"), tmp_path)
+    assert rec.facts["caching.kept"] == "features_for_force,derivatives"
+    assert rec.epochs[-1]["train/loss"] < 0.5 * rec.epochs[0]["train/loss"]
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [(["scheduler=plateau"], "scheduler"), (["scheduler.warmup_epochs=3"], "scheduler"),
+     (["optimizer.weight_decay=0.01"], "optimizer.weight_decay")],
+)
+def test_lbfgs_refuses_what_it_cannot_honour(fast_config, overrides, key):
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        validate(fast_config("optimizer=lbfgs", *overrides))
