@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -183,3 +185,25 @@ def test_project_git_commit_names_a_commit() -> None:
     commit = project_git_commit()
     assert commit is None or re.fullmatch(r"[0-9a-f]{40}(-dirty)?", commit)
 
+
+
+def test_a_dataset_logged_by_another_job_at_the_same_moment_is_reused(store: str, client: MlflowClient) -> None:
+    """Jobs of one sweep log the same data at once. Here the other job holds the write lock with the dataset
+    inserted but not committed while this run looks it up (and misses it), and commits once this run
+    waits to insert it: the insert fails the unique key, and is retried to reuse the other job's row."""
+    with start(store) as run:
+        experiment_id = client.get_run(run.run_id).info.experiment_id
+        other_job = sqlite3.connect(sqlite_db_path(store), isolation_level=None)
+        other_job.execute("BEGIN IMMEDIATE")
+        other_job.execute(
+            "INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, dataset_source_type, dataset_source)"
+            " VALUES ('other-job', ?, 'raced', 'abc123', 'local', '{}')", (experiment_id,))
+        with ThreadPoolExecutor(1) as pool:
+            logging = pool.submit(run.log_dataset, "raced", "abc123", "/data/train", {"structures": 3})
+            time.sleep(1.5)  # this run has looked the dataset up and waits for the lock to insert it
+            other_job.execute("COMMIT")
+            other_job.close()
+            logging.result()
+    (logged,) = client.get_run(run.run_id).inputs.dataset_inputs
+    assert (logged.dataset.name, logged.dataset.digest) == ("raced", "abc123")
+    assert client.get_run(run.run_id).info.status == "FINISHED"

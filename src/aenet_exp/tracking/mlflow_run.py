@@ -35,7 +35,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from aenet_exp.tracking.flatten import flatten_params
-from aenet_exp.tracking.retry import retry_locked
+from aenet_exp.tracking.retry import DATASET_RACE_MESSAGE, retry_locked
 
 try:
     from mlflow.utils.validation import (
@@ -186,7 +186,8 @@ class MlflowRun:
         dataset = Dataset(name=name, digest=digest, source_type="local", source=json.dumps({"uri": source}),
                           profile=json.dumps(dict(profile)))
         entry = DatasetInput(dataset, tags=[InputTag(key="mlflow.data.context", value="training")])
-        retry_locked(partial(self._client.log_inputs, self.run_id, datasets=[entry]))
+        retry_locked(partial(self._client.log_inputs, self.run_id, datasets=[entry]),
+                     also_transient=(DATASET_RACE_MESSAGE,))
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Set run tags (keys sanitised, values truncated)."""
