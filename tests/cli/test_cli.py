@@ -244,7 +244,7 @@ def test_unusable_store_or_output_dir_fails_before_training(tmp_path):
     [
         ("optimizer.mus=0.1", "optimizer.mus: no such key in optimizer; did you mean optimizer.mu"),
         ("force.weight=abc", "force.weight: Value 'abc' of type 'str' could not be converted to Float"),
-        ("optimizer=rmsprop", "optimizer=rmsprop: no such option; the options of optimizer are adam, adamw, lbfgs, sgd"),
+        ("optimizer=rmsprop", "optimizer=rmsprop: no such option; the options of optimizer are adam, adamw, ekf, lbfgs, sgd"),
         ("force.weight=[", "cannot parse the override: "),
         ("+optimizer.lr_typo=1", "optimizer.lr_typo: no such key in optimizer; did you mean optimizer.lr"),
     ],

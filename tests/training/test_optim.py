@@ -27,8 +27,8 @@ def test_optimizer_parameters_reach_torch(fast_config, name, cls, expected):
 
     from aenet_exp.training.run import build_potential
 
-    params = build_potential(cfg, ["O", "Ti"], torch.float64).networks.parameters()
-    optimizer = build_optimizer(params, **OmegaConf.to_container(cfg.optimizer))
+    networks = build_potential(cfg, ["O", "Ti"], torch.float64).networks.nets
+    optimizer = build_optimizer(networks, **OmegaConf.to_container(cfg.optimizer))
     assert type(optimizer) is cls
     group = optimizer.param_groups[0]
     for key, value in expected.items():

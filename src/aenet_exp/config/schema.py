@@ -128,13 +128,14 @@ class ModelConfig:
     )
 
 
+OPTIMIZER_CHOICE = "adam | adamw | sgd | lbfgs | ekf (chosen by the optimizer group)"
+BATCHSIZE = Rule(positive, "a positive number of structures per batch")
+
+
 @dataclass
 class OptimizerConfig:
-    name: str = param(MISSING, "adam | adamw | sgd | lbfgs (chosen by the optimizer group)", "method")
-    batchsize: int = param(
-        32, "structures per batch", "method.batchsize", Rule(positive, "a positive number of structures per batch"),
-        unit="structures",
-    )
+    name: str = param(MISSING, OPTIMIZER_CHOICE, "method")
+    batchsize: int = param(32, "structures per batch", "method.batchsize", BATCHSIZE, unit="structures")
     weight_decay: float = param(
         0.0, "L2 penalty (adam, sgd) or decoupled weight decay (adamw)", "method.weight_decay",
         Rule(non_negative, "a non-negative weight decay"),
@@ -146,7 +147,7 @@ DECAY_RATE = Rule(within(0, 1, high_open=True), "a decay rate in [0, 1)")
 
 @dataclass
 class AdamConfig(OptimizerConfig):
-    name: str = param("adam", "adam | adamw | sgd | lbfgs (chosen by the optimizer group)", "method")
+    name: str = param("adam", OPTIMIZER_CHOICE, "method")
     mu: float = param(1e-3, "learning rate", "Adam.mu", Rule(positive, "a positive learning rate"))
     beta1: float = param(0.9, "first-moment decay", "Adam.beta1", DECAY_RATE)
     beta2: float = param(0.999, "second-moment decay", "Adam.beta2", DECAY_RATE)
@@ -155,7 +156,7 @@ class AdamConfig(OptimizerConfig):
 
 @dataclass
 class AdamWConfig(AdamConfig):
-    name: str = param("adamw", "adam | adamw | sgd | lbfgs (chosen by the optimizer group)", "method")
+    name: str = param("adamw", OPTIMIZER_CHOICE, "method")
     weight_decay: float = param(
         1e-2, "decoupled weight decay", "method.weight_decay", Rule(non_negative, "a non-negative weight decay")
     )
@@ -163,7 +164,7 @@ class AdamWConfig(AdamConfig):
 
 @dataclass
 class SGDConfig(OptimizerConfig):
-    name: str = param("sgd", "adam | adamw | sgd | lbfgs (chosen by the optimizer group)", "method")
+    name: str = param("sgd", OPTIMIZER_CHOICE, "method")
     lr: float = param(1e-2, "learning rate", "SGD.lr", Rule(positive, "a positive learning rate"))
     momentum: float = param(
         0.9, "momentum coefficient", "SGD.momentum", Rule(within(0, 1, high_open=True), "a momentum in [0, 1)")
@@ -172,7 +173,11 @@ class SGDConfig(OptimizerConfig):
 
 @dataclass
 class LBFGSConfig(OptimizerConfig):
-    name: str = param("lbfgs", "adam | adamw | sgd | lbfgs (chosen by the optimizer group)", "method")
+    name: str = param("lbfgs", OPTIMIZER_CHOICE, "method")
+    batchsize: int = param(
+        128, "structures per batch of the loss's evaluation (one batch's graph in memory at a time)",
+        "method.batchsize", BATCHSIZE, unit="structures",
+    )
     lr: float = param(1.0, "step scale of the line search's first trial", None, Rule(positive, "a positive step scale"))
     max_iter: int = param(
         20, "L-BFGS iterations per epoch, each one or more loss evaluations over the training set", None,
@@ -189,8 +194,38 @@ class LBFGSConfig(OptimizerConfig):
     )
 
 
+@dataclass
+class EKFConfig(OptimizerConfig):
+    name: str = param("ekf", OPTIMIZER_CHOICE, "method")
+    batchsize: int = param(
+        8, "structures per Kalman update (each batch is one measurement)", "method.batchsize", BATCHSIZE,
+        unit="structures",
+    )
+    lambda0: float = param(
+        0.98, "initial forgetting factor λ of the Kalman filter (smaller forgets old batches faster)", None,
+        Rule(within(0, 1, low_open=True), "a forgetting factor in (0, 1]"),
+    )
+    nue: float = param(
+        0.9987, "forgetting schedule ν: after each update λ ← ν·λ + 1 − ν (λ → 1)", None,
+        Rule(within(0, 1), "a rate ν in [0, 1]"),
+    )
+    p0: float = param(
+        1.0, "initial error covariance P = p0·I of the weights (normalised units)", None,
+        Rule(positive, "a positive covariance"),
+    )
+    process_noise: float = param(
+        0.0, "q added to the covariance diagonal after each update (keeps the filter adapting)", None,
+        Rule(non_negative, "a non-negative process noise"),
+    )
+    blocks: str = param(
+        "species", "covariance blocks: species (one per species' network) | layer (one per layer)", None,
+        Rule(one_of("species", "layer"), "species or layer"),
+    )
+
+
 # The optimizer group's options, by choice: each option's YAML extends base_<choice>.
-OPTIMIZER_SCHEMAS = {"adam": AdamConfig, "adamw": AdamWConfig, "sgd": SGDConfig, "lbfgs": LBFGSConfig}
+OPTIMIZER_SCHEMAS = {"adam": AdamConfig, "adamw": AdamWConfig, "sgd": SGDConfig, "lbfgs": LBFGSConfig,
+                     "ekf": EKFConfig}
 
 
 @dataclass

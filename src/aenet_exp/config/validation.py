@@ -142,6 +142,30 @@ def check_launch(cfg: DictConfig) -> None:
         )
 
 
+# Optimizers that set their own step lengths: (name, how), for the errors of what they cannot honour.
+OWN_STEP_LENGTHS = {"lbfgs": ("L-BFGS", "by line search"), "ekf": ("the Kalman filter", "from its gain")}
+
+
+def check_optimizer_combinations(cfg: DictConfig) -> None:
+    """L-BFGS and the EKF have no learning rate to schedule and no weight decay; the EKF runs in one process."""
+    name = cfg.optimizer.name
+    if name not in OWN_STEP_LENGTHS:
+        return
+    method, how = OWN_STEP_LENGTHS[name]
+    if cfg.scheduler.name != "none" or cfg.scheduler.warmup_epochs:
+        raise ConfigError(
+            "scheduler", f"is {cfg.scheduler.name} (warm-up {cfg.scheduler.warmup_epochs}), but {method} sets its own "
+            f"step lengths {how}: use scheduler=none with optimizer={name}",
+        )
+    if cfg.optimizer.weight_decay:
+        raise ConfigError("optimizer.weight_decay", f"{method} has no weight decay; set it to 0")
+    if name == "ekf" and cfg.distributed != "none":
+        raise ConfigError(
+            "distributed", f"is {cfg.distributed!r}, but the Kalman filter's covariance updates are not shared over "
+            "processes; train with optimizer=ekf in one process (distributed=none), or use adam or lbfgs with ddp",
+        )
+
+
 def check_combinations(cfg: DictConfig) -> None:
     norm = cfg.normalization
     if cfg.caching.features and cfg.force.weight > 0:
@@ -154,14 +178,7 @@ def check_combinations(cfg: DictConfig) -> None:
         raise ConfigError(
             "data.testpercent", f"is {cfg.data.testpercent}, but data.test_path gives the test set; set it to 0"
         )
-    if cfg.optimizer.name == "lbfgs":
-        if cfg.scheduler.name != "none" or cfg.scheduler.warmup_epochs:
-            raise ConfigError(
-                "scheduler", f"is {cfg.scheduler.name} (warm-up {cfg.scheduler.warmup_epochs}), but L-BFGS sets its own "
-                "step lengths by line search: use scheduler=none with optimizer=lbfgs",
-            )
-        if cfg.optimizer.weight_decay:
-            raise ConfigError("optimizer.weight_decay", "L-BFGS has no weight decay; set it to 0")
+    check_optimizer_combinations(cfg)
     caching = cfg.caching
     if caching.derivatives and cfg.force.weight <= 0:
         raise ConfigError(

@@ -53,7 +53,7 @@ from aenet_exp.training.loop import fit, notify, notify_failure, terminated_as_i
 from aenet_exp.training.memory import Need, check_memory, jacobian_bytes, machine_memory, needs
 from aenet_exp.training.metrics import metrics_of
 from aenet_exp.training.normalization import fit_normalization
-from aenet_exp.training.optim import FULL_BATCH, build_optimizer
+from aenet_exp.training.optim import build_optimizer, step_kind
 from aenet_exp.training.outputs import write_predictions
 from aenet_exp.training.precision import resolve_device, resolve_dtype, storage_devices
 from aenet_exp.training.sampling import EpochSampling
@@ -197,7 +197,7 @@ def build_trainer(
         loader=section(cfg, "dataloader"), timer=timer, force_training=supervision.active,
         jacobians_fit=jacobians_fit(data, potential) if supervision.active else False,
     )
-    optimizer = build_optimizer(potential.networks.parameters(), **section(cfg, "optimizer"))
+    optimizer = build_optimizer(potential.networks.nets, **section(cfg, "optimizer"))
     schedule = EpochSchedule(optimizer, cfg.iterations, **section(cfg, "scheduler"))
     average = WeightAverage(potential, **section(cfg, "ema")) if cfg.ema.decay is not None else None
     per_atom = data.columns.target_energy_per_atom(data.atomic_energies, cfg.normalization.energy_target == "cohesive")
@@ -205,7 +205,7 @@ def build_trainer(
                              rng=np.random.default_rng(cfg.seed + SHUFFLE_SEED_OFFSET), ranks=ranks)
     return Trainer(
         potential, data.columns, data.train, data.test, source, supervision, optimizer, schedule, average, sampling,
-        batchsize=cfg.optimizer.batchsize, full_batch=cfg.optimizer.name in FULL_BATCH, device=device,
+        batchsize=cfg.optimizer.batchsize, step=step_kind(cfg.optimizer.name), device=device,
         label_device=label_device, timer=timer, ranks=ranks,
     )
 

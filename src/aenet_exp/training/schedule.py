@@ -60,8 +60,10 @@ class EpochSchedule:
         self.optimizer = optimizer
         self.epochs_done = 0
 
-    def learning_rate(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
+    def learning_rate(self) -> float | None:
+        """The learning rate of this epoch; None for an optimizer without one (the Kalman filter)."""
+        rate = self.optimizer.param_groups[0].get("lr")
+        return None if rate is None else float(rate)
 
     def step(self, metrics: dict[str, float]) -> None:
         """Advance by one finished epoch."""

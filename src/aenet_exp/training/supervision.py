@@ -103,6 +103,17 @@ class ForceSupervision:
             loss = loss + self.alpha * self.force_factor * force_rmse / energy_scale
         return loss
 
+    def measurements(self, energy_error: torch.Tensor, force_error: torch.Tensor | None, energy_scale: float
+                     ) -> torch.Tensor:
+        """The terms of a batch's loss (:meth:`batch_loss`), energy then force, that have weight: ``(m,)``,
+        m ≤ 2, the measurements of a Kalman update (their target is zero)."""
+        terms = []
+        if self.alpha < 1:
+            terms.append((1 - self.alpha) * rmse(energy_error) / energy_scale)
+        if force_error is not None and self.active:
+            terms.append(self.alpha * self.force_factor * rmse(force_error) / energy_scale)
+        return torch.stack(terms) if terms else energy_error.new_zeros(0)
+
     def batch_loss(self, energy_error: torch.Tensor, force_error: torch.Tensor | None, energy_scale: float) -> torch.Tensor:
         """:meth:`loss` of a batch's errors ``(n,)`` eV/atom and ``(n_force_atoms, 3)`` eV/Å."""
         return self.loss(rmse(energy_error), rmse(force_error) if force_error is not None else None, energy_scale)

@@ -10,6 +10,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 
 import numpy as np
 import torch
@@ -37,8 +38,10 @@ class Trainer:
         supervision: the force subset of each epoch and the loss.
         sampling: the structures of each epoch, in order (``sampling.*``, with the seeded shuffling).
         batchsize: structures per planned batch (``optimizer.batchsize``).
-        full_batch: one optimiser step per epoch on the loss of the whole training set (L-BFGS), evaluated
-            batch by batch, instead of a step per batch.
+        step: how the optimiser is stepped (:data:`~aenet_exp.training.optim.STEPS`): ``gradient``, a step per
+            batch on its loss's gradient; ``full_batch``, one step per epoch on the loss of the whole training
+            set (L-BFGS), evaluated batch by batch; ``kalman``, an update per batch from the batch's energy and
+            force terms of the loss as measurements (EKF).
         ranks: the training processes (``distributed=ddp``): each evaluates its share of every
             batch and of the test set; errors and gradients are summed over ranks.
     """
@@ -57,7 +60,7 @@ class Trainer:
         sampling: EpochSampling,
         *,
         batchsize: int,
-        full_batch: bool = False,
+        step: str = "gradient",
         device: torch.device,
         label_device: torch.device,
         timer: PhaseTimer,
@@ -72,7 +75,7 @@ class Trainer:
         self.schedule = schedule
         self.average = average
         self.batchsize = batchsize
-        self.full_batch = full_batch
+        self.step = step
         self.sampling = sampling
         self.device, self.label_device = device, label_device
         self.dtype = potential.descriptor.dtype
@@ -130,8 +133,8 @@ class Trainer:
     def epoch(self, epoch: int, after_batch: Callable[[], None] = lambda: None) -> dict[str, float]:
         """Train one epoch, evaluate the test set, step the schedule: the epoch's metrics.
 
-        ``train/*`` and ``test/*`` errors and losses, ``train/lr``, ``time/epoch_s`` and
-        ``time/eval_s``, and with timing ``time/<phase>_s`` (seconds).
+        ``train/*`` and ``test/*`` errors and losses, ``train/lr`` (``train/kalman_lambda`` with the EKF),
+        ``time/epoch_s`` and ``time/eval_s``, and with timing ``time/<phase>_s`` (seconds).
         """
         start = time.perf_counter()
         metrics = self.train_epoch(epoch, after_batch)
@@ -156,14 +159,17 @@ class Trainer:
         batches = plan_batches(self.sampling.epoch_order(), self.batchsize, None)
         shares = [self.ranks.share(batch, self.columns.n_atoms) for batch in batches]
         learning_rate = self.schedule.learning_rate()
-        if self.full_batch:
+        if self.step == "full_batch":
             sums = self._full_batch_step(shares, force_set, after_batch)
         else:
             sums = self._batch_steps(shares, force_set, after_batch)
         sums.sum_over(self.ranks, self.device)
         scale = float(self.potential.energy_scale)
         metrics = {"train/loss": self.supervision.loss(sums.energy_rmse(), sums.force_rmse(), scale), **sums.metrics("train")}
-        metrics["train/lr"] = learning_rate
+        if learning_rate is not None:
+            metrics["train/lr"] = learning_rate
+        if self.step == "kalman":
+            metrics["train/kalman_lambda"] = self.optimizer.param_groups[0]["lambda"]
         return metrics | self.sampling.end_epoch(self.device) | self.source.memory_metrics()
 
     def _batch_errors(self, shares: list[np.ndarray], force_set: frozenset[int], create_graph: bool):
@@ -176,20 +182,31 @@ class Trainer:
                 yield [], torch.zeros(0, dtype=self.dtype, device=self.device), None
 
     def _batch_steps(self, shares: list[np.ndarray], force_set: frozenset[int], after_batch) -> ErrorSums:
-        """A gradient step per planned batch, on that batch's loss; the epoch's pooled errors."""
+        """A step per planned batch (:meth:`_step`); the epoch's pooled errors."""
         sums = ErrorSums()
         for order, energy_error, force_error in self._batch_errors(shares, force_set, create_graph=True):
             self.sampling.observe(order, energy_error)
+            self._step(energy_error, force_error)
+            sums.add(energy_error, force_error)
+            after_batch()
+        return sums
+
+    def _step(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> None:
+        """One optimiser step on a batch's errors: a step along the gradient of its loss, or a Kalman update
+        with its loss's energy and force terms as the measurements."""
+        if self.step == "kalman":
+            scale = float(self.potential.energy_scale)
+            with self.timer.phase("optimizer"):  # the update back-propagates the measurements' Jacobians itself
+                self.optimizer.step(partial(self.supervision.measurements, energy_error, force_error, scale))
+        else:
             with self.timer.phase("backward"):
                 self.optimizer.zero_grad(set_to_none=True)
                 self._backward(energy_error, force_error)
             with self.timer.phase("optimizer"):
                 self.optimizer.step()
-                if self.average is not None:
-                    self.average.update()
-            sums.add(energy_error, force_error)
-            after_batch()
-        return sums
+        if self.average is not None:
+            with self.timer.phase("optimizer"):
+                self.average.update()
 
     def _full_batch_step(self, shares: list[np.ndarray], force_set: frozenset[int], after_batch) -> ErrorSums:
         """One step of a full-batch optimiser (L-BFGS) on the loss pooled over the whole training set.
