@@ -25,6 +25,9 @@ import torch
 class KalmanFilter(torch.optim.Optimizer):
     """Extended Kalman filter over ``blocks`` of parameters, each with its own ``(n_b, n_b)`` covariance.
 
+    The update is computed in float64 whatever the weights' precision (a float32 covariance loses its
+    positive definiteness within a few thousand updates, and the filter diverges).
+
     Args:
         blocks: the parameter lists sharing one covariance block (a species' network, or a layer).
         lambda0: initial forgetting factor λ (0 < λ ≤ 1; smaller forgets faster).
@@ -40,7 +43,16 @@ class KalmanFilter(torch.optim.Optimizer):
         for group in self.param_groups:
             first = group["params"][0]
             n = sum(p.numel() for p in group["params"])
-            self.state[first]["P"] = p0 * torch.eye(n, dtype=first.dtype, device=first.device)
+            self.state[first]["P"] = p0 * torch.eye(n, dtype=torch.float64, device=first.device)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """As torch's, but the covariances stay float64 (torch casts optimizer state to the weights' dtype)."""
+        super().load_state_dict(state_dict)
+        index = 0
+        for group in self.param_groups:
+            first = group["params"][0]
+            self.state[first]["P"] = state_dict["state"][index]["P"].to(torch.float64, device=first.device)
+            index += len(group["params"])
 
     def _jacobians(self, measurements: torch.Tensor) -> list[torch.Tensor]:
         """Each block's ``(n_b, m)`` Jacobian of the ``(m,)`` measurements."""
@@ -54,7 +66,7 @@ class KalmanFilter(torch.optim.Optimizer):
         for group in self.param_groups:
             stop = start + len(group["params"])
             jacobians.append(torch.stack([torch.cat([g.reshape(-1) for g in column[start:stop]])
-                                          for column in columns], dim=1))
+                                          for column in columns], dim=1).double())
             start = stop
         return jacobians
 
@@ -66,7 +78,7 @@ class KalmanFilter(torch.optim.Optimizer):
             if measurements.numel() == 0:  # nothing weighted to measure in this batch (α = 1, no forces in it)
                 return measurements
             jacobians = self._jacobians(measurements)
-        values = measurements.detach().to(jacobians[0].dtype)
+        values = measurements.detach().double()
         lam = self.param_groups[0]["lambda"]
         covariances = [self.state[group["params"][0]]["P"] for group in self.param_groups]
         projected = [P @ H for P, H in zip(covariances, jacobians)]  # P_b H_b
@@ -78,7 +90,7 @@ class KalmanFilter(torch.optim.Optimizer):
             step = gain @ values
             start = 0
             for p in group["params"]:
-                p.sub_(step[start:start + p.numel()].view_as(p))
+                p.sub_(step[start:start + p.numel()].view_as(p).to(p.dtype))
                 start += p.numel()
             P.sub_(gain @ PH.T).div_(lam)
             P.copy_((P + P.T) / 2)  # kept symmetric against rounding
