@@ -198,7 +198,8 @@ class LBFGSConfig(OptimizerConfig):
 class EKFConfig(OptimizerConfig):
     name: str = param("ekf", OPTIMIZER_CHOICE, "method")
     batchsize: int = param(
-        8, "structures per Kalman update (each batch is one measurement)", "method.batchsize", BATCHSIZE,
+        16, "structures per Kalman update (each structure's energy error is one measurement)", "method.batchsize",
+        BATCHSIZE,
         unit="structures",
     )
     lambda0: float = param(
@@ -216,6 +217,10 @@ class EKFConfig(OptimizerConfig):
     process_noise: float = param(
         0.0, "q added to the covariance diagonal after each update (keeps the filter adapting)", None,
         Rule(non_negative, "a non-negative process noise"),
+    )
+    force_measurements: int = param(
+        8, "measurements the batch's force errors make: groups of its atoms, each group's mean absolute error", None,
+        Rule(positive, "a positive number of measurements"),
     )
     blocks: str = param(
         "species", "covariance blocks: species (one per species' network) | layer (one per layer)", None,

@@ -1,7 +1,8 @@
 """``optimizer=ekf``: the extended Kalman filter on the network weights.
 
 The weights ``w`` are the filter's state; each batch gives ``m`` scalar measurements ``z(w)`` whose
-target is zero (the batch's energy and force terms of the loss, :meth:`ForceSupervision.measurements`).
+target is zero (each structure's energy error and the force errors of groups of atoms, weighted as
+in the loss: :meth:`ForceSupervision.measurements`).
 With ``H`` the ``(n_w, m)`` Jacobian ``∂z/∂w`` and the error covariance ``P`` kept in blocks (one per
 species' network, or one per layer) that share the scalar normaliser:
 
@@ -51,17 +52,16 @@ class KalmanFilter(torch.optim.Optimizer):
         index = 0
         for group in self.param_groups:
             first = group["params"][0]
-            self.state[first]["P"] = state_dict["state"][index]["P"].to(torch.float64, device=first.device)
+            self.state[first]["P"] = state_dict["state"][index]["P"].to(device=first.device, dtype=torch.float64)
             index += len(group["params"])
 
     def _jacobians(self, measurements: torch.Tensor) -> list[torch.Tensor]:
         """Each block's ``(n_b, m)`` Jacobian of the ``(m,)`` measurements."""
         params = [p for group in self.param_groups for p in group["params"]]
-        columns = []
-        for i in range(measurements.numel()):
-            grads = torch.autograd.grad(measurements[i], params, retain_graph=i < measurements.numel() - 1,
-                                        allow_unused=True)
-            columns.append([torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)])
+        m = measurements.numel()
+        grads = torch.autograd.grad(measurements, params, grad_outputs=torch.eye(m, dtype=measurements.dtype),
+                                    is_grads_batched=True, allow_unused=True)  # each (m, *p.shape)
+        columns = [[torch.zeros_like(p) if g is None else g[i] for p, g in zip(params, grads)] for i in range(m)]
         jacobians, start = [], 0
         for group in self.param_groups:
             stop = start + len(group["params"])
@@ -84,9 +84,8 @@ class KalmanFilter(torch.optim.Optimizer):
         projected = [P @ H for P, H in zip(covariances, jacobians)]  # P_b H_b
         system = lam * torch.eye(len(values), dtype=values.dtype, device=values.device)
         system = system + sum(H.T @ PH for H, PH in zip(jacobians, projected))
-        gain_factor = torch.linalg.inv(system)
         for group, P, PH in zip(self.param_groups, covariances, projected):
-            gain = PH @ gain_factor
+            gain = torch.linalg.solve(system, PH.T).T  # P_b H_b A, the system being symmetric
             step = gain @ values
             start = 0
             for p in group["params"]:

@@ -4,7 +4,7 @@ The optimizers update the network weights only (descriptor and normalisation are
 trainer steps each is :data:`STEPS`: a gradient step per batch, a full-batch step per epoch
 (L-BFGS), or a Kalman update per batch from the batch's measurements (EKF).
 ``foreach``: one fused update over all (many, small) weight tensors, also on CPU, where torch
-would otherwise update them one by one. ``batchsize`` is the group's too, but the trainer's.
+would otherwise update them one by one.
 """
 
 from __future__ import annotations
@@ -57,10 +57,11 @@ WITHOUT_DECAY = ("lbfgs", "ekf")  # validation refuses weight_decay with them
 
 
 def build_optimizer(
-    networks: Networks, name: str, batchsize: int | None = None, weight_decay: float = 0.0, **hyperparameters
+    networks: Networks, name: str, batchsize: int | None = None, weight_decay: float = 0.0,
+    force_measurements: int | None = None, **hyperparameters,
 ) -> torch.optim.Optimizer:
     """The optimizer of the ``optimizer`` group option ``name`` with its keys as ``hyperparameters``, over the
-    weights of ``networks``."""
+    weights of ``networks`` (``batchsize`` and the EKF's ``force_measurements`` are the trainer's)."""
     if name not in WITHOUT_DECAY:
         hyperparameters["weight_decay"] = weight_decay
     return OPTIMIZERS[name](networks, **hyperparameters)

@@ -205,7 +205,8 @@ def build_trainer(
                              rng=np.random.default_rng(cfg.seed + SHUFFLE_SEED_OFFSET), ranks=ranks)
     return Trainer(
         potential, data.columns, data.train, data.test, source, supervision, optimizer, schedule, average, sampling,
-        batchsize=cfg.optimizer.batchsize, step=step_kind(cfg.optimizer.name), device=device,
+        batchsize=cfg.optimizer.batchsize, step=step_kind(cfg.optimizer.name),
+        force_measurements=cfg.optimizer.force_measurements if cfg.optimizer.name == "ekf" else 1, device=device,
         label_device=label_device, timer=timer, ranks=ranks,
     )
 

@@ -23,6 +23,18 @@ def rmse(error: torch.Tensor) -> torch.Tensor:
     return error.square().mean().sqrt()
 
 
+def signed_mean(error: torch.Tensor) -> torch.Tensor:
+    """``mean(s·error)`` with ``s = sign(error)`` held fixed: the mean absolute error, as a linear projection
+    of the errors (its Jacobian ``mean(s·∂error/∂θ)``)."""
+    return (error * error.detach().sign()).mean()
+
+
+def signed_mean(error: torch.Tensor) -> torch.Tensor:
+    """``mean(s·error)`` with ``s = sign(error)`` held fixed: the mean absolute error as a linear projection of
+    the errors (Jacobian ``mean(s·∂error/∂θ)``), whose target zero is where the errors are zero."""
+    return (error * error.detach().sign()).mean()
+
+
 class ForceSupervision:
     """The reference's force supervision: sub-sampling and the weighted loss.
 
@@ -103,16 +115,22 @@ class ForceSupervision:
             loss = loss + self.alpha * self.force_factor * force_rmse / energy_scale
         return loss
 
-    def measurements(self, energy_error: torch.Tensor, force_error: torch.Tensor | None, energy_scale: float
-                     ) -> torch.Tensor:
-        """The terms of a batch's loss (:meth:`batch_loss`), energy then force, that have weight: ``(m,)``,
-        m ≤ 2, the measurements of a Kalman update (their target is zero)."""
+    def measurements(self, energy_error: torch.Tensor, force_error: torch.Tensor | None, energy_scale: float,
+                     force_groups: int = 1) -> torch.Tensor:
+        """A batch's errors as the measurements of a Kalman update (target zero), weighted as in the loss.
+
+        Each structure's energy error ``(1 − α)·ΔE_i/scale`` (eV/atom, signed: linear in the predictions), then
+        the force errors in ``force_groups`` consecutive groups of atoms, each group's mean absolute error
+        ``α·c·mean(s·ΔF)/scale`` with the signs ``s`` held fixed (:func:`signed_mean`). Returns ``(m,)``: no
+        energy terms when α = 1, no force terms without force errors; empty when nothing is weighted.
+        """
         terms = []
         if self.alpha < 1:
-            terms.append((1 - self.alpha) * rmse(energy_error) / energy_scale)
+            terms.append((1 - self.alpha) * energy_error / energy_scale)
         if force_error is not None and self.active:
-            terms.append(self.alpha * self.force_factor * rmse(force_error) / energy_scale)
-        return torch.stack(terms) if terms else energy_error.new_zeros(0)
+            groups = torch.chunk(force_error, force_groups)
+            terms.append(self.alpha * self.force_factor * torch.stack([signed_mean(g) for g in groups]) / energy_scale)
+        return torch.cat(terms) if terms else energy_error.new_zeros(0)
 
     def batch_loss(self, energy_error: torch.Tensor, force_error: torch.Tensor | None, energy_scale: float) -> torch.Tensor:
         """:meth:`loss` of a batch's errors ``(n,)`` eV/atom and ``(n_force_atoms, 3)`` eV/Å."""

@@ -41,7 +41,8 @@ class Trainer:
         step: how the optimiser is stepped (:data:`~aenet_exp.training.optim.STEPS`): ``gradient``, a step per
             batch on its loss's gradient; ``full_batch``, one step per epoch on the loss of the whole training
             set (L-BFGS), evaluated batch by batch; ``kalman``, an update per batch from the batch's energy and
-            force terms of the loss as measurements (EKF).
+            force errors as measurements (EKF, :meth:`ForceSupervision.measurements`).
+        force_measurements: with the Kalman step, the groups of atoms the batch's force errors are measured in.
         ranks: the training processes (``distributed=ddp``): each evaluates its share of every
             batch and of the test set; errors and gradients are summed over ranks.
     """
@@ -61,6 +62,7 @@ class Trainer:
         *,
         batchsize: int,
         step: str = "gradient",
+        force_measurements: int = 1,
         device: torch.device,
         label_device: torch.device,
         timer: PhaseTimer,
@@ -76,6 +78,7 @@ class Trainer:
         self.average = average
         self.batchsize = batchsize
         self.step = step
+        self.force_measurements = force_measurements
         self.sampling = sampling
         self.device, self.label_device = device, label_device
         self.dtype = potential.descriptor.dtype
@@ -193,11 +196,12 @@ class Trainer:
 
     def _step(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> None:
         """One optimiser step on a batch's errors: a step along the gradient of its loss, or a Kalman update
-        with its loss's energy and force terms as the measurements."""
+        with its errors as the measurements."""
         if self.step == "kalman":
             scale = float(self.potential.energy_scale)
+            measure = partial(self.supervision.measurements, energy_error, force_error, scale, self.force_measurements)
             with self.timer.phase("optimizer"):  # the update back-propagates the measurements' Jacobians itself
-                self.optimizer.step(partial(self.supervision.measurements, energy_error, force_error, scale))
+                self.optimizer.step(measure)
         else:
             with self.timer.phase("backward"):
                 self.optimizer.zero_grad(set_to_none=True)
