@@ -24,12 +24,6 @@ def rmse(error: torch.Tensor) -> torch.Tensor:
 
 
 def signed_mean(error: torch.Tensor) -> torch.Tensor:
-    """``mean(s·error)`` with ``s = sign(error)`` held fixed: the mean absolute error, as a linear projection
-    of the errors (its Jacobian ``mean(s·∂error/∂θ)``)."""
-    return (error * error.detach().sign()).mean()
-
-
-def signed_mean(error: torch.Tensor) -> torch.Tensor:
     """``mean(s·error)`` with ``s = sign(error)`` held fixed: the mean absolute error as a linear projection of
     the errors (Jacobian ``mean(s·∂error/∂θ)``), whose target zero is where the errors are zero."""
     return (error * error.detach().sign()).mean()
