@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from aenet_exp.training.events import Callback
+
 DEFAULT_SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TIO2 = Path("data/tio2-1000/dir_xsf.tar.gz")  # inside the shared folder
 
@@ -67,7 +69,7 @@ def run_child(script: str | Path, args: Sequence[str]) -> tuple[dict | None, str
     return json.loads(lines[-1]), None
 
 
-class Recorder:
+class Recorder(Callback):
     """Observer keeping the dataset facts, every epoch's metrics and the peak RSS (MB) at each epoch's end."""
 
     def __init__(self):
@@ -81,12 +83,6 @@ class Recorder:
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         self.epochs.append(dict(metrics))
         self.epoch_rss_mb.append(peak_rss_mb())
-
-    def on_end(self, result) -> None:
-        pass
-
-    def on_failure(self, error: BaseException) -> None:
-        pass
 
 
 def compose_train(overrides: list[str]):

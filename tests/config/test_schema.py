@@ -22,7 +22,7 @@ GROUP_OPTIONS = sorted(
 def test_every_group_has_options():
     groups = {g for g, _ in GROUP_OPTIONS}
     assert groups == {
-        "caching", "checkpoint", "data", "dataloader", "descriptor", "early_stopping", "ema", "force", "model",
+        "augment", "caching", "checkpoint", "data", "dataloader", "descriptor", "early_stopping", "ema", "force", "model",
         "normalization", "optimizer", "precision", "sampling", "scheduler", "tracking",
     }
 

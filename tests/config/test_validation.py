@@ -53,6 +53,21 @@ def test_validation_rule_names_its_key(override, key):
         validate(cfg)
 
 
+@pytest.mark.parametrize("overrides, key", [
+    (["augment=taylor", "augment.children=0"], "augment.children"),
+    (["augment.children=-2"], "augment.children"),
+    (["augment=taylor", "augment.displacement=0"], "augment.displacement"),
+    (["augment.displacement=-0.01"], "augment.displacement"),
+    (["augment.seed=-1"], "augment.seed"),
+    (["augment=taylor", "augment.seed=4611686018427387904"], "augment.seed"),
+    (["augment.name=gaussian"], "augment.name"),
+])
+def test_augment_rules_name_their_key(overrides, key):
+    with pytest.raises(ConfigError, match=f"^{key}: expected ") as refused:
+        validate(compose_train(*overrides))
+    assert "\n" not in str(refused.value)
+
+
 def test_sgd_rules():
     with pytest.raises(ConfigError, match="^optimizer.lr: "):
         validate(compose_train("optimizer=sgd", "optimizer.lr=-1"))

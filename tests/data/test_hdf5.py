@@ -277,3 +277,60 @@ def test_forked_child_reopens_the_file(tmp_path, source):
         assert_same(g, e)
     assert_same(db[17], expected[1])
 
+
+
+# ---------------------------------------------------------------- Taylor children (augment=taylor)
+
+
+def test_build_with_taylor_children_records_their_provenance(tmp_path, source):
+    """Each structure read is followed by its children; ``parent``, ``child_index`` and ``displacement_rms``
+    say where each comes from, and the children equal those made in memory bit for bit."""
+    from aenet_exp.data.taylor import TaylorExpansion
+
+    expansion = TaylorExpansion(children=2, displacement=0.04, seed=11)
+    read = read_structures(source)
+    path = tmp_path / "children.h5"
+    with pytest.warns(UserWarning, match=r"^augment: 1 of 22 structures have no forces"):
+        count = build_database(source, path, augmentation=expansion)
+    with_forces = [k for k, s in enumerate(read) if s.forces is not None]
+    assert count == len(read) + 2 * len(with_forces)
+    with h5py.File(path, "r") as h5:
+        assert h5.attrs["format_version"] == 3
+        assert (h5.attrs["augment"], h5.attrs["augment_children"], h5.attrs["augment_displacement"],
+                h5.attrs["augment_seed"]) == ("taylor", 2, 0.04, 11)
+        parent, child_index, rms = h5["parent"][()], h5["child_index"][()], h5["displacement_rms"][()]
+    db = StructureDatabase(path)
+    assert db.augmentation == expansion
+    np.testing.assert_array_equal(db.parents, parent)
+    originals = np.flatnonzero(parent == -1)
+    assert len(originals) == len(read) and np.isnan(rms[originals]).all() and (child_index[originals] == -1).all()
+    for key, row in enumerate(originals):
+        assert_same(db[int(row)], read[key])
+        stored = np.flatnonzero(parent == row)
+        made = expansion.children_of(read[key], key)
+        assert len(stored) == len(made) and list(child_index[stored]) == [c.index for c in made]
+        for r, child in zip(stored, made):
+            assert_same(db[int(r)], child.structure)
+            assert db[int(r)].forces is None and not db.has_forces[r]
+            assert rms[r] == child.displacement_rms
+            delta = db[int(r)].positions - read[key].positions
+            assert rms[r] == pytest.approx(np.sqrt(np.mean(delta**2)), rel=1e-9)
+
+
+def test_build_with_taylor_children_but_no_forces_names_augment_and_writes_nothing(tmp_path):
+    from aenet_exp.data.taylor import TaylorExpansion
+    from aenet_exp.errors import ConfigError
+
+    water = tmp_path / "water.xsf"
+    water.write_text("# total energy = -14.2 eV\n" + UNLABELLED_XSF)
+    path = tmp_path / "none.h5"
+    with pytest.raises(ConfigError, match=r"^augment: is taylor, but none of the 1 structures has forces"):
+        build_database(water, path, augmentation=TaylorExpansion(2, 0.02, 0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["water.xsf"]
+
+
+def test_a_database_without_children_has_no_parents(tmp_path, source):
+    path = tmp_path / "plain.h5"
+    build_database(source, path)
+    db = StructureDatabase(path)
+    assert db.augmentation is None and (db.parents == -1).all()

@@ -32,6 +32,11 @@ FLAG_CASES = [  # (the run, the speed flags added to it)
     (SUBSAMPLED + ["sampling=error_weighted"], ["caching=auto", "dataloader.num_workers=1"]),
     (SUBSAMPLED, ["caching=auto"]),
     (["force=full", "dataloader.num_workers=1"], ["caching=auto", "caching.scope=train"]),
+    # Taylor children (augment=taylor): energy-only structures, their features kept
+    pytest.param(["force=off", "augment=taylor"], ["caching=energy"], marks=pytest.mark.slow),
+    pytest.param(SUBSAMPLED + ["augment=taylor"], ["caching=auto"], marks=pytest.mark.slow),
+    pytest.param(["force=full", "augment=taylor"], ["caching.features_for_force=true", "caching.derivatives=true"],
+                 marks=pytest.mark.slow),
 ]
 
 

@@ -1,4 +1,5 @@
-"""``python -m aenet_exp build-db data.path=... data.database=...``: the HDF5 structure database."""
+"""``python -m aenet_exp build-db data.path=... data.database=... [augment=taylor]``: the HDF5 structure database
+(with ``augment=taylor``, each structure with forces followed by its Taylor children, as training makes them)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from aenet_exp.errors import UserError
 def build_db(cfg: DictConfig) -> None:
     """Hydra task: build the HDF5 structure database ``data.database`` from ``data.path``."""
     from aenet_exp.data.hdf5 import build_database
+    from aenet_exp.training.run import taylor_expansion
 
     try:
         validate(cfg)
@@ -21,7 +23,8 @@ def build_db(cfg: DictConfig) -> None:
             raise ConfigError("data.database", "expected the path of the HDF5 database to build, e.g. data.database=train.h5")
         source = OmegaConf.to_container(cfg.data.path) if OmegaConf.is_config(cfg.data.path) else cfg.data.path
         d = cfg.data
-        count = build_database(source, d.database, d.compression, d.compression_level, cfg.tracking.show_progress)
+        count = build_database(source, d.database, d.compression, d.compression_level, cfg.tracking.show_progress,
+                               taylor_expansion(cfg))
     except UserError as error:
         fail(str(error))
     print(f"wrote {count} structures to {cfg.data.database}")

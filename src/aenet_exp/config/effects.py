@@ -12,6 +12,7 @@ from aenet_exp.config.store import GROUP_SCHEMAS
 
 FORCE_SAMPLING_KEYS = ("fraction", "sampling", "resample_each_epoch", "min_structures_per_epoch", "scale_unbiased",
                        "epochs_per_window")
+AUGMENT_KEYS = ("children", "displacement", "seed")
 SCHEDULE_KEYS = {  # scheduler keys each schedule reads, besides the warm-up
     "none": set(),
     "cosine": {"min_lr"},
@@ -62,6 +63,9 @@ def ineffective_keys(cfg: DictConfig) -> list[tuple[str, str]]:
     if not cfg.data.database:
         found += [(f"data.{key}", "there is no database (data.database=null)")
                   for key in changed(cfg, "data", ["in_memory_cache_size", "compression", "compression_level"])]
+    if cfg.augment.name == "none":
+        found += [(f"augment.{key}", "no children are made (augment=none); make them with augment=taylor")
+                  for key in changed(cfg, "augment", AUGMENT_KEYS)]
     if cfg.normalization.energy_target == "total" and cfg.normalization.E_atomic is not None:
         found.append(("normalization.E_atomic", "total energies are trained (normalization.energy_target=total)"))
     return found

@@ -42,6 +42,8 @@ SEED_LIMIT = 2**62
 SCHEDULERS = ("none", "cosine", "plateau")
 # The sampling group's options (training.sampling.EpochSampling).
 SAMPLING_POLICIES = ("uniform", "energy_weighted", "error_weighted")
+# The augment group's options (training.augment; data.taylor makes the children).
+AUGMENT_METHODS = ("none", "taylor")
 
 
 def param(
@@ -324,6 +326,34 @@ class SamplingConfig:
     )
 
 
+SEED = Rule(lambda x: non_negative(x) and below(SEED_LIMIT)(x), "a non-negative integer below 2**62")
+
+
+@dataclass
+class AugmentConfig:
+    name: str = param(
+        MISSING, "training structures added from the training split's structures with forces: none | taylor (each "
+        "such structure's `children` copies, every atom displaced by a seeded Gaussian δ and labelled with the "
+        "first-order energy E − Σ δ·F, no forces; Cooper et al., npj Comput. Mater. 6, 54 (2020)) (chosen by the "
+        "augment group)", None,
+        Rule(one_of(*AUGMENT_METHODS), "'none' or 'taylor' (choose with augment=...)"),
+    )
+    children: int = param(
+        4, "taylor: children per training structure with forces", None,
+        Rule(positive, "a positive number of children"),
+        unit="structures",
+    )
+    displacement: float = param(
+        0.02, "taylor: standard deviation of every Cartesian component of δ, Å (the RMS per component; an atom's "
+        "displacement vector has RMS length √3 times it)", None, Rule(positive, "a positive displacement in Å"),
+        unit="Å",
+    )
+    seed: Optional[int] = param(
+        None, "taylor: seed of the displacements (a parent's children are drawn from (seed, its position in the "
+        "data as read)); null: the run's seed + 3", None, Rule(optional(SEED.holds), f"{SEED.expected}, or null"),
+    )
+
+
 @dataclass
 class EarlyStoppingConfig:
     patience: Optional[int] = param(
@@ -448,10 +478,7 @@ class TrackingConfig:
 @dataclass
 class TrainConfig:
     iterations: int = param(100, "training epochs", "iterations", EPOCHS, unit="epochs")
-    seed: int = param(
-        0, "seed of the split, initialisation, shuffling and force sampling", None,
-        Rule(lambda x: non_negative(x) and below(SEED_LIMIT)(x), "a non-negative integer below 2**62"),
-    )
+    seed: int = param(0, "seed of the split, initialisation, shuffling, force sampling and augmentation", None, SEED)
     resume: Optional[str] = param(
         None, "a run directory: continue its training (same config, same MLflow run) up to `iterations` epochs"
     )
@@ -475,6 +502,7 @@ class TrainConfig:
     ema: EmaConfig = MISSING
     scheduler: SchedulerConfig = MISSING
     sampling: SamplingConfig = MISSING
+    augment: AugmentConfig = MISSING
     data: DataConfig = MISSING
     descriptor: DescriptorConfig = MISSING
     model: ModelConfig = MISSING

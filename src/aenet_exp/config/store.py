@@ -1,6 +1,6 @@
 """Registers the schema in Hydra's ConfigStore: ``conf/<group>/<option>.yaml`` extends ``base_<group>``.
 
-The optimizer, scheduler and sampling groups have one base per option (``base_adam``, ``base_cosine``, ...),
+The optimizer, scheduler, sampling and augment groups have one base per option (``base_adam``, ``base_cosine``, ...),
 which is where an option's ``name`` is set: the YAML never repeats it.
 """
 
@@ -22,12 +22,13 @@ GROUP_SCHEMAS = {
     "tracking": schema.TrackingConfig,
     "scheduler": schema.SchedulerConfig,
     "sampling": schema.SamplingConfig,
+    "augment": schema.AugmentConfig,
     "checkpoint": schema.CheckpointConfig,
     "early_stopping": schema.EarlyStoppingConfig,
     "ema": schema.EmaConfig,
 }
 # Groups whose options each extend a base of their own, named by the option.
-PER_OPTION_GROUPS = ("optimizer", "scheduler", "sampling")
+PER_OPTION_GROUPS = ("optimizer", "scheduler", "sampling", "augment")
 
 
 def register_configs() -> None:
@@ -43,3 +44,5 @@ def register_configs() -> None:
         store.store(group="scheduler", name=f"base_{name}", node=schema.SchedulerConfig(name=name))
     for name in schema.SAMPLING_POLICIES:
         store.store(group="sampling", name=f"base_{name}", node=schema.SamplingConfig(name=name))
+    for name in schema.AUGMENT_METHODS:
+        store.store(group="augment", name=f"base_{name}", node=schema.AugmentConfig(name=name))

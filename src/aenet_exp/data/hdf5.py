@@ -26,9 +26,22 @@ Layout (all datasets at the root; ``n`` structures, ``N`` atoms in all)::
     frame          (n,)          i4    frame within its source file
     min_distance   (n,)          f8    closest pair of atoms, Å (inf: none within 1 Å); version 2 on
 
+A database built with Taylor children (``augment=taylor``, :mod:`aenet_exp.data.taylor`) is version 3:
+each structure read is followed by its children (energy, no forces), and three more per-structure
+datasets record where each comes from::
+
+    parent           (n,)        i8    row of the structure's parent in this database; -1 for a structure read
+    child_index      (n,)        i4    which of its parent's children, 0 … children − 1; -1 for a structure read
+    displacement_rms (n,)        f8    RMS of the child's displacement over its 3·n_atoms components, Å; NaN
+                                       for a structure read
+
+with the root attributes ``augment`` (``"taylor"``), ``augment_children``, ``augment_displacement`` (Å, RMS
+per Cartesian component) and ``augment_seed``. Training splits the structures read and drops the
+children of test structures (:mod:`aenet_exp.training.augment`); readers of versions 1–2 refuse it.
+
 Every dataset is chunked and resizable along its first axis. Root attributes:
-``format`` (``"aenet_exp-structures"``), ``format_version`` (2; version 1 lacks ``min_distance``), ``length_unit``
-(Å), ``energy_unit`` (eV), ``force_unit`` (eV/Å) and ``created_by``.
+``format`` (``"aenet_exp-structures"``), ``format_version`` (2; version 1 lacks ``min_distance``; 3 adds the
+children), ``length_unit`` (Å), ``energy_unit`` (eV), ``force_unit`` (eV/Å) and ``created_by``.
 """
 
 from __future__ import annotations
@@ -49,13 +62,15 @@ from aenet_exp.data.errors import DataError
 from aenet_exp.data.geometry import closest_pair
 from aenet_exp.data.readers import Source, _resolve, read_structures
 from aenet_exp.data.structure import Structure
+from aenet_exp.data.taylor import Child, TaylorExpansion, check_parents
 from aenet_exp.errors import SettingError
 from aenet_exp.files import atomic_path, remove_stale_temporaries
 
 FORMAT = "aenet_exp-structures"
 FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-ADDED_IN = {"min_distance": 2}  # datasets newer than version 1
+AUGMENTED_VERSION = 3  # a database with Taylor children and their provenance
+READABLE_VERSIONS = (1, 2, 3)
+ADDED_IN = {"min_distance": 2, "parent": 3, "child_index": 3, "displacement_rms": 3}  # datasets newer than version 1
 COMPRESSIONS = ("gzip", "lzf", None)
 
 # name -> (dtype, shape after the first axis)
@@ -74,6 +89,7 @@ _PER_STRUCTURE = {
     "frame": ("i4", ()),
     "min_distance": ("f8", ()),
 }
+_PROVENANCE = {"parent": ("i8", ()), "child_index": ("i4", ()), "displacement_rms": ("f8", ())}
 _CHUNK_ROWS = {"table": 256, "atom": 1024, "structure": 1024}
 _BLOCK_ATOMS = 1 << 16
 _BLOCK_STRUCTURES = 1 << 12
@@ -89,6 +105,7 @@ def build_database(
     compression: str | None = "gzip",
     compression_level: int | None = 4,
     show_progress: bool = False,
+    augmentation: TaylorExpansion | None = None,
 ) -> int:
     """Read every structure in ``source`` into an HDF5 database at ``path``.
 
@@ -104,15 +121,16 @@ def build_database(
         compression: ``"gzip"``, ``"lzf"`` or ``None``.
         compression_level: gzip level 0-9 (``None``: h5py's default); unused by other filters.
         show_progress: a progress bar over files, when stderr is a terminal.
+        augmentation: each structure with forces followed by its Taylor children (see :func:`write_database`).
 
     Returns:
-        The number of structures written.
+        The number of structures written (children included).
 
     Raises:
         ValueError: an invalid ``compression`` or ``compression_level``.
         DataError: a source matches no file, or a file is malformed.
     """
-    return write_database(_read_files(source, show_progress), path, compression, compression_level)
+    return write_database(_read_files(source, show_progress), path, compression, compression_level, augmentation)
 
 
 def write_database(
@@ -120,6 +138,7 @@ def write_database(
     path: str | Path,
     compression: str | None = "gzip",
     compression_level: int | None = 4,
+    augmentation: TaylorExpansion | None = None,
 ) -> int:
     """Write ``structures`` into an HDF5 database at ``path``, as they come.
 
@@ -134,12 +153,15 @@ def write_database(
         path: the database file to create or replace.
         compression: ``"gzip"``, ``"lzf"`` or ``None``.
         compression_level: gzip level 0-9 (``None``: h5py's default); unused by other filters.
+        augmentation: with it, each structure is followed by its Taylor children (a version-3 database with
+            their provenance); a warning names how many structures have no forces (and so no children).
 
     Returns:
-        The number of structures written.
+        The number of structures written (children included).
 
     Raises:
         ValueError: an invalid ``compression`` or ``compression_level`` (before ``structures`` is touched).
+        ConfigError: ``augment``: with ``augmentation``, no structure has forces (nothing is written).
     """
     filters = _filters(compression, compression_level)
     path = Path(path)
@@ -149,7 +171,7 @@ def write_database(
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path.parent)
         with atomic_path(path) as temporary:
-            return _write(structures, temporary, filters)
+            return _write(structures, temporary, filters, augmentation)
     except OSError as error:
         raise DataError(path, f"cannot write the database: {error.strerror or error}") from None
 
@@ -176,21 +198,26 @@ def _filters(compression: str | None, level: int | None) -> dict:
     return {"compression": compression, "compression_opts": level if compression == "gzip" else None, "shuffle": True}
 
 
-def _write(structures: Iterable[Structure], path: Path, filters: dict) -> int:
-    """Write ``structures`` to a new HDF5 file at ``path``; returns their count."""
+def _write(structures: Iterable[Structure], path: Path, filters: dict, augmentation: TaylorExpansion | None) -> int:
+    """Write ``structures`` (each followed by its children with ``augmentation``) to a new HDF5 file at ``path``;
+    returns the count written."""
     with h5py.File(path, "x") as h5:
         h5.attrs.update(
             format=FORMAT,
-            format_version=FORMAT_VERSION,
+            format_version=FORMAT_VERSION if augmentation is None else AUGMENTED_VERSION,
             length_unit="Å",
             energy_unit="eV",
             force_unit="eV/Å",
             created_by=f"aenet_exp {__version__}",
+            **(augmentation.attributes() if augmentation is not None else {}),
         )
-        writer = _Writer(h5, filters)
-        for structure in structures:
-            writer.append(structure)
+        writer = _Writer(h5, filters, provenance=augmentation is not None)
+        for item in structures if augmentation is None else augmentation.interleaved(structures):
+            writer.append(item)
         writer.flush()
+        if augmentation is not None:
+            check_parents(len(writer.original_rows), writer.count - len(writer.original_rows), augmentation.children,
+                          "structures")
         return writer.count
 
 
@@ -207,7 +234,8 @@ class _Writer:
     and one write per dataset.
     """
 
-    def __init__(self, h5: h5py.File, filters: dict):
+    def __init__(self, h5: h5py.File, filters: dict, provenance: bool = False):
+        per_structure = {**_PER_STRUCTURE, **(_PROVENANCE if provenance else {})}
         self._datasets = {
             name: h5.create_dataset(
                 name,
@@ -217,18 +245,29 @@ class _Writer:
                 chunks=(_CHUNK_ROWS[kind], *shape),
                 **filters,
             )
-            for kind, layout in (("table", _TABLES), ("atom", _PER_ATOM), ("structure", _PER_STRUCTURE))
+            for kind, layout in (("table", _TABLES), ("atom", _PER_ATOM), ("structure", per_structure))
             for name, (dtype, shape) in layout.items()
         }
         self._species: dict[str, int] = {}
         self._sources: dict[str, int] = {}
         self._pending: list[Structure] = []
+        self._pending_origins: list[tuple[int, int, float]] = []  # (parent row, child index, displacement RMS)
+        self._provenance = provenance
         self._pending_atoms = 0
         self._n_atoms = 0
         self.count = 0
+        self.original_rows: list[int] = []  # row of each structure read (not a child), in reading order
 
-    def append(self, structure: Structure) -> None:
-        """Queue one structure, writing a block when enough are pending."""
+    def append(self, item: Structure | Child) -> None:
+        """Queue one structure or child, writing a block when enough are pending."""
+        row = self.count + len(self._pending)
+        if isinstance(item, Child):
+            self._pending_origins.append((self.original_rows[item.parent], item.index, item.displacement_rms))
+            structure = item.structure
+        else:
+            self.original_rows.append(row)
+            self._pending_origins.append((-1, -1, np.nan))
+            structure = item
         self._pending.append(structure)
         self._pending_atoms += structure.n_atoms
         if self._pending_atoms >= _BLOCK_ATOMS or len(self._pending) >= _BLOCK_STRUCTURES:
@@ -239,8 +278,11 @@ class _Writer:
         if not self._pending:
             return
         structures, self._pending, self._pending_atoms = self._pending, [], 0
+        origins, self._pending_origins = self._pending_origins, []
         new_species, new_sources = len(self._species), len(self._sources)
         rows = self._rows(structures)
+        if self._provenance:
+            rows.update(zip(_PROVENANCE, map(list, zip(*origins))))
         rows["species"] = np.array([sym.encode("ascii") for sym in list(self._species)[new_species:]], dtype="S3")
         rows["sources"] = list(self._sources)[new_sources:]
         for name, values in rows.items():
@@ -311,6 +353,7 @@ class StructureDatabase(Sequence[Structure]):
         with _open(self.path) as h5:
             self._len = h5["n_atoms"].shape[0]
             self._species = tuple(symbol.decode("ascii") for symbol in h5["species"][()])
+            self.augmentation = TaylorExpansion.of_attributes(h5.attrs)  # the children's settings; None without
         self._h5: h5py.File | None = None
         self._ds: dict[str, h5py.Dataset] = {}
         self._pid: int | None = None
@@ -359,6 +402,11 @@ class StructureDatabase(Sequence[Structure]):
         """``(n,)`` distance of each structure's closest pair of atoms, Å (inf: none within 1 Å); None for a
         version-1 database, which did not record it."""
         return self._column("min_distance") if "min_distance" in self._datasets() else None
+
+    @property
+    def parents(self) -> np.ndarray:
+        """``(n,)`` row of each structure's parent (a Taylor child's); -1 for structures read from files."""
+        return self._column("parent") if "parent" in self._datasets() else np.full(self._len, -1, dtype=np.int64)
 
     @property
     def frames(self) -> np.ndarray:

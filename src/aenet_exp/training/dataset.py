@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,10 @@ import numpy as np
 from aenet_exp.data import DataError, Structure, read_structures
 from aenet_exp.data.geometry import MIN_DISTANCE, overlap_message
 from aenet_exp.data.hdf5 import StructureDatabase, build_database
+from aenet_exp.data.taylor import TaylorExpansion
+from aenet_exp.data.views import Chain, Subset
 from aenet_exp.errors import ConfigError, warn
+from aenet_exp.training.augment import read_rows, training_children
 from aenet_exp.training.columns import Columns
 from aenet_exp.training.normalization import FIT, fit_reference_energies, resolve_atomic_energies
 
@@ -22,12 +26,13 @@ class PreparedData:
 
     structures: Sequence[Structure]
     columns: Columns  # per-structure facts, rows as in structures
-    train: np.ndarray  # (n_train,) indices into structures
+    train: np.ndarray  # (n_train,) indices into structures, Taylor children (augment=taylor) last
     test: np.ndarray  # (n_test,) indices into structures
     species: list[str]  # descriptor order
     atomic_energies: dict[str, float] | None  # eV, per species
     removed: dict[str, int] = field(default_factory=dict)  # filter name -> structures dropped
     reference_fit_rmse: float | None = None  # eV/atom, when the references were fitted (normalization.E_atomic=fit)
+    children: int = 0  # Taylor children in training (augment=taylor), the last of structures and of train
 
     def facts(self) -> dict[str, object]:
         """Dataset facts logged with a run."""
@@ -44,6 +49,7 @@ class PreparedData:
             "dataset.species": ",".join(self.species),
             "dataset.force_structures": forces,
             "dataset.train_structures": n_train,
+            "dataset.train_children": self.children,
             "dataset.test_structures": n_test,
             "dataset.train_atoms": atoms_train,
             "dataset.test_atoms": atoms_test,
@@ -122,38 +128,14 @@ def split(n: int, testpercent: float, seed: int) -> tuple[np.ndarray, np.ndarray
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
-class Subset(Sequence):
-    """Structures ``indices`` of a lazily read ``base`` (picklable for DataLoader workers)."""
-
-    def __init__(self, base: Sequence[Structure], indices: np.ndarray):
-        self.base, self.indices = base, np.asarray(indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> Structure:
-        return self.base[int(self.indices[i])]
-
-
-class Chain(Sequence):
-    """Structures of ``first`` followed by those of ``second`` (picklable for DataLoader workers)."""
-
-    def __init__(self, first: Sequence[Structure], second: Sequence[Structure]):
-        self.first, self.second = first, second
-
-    def __len__(self) -> int:
-        return len(self.first) + len(self.second)
-
-    def __getitem__(self, i: int) -> Structure:
-        return self.first[i] if i < len(self.first) else self.second[i - len(self.first)]
-
-
 def open_database(path, database: str, compression: str | None, compression_level: int | None,
-                  in_memory_cache_size: int, show_progress: bool) -> StructureDatabase:
-    """``data.database``, built from ``data.path`` first when it does not exist."""
+                  in_memory_cache_size: int, show_progress: bool,
+                  augmentation: TaylorExpansion | None = None) -> StructureDatabase:
+    """``data.database``, built from ``data.path`` first when it does not exist (with the Taylor children of
+    ``augmentation``)."""
     database = Path(database)
     if not database.exists():
-        build_database(path, database, compression, compression_level, show_progress)
+        build_database(path, database, compression, compression_level, show_progress, augmentation)
     opened = StructureDatabase(database, cache_size=in_memory_cache_size)
     unlabelled = np.flatnonzero(np.isnan(opened.energies))
     if len(unlabelled):
@@ -189,17 +171,21 @@ def prepare_data(
     species: Sequence[str] | None,
     seed: int,
     show_progress: bool = False,
+    augmentation: TaylorExpansion | None = None,
 ) -> PreparedData:
-    """Read, check species and references, filter and split the structures of ``path`` (the ``data`` keys).
+    """Read, check species and references, filter and split the structures of ``path`` (the ``data`` keys), then
+    add the Taylor children of the training structures (``augmentation``, :mod:`aenet_exp.training.augment`).
 
     ``references`` are the reference energies in force (``normalization.E_atomic``, else
     ``data.E_atomic``), ``energy_target`` cohesive or total, ``species`` the descriptor's order
     (None: the data's, sorted). With ``test_path`` the filters apply to the training structures
     only, and the test set is that file, appended after them.
     """
+    opened = None
     if database:
-        structures = open_database(path, database, compression, compression_level, in_memory_cache_size, show_progress)
-        columns = Columns.of_database(structures)
+        opened = open_database(path, database, compression, compression_level, in_memory_cache_size, show_progress,
+                               augmentation)
+        structures, columns = read_part(opened)
     else:
         structures = load_structures(path)
         check_overlaps(structures)
@@ -217,6 +203,7 @@ def prepare_data(
     kept, removed = filter_structures(columns, per_atom, max_energy, max_forces)
     if len(kept) == 0:
         raise DataError(str(path), f"no structure left after the filters ({removed})")
+    read = structures
     structures = [structures[i] for i in kept] if isinstance(structures, list) else Subset(structures, kept)
     columns = columns.take(kept)
     if external is not None:
@@ -230,7 +217,29 @@ def prepare_data(
     if len(train) == 0:
         raise DataError(str(path), f"no training structure left with data.testpercent={testpercent}")
     warn_about_energies(structures, columns, atomic, energy_target)
-    return PreparedData(structures, columns, train, test, order, atomic, removed, fit_rmse)
+    data = PreparedData(structures, columns, train, test, order, atomic, removed, fit_rmse)
+    children = training_children(read, kept[train], augmentation, opened)
+    return data if children is None else with_children(data, *children)
+
+
+def read_part(database: StructureDatabase) -> tuple[Sequence[Structure], Columns]:
+    """The structures of ``database`` read from files (without its Taylor children) and their columns."""
+    rows = read_rows(database)
+    columns = Columns.of_database(database)
+    if len(rows) == len(database):
+        return database, columns
+    return Subset(database, rows), columns.take(rows)
+
+
+def with_children(data: PreparedData, children: Sequence[Structure], columns: Columns) -> PreparedData:
+    """``data`` with ``children`` appended to its structures and to its training indices (not to the test set)."""
+    n = len(data.structures)
+    structures = data.structures + children if isinstance(data.structures, list) and isinstance(children, list) \
+        else Chain(data.structures, children)
+    return dataclasses.replace(
+        data, structures=structures, columns=data.columns.concat(columns),
+        train=np.concatenate([data.train, n + np.arange(len(children))]), children=len(children),
+    )
 
 
 def fit_on_training_split(

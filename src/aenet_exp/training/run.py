@@ -4,6 +4,7 @@
 group              object
 =================  ======================================================================
 ``data``           :class:`~aenet_exp.training.dataset.PreparedData` (read, filtered, split)
+``augment``        :class:`~aenet_exp.data.taylor.TaylorExpansion` (children of the training split)
 ``descriptor``,    :class:`~aenet_exp.model.potential.Potential` (or the checkpoint's, or
 ``model``          ``init_from``'s)
 ``force``          :class:`~aenet_exp.training.supervision.ForceSupervision` (subset, loss)
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from aenet_exp.data.taylor import TaylorExpansion
 from aenet_exp.descriptor.chebyshev import ChebyshevDescriptor
 from aenet_exp.errors import ConfigError
 from aenet_exp.files import write_atomically
@@ -63,9 +65,11 @@ from aenet_exp.training.timing import PhaseTimer
 from aenet_exp.training.trainer import Trainer
 
 # Independent random streams drawn from ``seed``: the split and the initial weights use ``seed``
-# itself, the force subsets and the batch shuffling generators seeded with these offsets.
+# itself, the force subsets, the batch shuffling and (without augment.seed) the Taylor children
+# generators seeded with these offsets.
 FORCE_SAMPLING_SEED_OFFSET = 1
 SHUFFLE_SEED_OFFSET = 2
+AUGMENT_SEED_OFFSET = 3
 
 
 def section(cfg: DictConfig, group: str) -> dict[str, Any]:
@@ -287,7 +291,18 @@ def prepared_data(cfg: DictConfig) -> PreparedData:
         **keys, references=reference_energies(cfg), energy_target=cfg.normalization.energy_target,
         fixed_references=section(cfg, "normalization")["E_atomic_fixed"],
         species=list(species) if species is not None else None, seed=cfg.seed, show_progress=cfg.tracking.show_progress,
+        augmentation=taylor_expansion(cfg),
     )
+
+
+def taylor_expansion(cfg: DictConfig) -> TaylorExpansion | None:
+    """The Taylor children's settings of ``cfg.augment`` (None for ``augment=none``); ``augment.seed`` null: the
+    run's ``seed`` + :data:`AUGMENT_SEED_OFFSET`."""
+    keys = section(cfg, "augment")
+    if keys.pop("name") == "none":
+        return None
+    seed = keys.pop("seed")
+    return TaylorExpansion(**keys, seed=cfg.seed + AUGMENT_SEED_OFFSET if seed is None else seed)
 
 
 def reference_energies(cfg: DictConfig) -> Any:
