@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
-from benchlib import DEFAULT_SHARED, machine_description, run_child, tio2_tarball, train_one
+from benchlib import DEFAULT_SHARED, bench_main, machine_description, run_child
 
 PUBLISHED = (
     "descriptor=published",
@@ -242,12 +242,7 @@ def benchmark(args: argparse.Namespace, tarball: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.one is not None:
-        print(json.dumps(train_one(json.loads(args.one))))
-        return 0
-    tarball = tio2_tarball(args.shared)
-    return benchmark(args, tarball) if tarball is not None else 0
+    return bench_main(parse_args(argv), benchmark)
 
 
 if __name__ == "__main__":

@@ -123,3 +123,13 @@ def train_one(overrides: list[str]) -> dict:
         "epoch_peak_rss_mb": recorder.epoch_rss_mb,
         "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def bench_main(args, benchmark) -> int:
+    """A benchmark script's entry: with ``--one`` train those JSON overrides here and print the report (the
+    child process of :func:`run_child`); else ``benchmark(args, tarball)`` when the TiO2 data is there."""
+    if args.one is not None:
+        print(json.dumps(train_one(json.loads(args.one))))
+        return 0
+    tarball = tio2_tarball(args.shared)
+    return benchmark(args, tarball) if tarball is not None else 0

@@ -8,7 +8,7 @@ import torch
 from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.training.supervision import ForceSupervision
 
-from conftest import train
+from conftest import compose_train, train
 
 
 def test_batch_by_batch_gradient_is_the_gradient_of_the_pooled_loss():
@@ -49,3 +49,14 @@ def test_lbfgs_trains_forces_through_cached_jacobians(fast_config, tmp_path):
 def test_lbfgs_refuses_what_it_cannot_honour(fast_config, overrides, key):
     with pytest.raises(ConfigError, match=f"^{key}: "):
         validate(fast_config("optimizer=lbfgs", *overrides))
+
+
+@pytest.mark.slow
+def test_lbfgs_reaches_the_stated_error_on_the_embedded_sample(tmp_path):
+    """data=sample (167 TiO2 structures), default networks, energies only, 20 epochs (about 3 s here): measured
+    71.9 meV/atom on the test split (train loss 0.005: L-BFGS fits these few structures tightly); Adam's
+    defaults reach 141 meV/atom in the same epochs."""
+    cfg = compose_train("data=sample", "optimizer=lbfgs", "iterations=20", "tracking.enabled=false",
+                        "tracking.show_progress=false")
+    metrics, _ = train(cfg, tmp_path)
+    assert metrics["final/test/energy_rmse"] < 0.090
