@@ -109,3 +109,23 @@ def test_the_last_checkpoints_and_the_best_are_kept(fast_config, tmp_path):
     _, again = train(fast_config("precision=float64", "iterations=1", "optimizer.mu=1e-30",
                                  f"init_from={tmp_path / 'run' / BEST_MODEL_FILE}"), tmp_path / "tuned")
     assert math.isclose(again.epochs[0]["test/energy_rmse"], rec.epochs[best]["test/energy_rmse"], rel_tol=1e-10)
+
+
+def test_a_signal_at_an_epochs_end_waits_until_every_callback_has_seen_the_epoch(fast_config, tmp_path):
+    """SIGTERM while the first observer handles epoch 2's end (say, MLflow has just logged it): the checkpoint
+    written on the way out still holds epoch 2, so a resume does not train and log it again."""
+    import os
+    import signal
+
+    from aenet_exp.training.checkpoint import load_checkpoint
+    from aenet_exp.training.events import Callback
+    from aenet_exp.training.loop import Terminated
+
+    class TerminatedWhileLoggingEpoch2(Callback):
+        def on_epoch_end(self, epoch, metrics):
+            if epoch == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Terminated):
+        run(fast_config("iterations=5", "checkpoint.every=1000"), tmp_path, [TerminatedWhileLoggingEpoch2()])
+    assert load_checkpoint(tmp_path)["epoch"] == 2

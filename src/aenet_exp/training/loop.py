@@ -24,13 +24,48 @@ def terminated_as_interrupt() -> Iterator[None]:
         return
 
     def interrupt(signum, frame):
-        raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
+        raise interruption(signum)
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def interruption(signum: int) -> KeyboardInterrupt:
+    """What a signal raises: :class:`Terminated` for SIGTERM, ``KeyboardInterrupt`` for SIGINT."""
+    if signum == signal.SIGTERM:
+        return Terminated(f"terminated by signal {signal.Signals(signum).name}")
+    return KeyboardInterrupt()
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Within the block, a first SIGINT or SIGTERM takes effect at the block's end, a second one at once.
+
+    An epoch's end is told to every callback or to none: interrupted between the MLflow observer and
+    the checkpointer, a run would have an epoch logged that its checkpoint does not hold, and a resume
+    would log it twice.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def defer(signum, frame):
+        if received:
+            raise interruption(signum)
+        received.append(signum)
+
+    previous = {signum: signal.signal(signum, defer) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        raise interruption(received[0])
 
 
 def notify(callbacks: Sequence[Callback], hook: str, *args) -> None:
@@ -58,8 +93,9 @@ def fit(trainer: Trainer, first_epoch: int, last_epoch: int, callbacks: Sequence
     for epoch in range(first_epoch, last_epoch):
         notify(callbacks, "on_epoch_start", epoch)
         metrics = trainer.epoch(epoch, after_batch=lambda: notify(callbacks, "on_batch_end"))
-        notify(callbacks, "on_epoch_end", epoch, metrics)
-        done = epoch + 1
+        with interrupts_deferred():
+            notify(callbacks, "on_epoch_end", epoch, metrics)
+            done = epoch + 1
         if any(callback.stop_requested for callback in callbacks):
             break
     notify(callbacks, "on_fit_end", done)
