@@ -58,7 +58,9 @@ def interrupts_deferred() -> Iterator[None]:
             raise interruption(signum)
         received.append(signum)
 
-    previous = {signum: signal.signal(signum, defer) for signum in (signal.SIGINT, signal.SIGTERM)}
+    ignored = signal.SIG_IGN  # a signal the process ignores (SIGINT of a background job) stays ignored
+    previous = {signum: signal.signal(signum, defer) for signum in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(signum) is not ignored}
     try:
         yield
     finally:
