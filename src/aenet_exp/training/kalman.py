@@ -59,14 +59,14 @@ class KalmanFilter(torch.optim.Optimizer):
         """Each block's ``(n_b, m)`` Jacobian of the ``(m,)`` measurements."""
         params = [p for group in self.param_groups for p in group["params"]]
         m = measurements.numel()
-        grads = torch.autograd.grad(measurements, params, grad_outputs=torch.eye(m, dtype=measurements.dtype),
-                                    is_grads_batched=True, allow_unused=True)  # each (m, *p.shape)
-        columns = [[torch.zeros_like(p) if g is None else g[i] for p, g in zip(params, grads)] for i in range(m)]
+        identity = torch.eye(m, dtype=measurements.dtype, device=measurements.device)
+        grads = torch.autograd.grad(measurements, params, grad_outputs=identity, is_grads_batched=True,
+                                    materialize_grads=True)  # each (m, *p.shape)
+        rows = [g.reshape(m, -1) for g in grads]
         jacobians, start = [], 0
         for group in self.param_groups:
             stop = start + len(group["params"])
-            jacobians.append(torch.stack([torch.cat([g.reshape(-1) for g in column[start:stop]])
-                                          for column in columns], dim=1).double())
+            jacobians.append(torch.cat(rows[start:stop], dim=1).T.double())
             start = stop
         return jacobians
 
