@@ -83,7 +83,8 @@ def test_molecule_has_no_stress(data_dir, calculator):
 
 def test_predict_batches_equal_single_evaluations(data_dir, calculator):
     structures = read_structures(str(data_dir / "tio2-small" / "*.xsf"))[:7]
-    energies, forces = calculator.predict(structures, batch_size=3)
+    predicted = calculator.predict(structures, batch_size=3)
+    energies, forces = predicted.energies, predicted.forces
     for structure, energy, force in zip(structures, energies, forces):
         atoms = atoms_of(structure)
         atoms.calc = calculator
@@ -112,5 +113,6 @@ def test_coincident_atoms_are_named_not_given_nan_forces():
 
 
 def test_predicting_nothing_gives_nothing(calculator):
-    energies, forces = calculator.predict([])
+    predicted = calculator.predict([])
+    energies, forces = predicted.energies, predicted.forces
     assert energies.shape == (0,) and forces == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +35,31 @@ def check_finite(structure: Structure, forces: torch.Tensor) -> None:
     raise ValueError(f"{structure.source}: {overlap or 'the forces are not finite'}; the potential cannot evaluate this structure")
 
 
+@dataclass
+class Predicted:
+    """What :meth:`Calculator.predict` returns: a committee's mean and (calibrated) standard deviation."""
+
+    energies: np.ndarray  # (n_structures,) eV
+    forces: list[np.ndarray]  # per structure (n_atoms, 3) eV/Å
+    energy_std: np.ndarray | None  # (n_structures,) eV; None for a single potential
+    forces_std: list[np.ndarray] | None  # per structure (n_atoms, 3) eV/Å; None for a single potential
+
+
+def spread(values: torch.Tensor, factor: torch.Tensor) -> np.ndarray:
+    """The members' standard deviation (axis 0, unbiased) of ``values``, times the calibration ``factor``, float64."""
+    return (values.detach().std(0) * factor).cpu().double().numpy()
+
+
 class Calculator(AseCalculator):
     """ASE calculator evaluating a :class:`Potential`, float64 by default.
 
     Stress (periodic cells) is ``(1/V) ∂E/∂ε`` under a homogeneous strain ε of cell and positions,
-    in ASE's Voigt order (xx, yy, zz, yz, xz, xy) and units (eV/Å³).
+    in ASE's Voigt order (xx, yy, zz, yz, xz, xy) and units (eV/Å³). A committee gives ASE its members'
+    mean, and puts their calibrated standard deviations in ``results["energy_std"]`` (eV) and
+    ``results["forces_std"]`` (``(n_atoms, 3)`` eV/Å).
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "energy_std", "forces_std"]
 
     def __init__(self, potential: Potential, dtype: torch.dtype = torch.float64, device: str = "cpu", **kwargs):
         super().__init__(**kwargs)
@@ -67,25 +85,35 @@ class Calculator(AseCalculator):
         inputs = GraphInputs(self.potential.descriptor, self._graph(structure), strain=True)
         result = evaluate(self.potential, inputs)
         check_finite(structure, result.forces)
-        self.results["energy"] = self.results["free_energy"] = float(result.energy.detach().sum())
-        self.results["energies"] = result.atom_energies.detach().cpu().double().numpy()
-        self.results["forces"] = result.forces.detach().cpu().double().numpy()
+        self.results["energy"] = self.results["free_energy"] = float(result.energy.detach().mean(0).sum())
+        self.results["energies"] = result.atom_energies.detach().mean(0).cpu().double().numpy()
+        self.results["forces"] = result.forces.detach().mean(0).cpu().double().numpy()
+        if self.potential.members > 1:
+            self.results["energy_std"] = float(spread(result.energy, self.potential.sigma_scale[0])[0])
+            self.results["forces_std"] = spread(result.forces, self.potential.sigma_scale[1])
         if structure.is_periodic:
             volume = abs(float(np.linalg.det(structure.cell)))
-            d_strain = result.strain_derivative.detach()
+            d_strain = result.strain_derivative.detach().mean(0)
             sigma = 0.5 * (d_strain + d_strain.T).cpu().double().numpy() / volume
             self.results["stress"] = sigma[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
 
-    def predict(self, structures: Sequence[Structure | Atoms], batch_size: int = 64) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Energies ``(n,)`` eV and forces (per structure ``(n_atoms, 3)`` eV/Å), evaluated in batches."""
+    def predict(self, structures: Sequence[Structure | Atoms], batch_size: int = 64) -> Predicted:
+        """Energies and forces of ``structures`` (a committee's mean and calibrated spread), evaluated in batches."""
         items = [s if isinstance(s, Structure) else structure_of(s) for s in structures]
-        energies, forces = [np.zeros(0)], []
+        committee = self.potential.members > 1
+        energies, forces, energy_std, forces_std = [np.zeros(0)], [], [np.zeros(0)], []
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
+            split_at = np.cumsum([s.n_atoms for s in chunk])[:-1]
             batch = collate_graphs([self.potential.descriptor.graph(s) for s in chunk]).to(self.device, self.dtype)
             result = evaluate(self.potential, GraphInputs(self.potential.descriptor, batch))
-            for structure, force in zip(chunk, result.forces.split([s.n_atoms for s in chunk])):
+            for structure, force in zip(chunk, result.forces.split([s.n_atoms for s in chunk], dim=1)):
                 check_finite(structure, force)
-            energies.append(result.energy.detach().cpu().double().numpy())
-            forces += np.split(result.forces.detach().cpu().double().numpy(), np.cumsum([s.n_atoms for s in chunk])[:-1])
-        return np.concatenate(energies), forces
+            energies.append(result.energy.detach().mean(0).cpu().double().numpy())
+            forces += np.split(result.forces.detach().mean(0).cpu().double().numpy(), split_at)
+            if committee:
+                energy_std.append(spread(result.energy, self.potential.sigma_scale[0]))
+                forces_std += np.split(spread(result.forces, self.potential.sigma_scale[1]), split_at)
+        if not committee:
+            return Predicted(np.concatenate(energies), forces, None, None)
+        return Predicted(np.concatenate(energies), forces, np.concatenate(energy_std), forces_std)

@@ -43,7 +43,7 @@ def test_train_records_a_complete_run(tmp_path, monkeypatch):
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     calc = Calculator.load(f"runs:/{run.info.run_id}")
-    energies, _ = calc.predict(read_structures(FAST[0].split("=", 1)[1])[:2])
+    energies = calc.predict(read_structures(FAST[0].split("=", 1)[1])[:2]).energies
     assert np.isfinite(energies).all()
 
 

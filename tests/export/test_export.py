@@ -191,7 +191,7 @@ def test_feature_ænet_cannot_scale_is_dropped_as_ænet_drops_it(potential, stru
     expected = Potential.from_settings(potential.settings()).eval()
     expected.load_state_dict(potential.state_dict())
     with torch.no_grad():
-        expected.networks.nets["O"][0].weight[:, 3] = 0.0
+        expected.networks.nets["O"][0].weight[0, :, 3] = 0.0
     assert_same_predictions(expected, read_back, structures)
 
 

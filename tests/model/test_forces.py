@@ -147,4 +147,4 @@ def test_both_inputs_give_the_same_normalized_energies_and_forces(data_dir):
     total = evaluate(potential, GraphInputs(potential.descriptor, graph))
     expected = float(potential.energy_scale) * autograd.energy + 3 * float(potential.energy_shift) + (-2035.0 - 2 * 13.6)
     torch.testing.assert_close(total.energy, expected, rtol=1e-14, atol=0)
-    assert total.atom_energies.shape == (3,) and autograd.atom_energies is None
+    assert total.atom_energies.shape == (1, 3) and autograd.atom_energies is None

@@ -23,7 +23,7 @@ def test_energy_is_sum_of_per_species_network_outputs(data_dir):
     with torch.no_grad():
         for symbol, row in zip(structure.species, features):
             standardised = (row - potential.feature_mean) / potential.feature_std
-            out = potential.networks.nets[symbol](standardised.unsqueeze(0)).item()
+            out = potential.networks.nets[symbol](standardised.view(1, 1, -1)).item()
             expected += 0.7 * out - 3.0 + {"Ti": -1.0, "O": -2.0}[symbol]
         energy = potential(potential.descriptor.graph(structure)).item()
     assert energy == pytest.approx(expected, rel=1e-12)
@@ -32,7 +32,7 @@ def test_energy_is_sum_of_per_species_network_outputs(data_dir):
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 def test_every_activation_builds_and_differentiates(name):
     nets = SpeciesNetworks(["H"], 4, {"H": [3]}, {"H": [name]}).double()
-    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(1, 5, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: nets(t, torch.zeros(5, dtype=torch.long)), (x,))
 
 

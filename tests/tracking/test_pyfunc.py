@@ -80,7 +80,7 @@ def molecule(structure) -> Atoms:
 
 
 def reference(run_dir: Path, items) -> np.ndarray:
-    return Calculator.load(run_dir).predict(items)[0]
+    return Calculator.load(run_dir).predict(items).energies
 
 
 def test_pyfunc_predicts_the_calculators_energies(store: Trained, structures) -> None:

@@ -2,7 +2,7 @@
 
 ``tests/fixtures/single_model/metrics.json`` holds these runs' metrics as the single-network code
 computed them before committees existed (commit de74c66); regenerate only when a change of numbers is
-intended: ``python -m tests.training.committee_cases`` (from the repository root).
+intended: ``PYTHONPATH=tests python tests/training/committee_cases.py`` (from the repository root).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def compared(metrics: dict[str, float]) -> dict[str, float]:
 
 def single_model_metrics(tmp: Path, *extra: str) -> dict[str, list[dict[str, float]]]:
     """Each case's per-epoch metrics, trained into ``tmp`` with ``extra`` overrides."""
-    from tests.conftest import FAST, compose_train, train
+    from conftest import FAST, compose_train, train
 
     found = {}
     for name, overrides in CASES.items():

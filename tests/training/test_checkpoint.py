@@ -22,6 +22,7 @@ from conftest import train
         ["sampling=error_weighted", "force=subsampled", "force.fraction=0.5"],
         ["optimizer=lbfgs", "caching=auto", "force=subsampled"],
         ["optimizer=ekf", "caching=auto", "force=subsampled", "ema.decay=0.9"],
+        ["committee=deep", "committee.members=3", "force=subsampled", "ema.decay=0.9"],
     ],
 )
 def test_resume_equals_an_uninterrupted_run(fast_config, tmp_path, setup):

@@ -63,8 +63,9 @@ def files_under(directory: Path) -> list[str]:
 @pytest.mark.parametrize(
     "variant, rel",
     # L-BFGS divides by differences of gradients (its curvature pairs), which magnifies the rounding
-    [(["sampling=uniform"], REL), (["sampling=error_weighted"], REL), (["optimizer=lbfgs"], 1e-7)],
-    ids=["uniform", "error_weighted", "lbfgs"],
+    [(["sampling=uniform"], REL), (["sampling=error_weighted"], REL), (["optimizer=lbfgs"], 1e-7),
+     (["committee=deep", "committee.members=3", "committee.calibrate=false"], REL)],
+    ids=["uniform", "error_weighted", "lbfgs", "committee"],
 )
 def test_two_processes_train_as_one(tmp_path, variant, rel):
     one, two = tmp_path / "one", tmp_path / "two"

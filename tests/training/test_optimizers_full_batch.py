@@ -11,20 +11,27 @@ from aenet_exp.training.supervision import ForceSupervision
 from conftest import compose_train, train
 
 
-def test_batch_by_batch_gradient_is_the_gradient_of_the_pooled_loss():
-    """The parts' losses (:meth:`ForceSupervision.part_loss`) add up to the gradient of the loss over all parts."""
+@pytest.mark.parametrize("members", [1, 3])
+def test_batch_by_batch_gradient_is_the_gradient_of_the_pooled_loss(members):
+    """The parts' losses (:meth:`ForceSupervision.part_loss`) add up to the gradient of the loss over all parts; a
+    committee's members' losses are summed (each member's weights get the gradient of its own loss)."""
     torch.manual_seed(0)
-    weight = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(members, 3, dtype=torch.float64, requires_grad=True)
     inputs = [torch.randn(n, 3, dtype=torch.float64) for n in (4, 7, 2)]
     supervision = ForceSupervision(0.3, candidates=torch.arange(3).numpy(), seed=0)
-    energy = [x @ weight for x in inputs]
-    force = [x * weight for x in inputs]
-    pooled = supervision.loss((torch.cat(energy) ** 2).mean().sqrt(), (torch.cat(force) ** 2).mean().sqrt(), 0.7)
+    energy = [weight @ x.T for x in inputs]  # (members, n)
+    force = [x * weight[:, None, :] for x in inputs]  # (members, n, 3)
+    pooled = sum(
+        supervision.loss((torch.cat(energy, 1)[k] ** 2).mean().sqrt(), (torch.cat(force, 1)[k] ** 2).mean().sqrt(), 0.7)
+        for k in range(members)
+    )
     (expected,) = torch.autograd.grad(pooled, weight, retain_graph=True)
-    totals = sum(torch.cat([s.detach(), c]) for s, c in (supervision.squares(e, f) for e, f in zip(energy, force)))
-    parts = sum(supervision.part_loss(supervision.squares(e, f)[0], totals, 0.7) for e, f in zip(energy, force))
+    squares = [supervision.squares(e, f) for e, f in zip(energy, force)]
+    totals = sum(torch.cat([s.detach().flatten(), c]) for s, c in squares)
+    parts = sum(supervision.part_loss(s, totals, 0.7) for s, _ in squares)
     (got,) = torch.autograd.grad(parts, weight)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
+    assert supervision.pooled_loss(totals, 0.7) == pytest.approx(float(pooled.detach()), rel=1e-12)
 
 
 def test_lbfgs_reduces_the_loss_and_reaches_the_samples_error(fast_config, tmp_path):

@@ -13,6 +13,7 @@ from aenet_exp.config.store import GROUP_SCHEMAS
 FORCE_SAMPLING_KEYS = ("fraction", "sampling", "resample_each_epoch", "min_structures_per_epoch", "scale_unbiased",
                        "epochs_per_window")
 AUGMENT_KEYS = ("children", "displacement", "seed")
+COMMITTEE_KEYS = ("members", "seeds", "calibrate", "calibration_percent")
 SCHEDULE_KEYS = {  # scheduler keys each schedule reads, besides the warm-up
     "none": set(),
     "cosine": {"min_lr"},
@@ -66,6 +67,12 @@ def ineffective_keys(cfg: DictConfig) -> list[tuple[str, str]]:
     if cfg.augment.name == "none":
         found += [(f"augment.{key}", "no children are made (augment=none); make them with augment=taylor")
                   for key in changed(cfg, "augment", AUGMENT_KEYS)]
+    if cfg.committee.name == "none":
+        found += [(f"committee.{key}", "there is no committee (committee=none); train one with committee=deep")
+                  for key in changed(cfg, "committee", COMMITTEE_KEYS)]
+    elif not cfg.committee.calibrate:
+        found += [(f"committee.{key}", "nothing is calibrated (committee.calibrate=false)")
+                  for key in changed(cfg, "committee", ["calibration_percent"])]
     if cfg.normalization.energy_target == "total" and cfg.normalization.E_atomic is not None:
         found.append(("normalization.E_atomic", "total energies are trained (normalization.energy_target=total)"))
     return found

@@ -44,6 +44,8 @@ SCHEDULERS = ("none", "cosine", "plateau")
 SAMPLING_POLICIES = ("uniform", "energy_weighted", "error_weighted")
 # The augment group's options (training.augment; data.taylor makes the children).
 AUGMENT_METHODS = ("none", "taylor")
+# The committee group's options (model.potential.Potential with members; training.uncertainty).
+COMMITTEES = ("none", "deep")
 
 
 def param(
@@ -355,6 +357,34 @@ class AugmentConfig:
 
 
 @dataclass
+class CommitteeConfig:
+    name: str = param(
+        MISSING, "uncertainty from a committee: none (one network per species) | deep (a deep ensemble: `members` "
+        "networks per species from different seeds, trained side by side in one pass over shared features; the "
+        "prediction is their mean, the uncertainty their standard deviation) (chosen by the committee group)", None,
+        Rule(one_of(*COMMITTEES), "'none' or 'deep' (choose with committee=...)"),
+    )
+    members: int = param(
+        1, "deep: committee members, each with its own networks and loss (1 trains exactly the single model)", None,
+        Rule(positive, "a positive number of members"), unit="networks per species",
+    )
+    seeds: Optional[list[int]] = param(
+        None, "deep: member k's initial weights are drawn as a single run with seed=seeds[k] draws them; the split, "
+        "batches and force subsets follow `seed` for all members (null: seed, seed+1, ...)", None,
+        Rule(optional(lambda seeds: all(SEED.holds(s) for s in seeds)), f"a list of seeds, each {SEED.expected}"),
+    )
+    calibrate: bool = param(
+        False, "deep: hold `calibration_percent` of the training structures out of training and fit on them one factor "
+        "for the energy σ and one for the force σ (maximum likelihood of the Gaussian errors; Imbalzano et al., J. "
+        "Chem. Phys. 154, 074102 (2021)), saved with the potential and applied to every σ predicted afterwards",
+    )
+    calibration_percent: float = param(
+        10.0, "deep with calibrate: percentage of the training split held out for the calibration (seeded)", None,
+        Rule(within(0, 100, low_open=True, high_open=True), "a percentage in (0, 100)"), unit="%",
+    )
+
+
+@dataclass
 class EarlyStoppingConfig:
     patience: Optional[int] = param(
         None, "stop after this many epochs without improvement of the metric and keep the best model (null: off)", None,
@@ -503,6 +533,7 @@ class TrainConfig:
     scheduler: SchedulerConfig = MISSING
     sampling: SamplingConfig = MISSING
     augment: AugmentConfig = MISSING
+    committee: CommitteeConfig = MISSING
     data: DataConfig = MISSING
     descriptor: DescriptorConfig = MISSING
     model: ModelConfig = MISSING

@@ -1,6 +1,6 @@
 """Registers the schema in Hydra's ConfigStore: ``conf/<group>/<option>.yaml`` extends ``base_<group>``.
 
-The optimizer, scheduler, sampling and augment groups have one base per option (``base_adam``, ``base_cosine``, ...),
+The optimizer, scheduler, sampling, augment and committee groups have one base per option (``base_adam``, ``base_cosine``, ...),
 which is where an option's ``name`` is set: the YAML never repeats it.
 """
 
@@ -23,12 +23,13 @@ GROUP_SCHEMAS = {
     "scheduler": schema.SchedulerConfig,
     "sampling": schema.SamplingConfig,
     "augment": schema.AugmentConfig,
+    "committee": schema.CommitteeConfig,
     "checkpoint": schema.CheckpointConfig,
     "early_stopping": schema.EarlyStoppingConfig,
     "ema": schema.EmaConfig,
 }
 # Groups whose options each extend a base of their own, named by the option.
-PER_OPTION_GROUPS = ("optimizer", "scheduler", "sampling", "augment")
+PER_OPTION_GROUPS = ("optimizer", "scheduler", "sampling", "augment", "committee")
 
 
 def register_configs() -> None:
@@ -46,3 +47,5 @@ def register_configs() -> None:
         store.store(group="sampling", name=f"base_{name}", node=schema.SamplingConfig(name=name))
     for name in schema.AUGMENT_METHODS:
         store.store(group="augment", name=f"base_{name}", node=schema.AugmentConfig(name=name))
+    for name in schema.COMMITTEES:
+        store.store(group="committee", name=f"base_{name}", node=schema.CommitteeConfig(name=name))

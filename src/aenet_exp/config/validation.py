@@ -166,6 +166,28 @@ def check_optimizer_combinations(cfg: DictConfig) -> None:
         )
 
 
+def check_committee(cfg: DictConfig) -> None:
+    """Seeds for every member; members that never interact: each trained by a per-weight gradient method, with a
+    learning rate that no committee metric steers; a spread to calibrate."""
+    committee = cfg.committee
+    if committee.name == "none":
+        return
+    if committee.seeds is not None and len(committee.seeds) != committee.members:
+        raise ConfigError("committee.seeds", f"gives {len(committee.seeds)} seeds for {committee.members} members; give "
+                          "one per member, or null for seed, seed+1, ...")
+    if committee.calibrate and committee.members < 2:
+        raise ConfigError("committee.calibrate", f"needs a spread to calibrate, but committee.members is "
+                          f"{committee.members}; train 2 or more members, or set committee.calibrate=false")
+    if committee.members < 2:
+        return
+    if cfg.optimizer.name in OWN_STEP_LENGTHS:
+        raise ConfigError("committee.members", f"is {committee.members}, but optimizer={cfg.optimizer.name} steps all "
+                          "weights together (members would interact); train committees with adam, adamw or sgd")
+    if cfg.scheduler.name == "plateau":
+        raise ConfigError("scheduler", "is plateau, which would steer every member's learning rate by the committee's "
+                          "metric (members would interact); use scheduler=cosine or none with a committee")
+
+
 def check_combinations(cfg: DictConfig) -> None:
     norm = cfg.normalization
     if cfg.caching.features and cfg.force.weight > 0:
@@ -179,6 +201,7 @@ def check_combinations(cfg: DictConfig) -> None:
             "data.testpercent", f"is {cfg.data.testpercent}, but data.test_path gives the test set; set it to 0"
         )
     check_optimizer_combinations(cfg)
+    check_committee(cfg)
     caching = cfg.caching
     if caching.derivatives and cfg.force.weight <= 0:
         raise ConfigError(

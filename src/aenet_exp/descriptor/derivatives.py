@@ -24,9 +24,11 @@ class FeatureJacobian(NamedTuple):
     blocks: torch.Tensor  # (n_entries, n_features, 3) 1/Å
 
     def forces(self, feature_gradient: torch.Tensor, n_atoms: int) -> torch.Tensor:
-        """``−Σ_i ∂E/∂f_i · ∂f_i/∂x_a`` ``(n_atoms, 3)`` from ``∂E/∂f`` ``(n_atoms, n_features)``."""
-        per_entry = torch.einsum("ef,efc->ec", feature_gradient[self.center], self.blocks)
-        return -per_entry.new_zeros(n_atoms, 3).index_add_(0, self.atom, per_entry)
+        """``−Σ_i ∂E/∂f_i · ∂f_i/∂x_a`` ``(..., n_atoms, 3)`` from ``∂E/∂f`` ``(..., n_atoms, n_features)`` (leading
+        axes: e.g. a committee's members, each with its own gradient)."""
+        per_entry = torch.einsum("...ef,efc->...ec", feature_gradient[..., self.center, :], self.blocks)
+        leading = feature_gradient.shape[:-2]
+        return -per_entry.new_zeros(*leading, n_atoms, 3).index_add_(len(leading), self.atom, per_entry)
 
     def shifted(self, offset: int) -> "FeatureJacobian":
         """The same blocks with atom indices moved by ``offset`` (for concatenating structures)."""

@@ -18,12 +18,12 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from aenet_exp.data import DataError
 from aenet_exp.descriptor import ChebyshevDescriptor
 from aenet_exp.files import write_atomically
 from aenet_exp.model import Potential
+from aenet_exp.model.networks import linear_layers
 
 SUFFIX = ".pytorch.nn.ascii"
 ACTIVATION_CODES = {"linear": 0, "tanh": 1, "sigmoid": 2, "mtanh": 3, "twist": 4}  # ænet's feedforward.f90
@@ -53,11 +53,6 @@ def layout(nnodes: Sequence[int]) -> Layout:
         iw.append(iw[-1] + (n_in + 1) * n_out)
         iv.append(iv[-1] + n_in + 1)
     return Layout(max(nnodes), iw[-1], iv[-1] + nnodes[-1], iw, iv)
-
-
-def linear_layers(network: nn.Sequential) -> list[nn.Linear]:
-    """The affine layers of one species' MLP, input to output."""
-    return [m for m in network if isinstance(m, nn.Linear)]
 
 
 # ---------------------------------------------------------------------------------------- writing
@@ -121,7 +116,7 @@ def network_lines(potential: Potential, symbol: str) -> list[str]:
     codes = [ACTIVATION_CODES[a] for a in potential.architecture["activations"][symbol]] + [0]
     # each layer: the (n_out, n_in + 1) matrix [W | b] in Fortran (column-major) order
     blocks = [
-        array(torch.cat([layer.weight, layer.bias[:, None]], dim=1)).T.reshape(-1) for layer in layers
+        array(torch.cat([layer.weight[0], layer.bias[0, :, None]], dim=1)).T.reshape(-1) for layer in layers
     ]
     shape = layout(nnodes)
     return [
@@ -406,8 +401,8 @@ def load_layers(potential: Potential, symbol: str, f: SpeciesFile, fold_features
         layers[0] = (folded, bias - folded @ f.feature_mean)
     with torch.no_grad():
         for module, (weight, bias) in zip(linear_layers(potential.networks.nets[symbol]), layers):
-            module.weight.copy_(torch.from_numpy(weight))
-            module.bias.copy_(torch.from_numpy(bias))
+            module.weight[0].copy_(torch.from_numpy(weight))
+            module.bias[0].copy_(torch.from_numpy(bias))
 
 
 def read_aenet_ascii(source: str | Path | Sequence[str | Path]) -> Potential:

@@ -10,6 +10,7 @@ _HOMES = {
     "ACTIVATIONS": "networks",
     "SpeciesNetworks": "networks",
     "mlp": "networks",
+    "linear_layers": "networks",
     "MODEL_FILE": "potential",
     "Potential": "potential",
     "Evaluation": "forces",

@@ -9,6 +9,10 @@ derivative is the input:
   ``∂f/∂x`` (``caching.derivatives``): forces are ``−(∂E/∂f)·(∂f/∂x)``, equal to autograd's.
 
 With ``create_graph`` (training) the forces stay differentiable, so a force loss reaches the weights.
+
+A committee's members share the features; each member's forces come from the gradient of its own
+energy with respect to its own view of them (:meth:`Potential.member_features`), so a batch's
+descriptor is computed once for all members.
 """
 
 from __future__ import annotations
@@ -38,11 +42,24 @@ class GraphInputs:
             features = descriptor(geometry)
         self.block = FeatureBlock(features, graph.species, graph.structure, graph.n_structures)
 
-    def derivatives(self, energy: torch.Tensor, create_graph: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Forces ``(n_atoms, 3)`` eV/Å and ``∂E/∂ε`` ``(3, 3)`` eV (None without strain) of ``Σ energy``."""
+    def derivatives(
+        self, energy: torch.Tensor, member_features: torch.Tensor, create_graph: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Each member's forces ``(members, n_atoms, 3)`` eV/Å and ``∂E/∂ε`` ``(members, 3, 3)`` eV (None
+        without strain) of its energies ``energy`` ``(members, n_structures)``, computed from
+        ``member_features`` ``(members, n_atoms, n_features)``: the members' feature gradients first, then
+        each carried back through the shared descriptor."""
+        (feature_gradients,) = torch.autograd.grad(energy.sum(), member_features, create_graph=create_graph)
         leaves = (self.positions,) if self.strain is None else (self.positions, self.strain)
-        gradients = torch.autograd.grad(energy.sum(), leaves, create_graph=create_graph)
-        return -gradients[0], (gradients[1] if self.strain is not None else None)
+        per_member = [
+            torch.autograd.grad(
+                self.block.features, leaves, gradient, retain_graph=create_graph or k < len(feature_gradients) - 1,
+                create_graph=create_graph,
+            )
+            for k, gradient in enumerate(feature_gradients)
+        ]
+        forces = -torch.stack([gradients[0] for gradients in per_member])
+        return forces, (torch.stack([gradients[1] for gradients in per_member]) if self.strain is not None else None)
 
 
 class JacobianInputs:
@@ -52,21 +69,22 @@ class JacobianInputs:
         self.block = block._replace(features=block.features.detach().requires_grad_(True))
         self.jacobian = jacobian
 
-    def derivatives(self, energy: torch.Tensor, create_graph: bool) -> tuple[torch.Tensor, None]:
-        """Forces ``(n_atoms, 3)`` eV/Å of ``Σ energy`` as ``−(∂E/∂f)·(∂f/∂x)``; no strain."""
-        features = self.block.features
-        (gradient,) = torch.autograd.grad(energy.sum(), features, create_graph=create_graph)
-        return self.jacobian.forces(gradient, features.shape[0]), None
+    def derivatives(self, energy: torch.Tensor, member_features: torch.Tensor, create_graph: bool) -> tuple[torch.Tensor, None]:
+        """Each member's forces ``(members, n_atoms, 3)`` eV/Å of its energies ``energy`` ``(members,
+        n_structures)`` as ``−(∂E/∂f)·(∂f/∂x)``, ``∂E/∂f`` taken at ``member_features``; no strain."""
+        (gradient,) = torch.autograd.grad(energy.sum(), member_features, create_graph=create_graph)
+        return self.jacobian.forces(gradient, self.block.features.shape[0]), None
 
 
 @dataclass
 class Evaluation:
-    """What :func:`evaluate` computed for a batch of ``n_structures`` structures of ``n_atoms`` atoms."""
+    """What :func:`evaluate` computed for a batch of ``n_structures`` structures of ``n_atoms`` atoms, per
+    member of the potential (``members`` is 1 for a single potential)."""
 
-    energy: torch.Tensor  # (n_structures,) eV, or normalised Σ_i net(f̂_i) with ``normalized``
-    atom_energies: torch.Tensor | None  # (n_atoms,) eV (None with ``normalized``)
-    forces: torch.Tensor | None  # (n_atoms, 3) eV/Å
-    strain_derivative: torch.Tensor | None  # (3, 3) ∂E/∂ε, eV (GraphInputs with strain)
+    energy: torch.Tensor  # (members, n_structures) eV, or normalised Σ_i net(f̂_i) with ``normalized``
+    atom_energies: torch.Tensor | None  # (members, n_atoms) eV (None with ``normalized``)
+    forces: torch.Tensor | None  # (members, n_atoms, 3) eV/Å
+    strain_derivative: torch.Tensor | None  # (members, 3, 3) ∂E/∂ε, eV (GraphInputs with strain)
 
 
 def evaluate(
@@ -85,26 +103,27 @@ def evaluate(
     """
     block = inputs.block
     with torch.enable_grad():
+        features = potential.member_features(block.features)
         if normalized:
             atom_energies = None
-            energy = potential.normalized_energy(*block)
+            energy = potential.normalized_energy(features, block.species, block.structure, block.n_structures)
             differentiated = potential.energy_scale * energy
         else:
-            atom_energies = potential.atom_energies(block.features, block.species)
-            energy = atom_energies.new_zeros(block.n_structures).index_add_(0, block.structure, atom_energies)
+            atom_energies = potential.atom_energies(features, block.species)
+            energy = atom_energies.new_zeros(potential.members, block.n_structures).index_add_(1, block.structure, atom_energies)
             differentiated = energy
-        force, strain = inputs.derivatives(differentiated, create_graph) if forces else (None, None)
+        force, strain = inputs.derivatives(differentiated, features, create_graph) if forces else (None, None)
     return Evaluation(energy, atom_energies, force, strain)
 
 
 def energy_and_forces(
     potential: Potential, graph: AtomGraph, create_graph: bool | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Energies ``(n_structures,)`` eV and forces ``(n_atoms, 3)`` eV/Å of a batch graph.
+    """Energies ``(n_structures,)`` eV and forces ``(n_atoms, 3)`` eV/Å of a batch graph (a committee's mean).
 
     ``create_graph`` (default: ``potential.training``) keeps the force graph so a force loss
     can be back-propagated to the weights.
     """
     create_graph = potential.training if create_graph is None else create_graph
     result = evaluate(potential, GraphInputs(potential.descriptor, graph), create_graph=create_graph)
-    return result.energy, result.forces
+    return result.energy.mean(0), result.forces.mean(0)

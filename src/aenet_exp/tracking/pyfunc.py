@@ -12,7 +12,9 @@ loading, so nothing is unpickled; the weights are the model's artifact ``potenti
   missing column for a molecule) and ``pbc`` (one bool or three; by default periodic along all three
   directions when the row has a cell),
 
-and returns a float64 numpy array ``(n_structures,)`` of total energies in eV, in input order.
+and returns a float64 numpy array ``(n_structures,)`` of total energies in eV, in input order; a
+committee returns a ``pandas.DataFrame`` with the columns ``energy`` (its members' mean, eV) and
+``energy_std`` (their calibrated standard deviation, eV).
 """
 
 from __future__ import annotations
@@ -56,13 +58,14 @@ class PotentialModel(PythonModel):
     def load_context(self, context: PythonModelContext) -> None:
         self.calculator = Calculator.load(context.artifacts[POTENTIAL_ARTIFACT])
 
-    def predict(self, context: PythonModelContext, model_input, params: dict | None = None) -> np.ndarray:
-        """Energies ``(n_structures,)`` in eV of ``model_input`` (see the module docstring)."""
+    def predict(self, context: PythonModelContext, model_input, params: dict | None = None) -> np.ndarray | pd.DataFrame:
+        """Energies ``(n_structures,)`` in eV of ``model_input`` (see the module docstring); a committee's as a frame
+        with columns ``energy`` (the members' mean) and ``energy_std`` (their calibrated standard deviation), eV."""
         structures = structures_of(model_input)
-        if not structures:
-            return np.zeros(0)
-        energies, _ = self.calculator.predict(structures)
-        return energies
+        predicted = self.calculator.predict(structures)
+        if predicted.energy_std is None:
+            return predicted.energies
+        return pd.DataFrame({"energy": predicted.energies, "energy_std": predicted.energy_std})
 
 
 def structures_of(model_input: Any) -> list[Atoms | Structure]:

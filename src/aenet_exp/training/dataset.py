@@ -33,6 +33,7 @@ class PreparedData:
     removed: dict[str, int] = field(default_factory=dict)  # filter name -> structures dropped
     reference_fit_rmse: float | None = None  # eV/atom, when the references were fitted (normalization.E_atomic=fit)
     children: int = 0  # Taylor children in training (augment=taylor), the last of structures and of train
+    calibration: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # held out of training (committee)
 
     def facts(self) -> dict[str, object]:
         """Dataset facts logged with a run."""
@@ -51,6 +52,7 @@ class PreparedData:
             "dataset.train_structures": n_train,
             "dataset.train_children": self.children,
             "dataset.test_structures": n_test,
+            "dataset.calibration_structures": int(len(self.calibration)),
             "dataset.train_atoms": atoms_train,
             "dataset.test_atoms": atoms_test,
             **{f"dataset.removed_{name}": n for name, n in self.removed.items()},
@@ -128,6 +130,13 @@ def split(n: int, testpercent: float, seed: int) -> tuple[np.ndarray, np.ndarray
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
+def held_out(train: np.ndarray, percent: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``train`` split into (kept for training, held out): round(n · percent / 100) held out, seeded."""
+    order = np.random.default_rng(seed).permutation(train)
+    n_held = int(round(len(train) * percent / 100.0))
+    return np.sort(order[n_held:]), np.sort(order[:n_held])
+
+
 def open_database(path, database: str, compression: str | None, compression_level: int | None,
                   in_memory_cache_size: int, show_progress: bool,
                   augmentation: TaylorExpansion | None = None) -> StructureDatabase:
@@ -172,6 +181,8 @@ def prepare_data(
     seed: int,
     show_progress: bool = False,
     augmentation: TaylorExpansion | None = None,
+    calibration_percent: float = 0.0,
+    calibration_seed: int = 0,
 ) -> PreparedData:
     """Read, check species and references, filter and split the structures of ``path`` (the ``data`` keys), then
     add the Taylor children of the training structures (``augmentation``, :mod:`aenet_exp.training.augment`).
@@ -179,7 +190,9 @@ def prepare_data(
     ``references`` are the reference energies in force (``normalization.E_atomic``, else
     ``data.E_atomic``), ``energy_target`` cohesive or total, ``species`` the descriptor's order
     (None: the data's, sorted). With ``test_path`` the filters apply to the training structures
-    only, and the test set is that file, appended after them.
+    only, and the test set is that file, appended after them. ``calibration_percent`` of the training split
+    (seeded with ``calibration_seed``) is held out of training, before any child is made, to calibrate a
+    committee's uncertainty.
     """
     opened = None
     if database:
@@ -216,8 +229,14 @@ def prepare_data(
         train, test = split(len(structures), testpercent, seed)
     if len(train) == 0:
         raise DataError(str(path), f"no training structure left with data.testpercent={testpercent}")
+    calibration = np.zeros(0, dtype=int)
+    if calibration_percent:
+        train, calibration = held_out(train, calibration_percent, calibration_seed)
+        if len(calibration) == 0 or len(train) == 0:
+            raise ConfigError("committee.calibration_percent", f"is {calibration_percent}, which leaves {len(train)} "
+                              f"training and {len(calibration)} calibration structures; each needs at least one")
     warn_about_energies(structures, columns, atomic, energy_target)
-    data = PreparedData(structures, columns, train, test, order, atomic, removed, fit_rmse)
+    data = PreparedData(structures, columns, train, test, order, atomic, removed, fit_rmse, calibration=calibration)
     children = training_children(read, kept[train], augmentation, opened)
     return data if children is None else with_children(data, *children)
 

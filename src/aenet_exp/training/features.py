@@ -30,9 +30,9 @@ class BatchOutput:
     """A batch's energies (every structure) and forces (those supervised on forces)."""
 
     order: list[int]  # structure indices in the order of ``energies``
-    energies: torch.Tensor  # (n,) normalised energies Σ_i net(f̂_i)
+    energies: torch.Tensor  # (members, n) normalised energies Σ_i net(f̂_i) of each committee member
     force_indices: list[int]  # structures of ``forces``, in order (the first of ``order``)
-    forces: torch.Tensor | None  # (n_force_atoms, 3) eV/Å of force_indices, atoms concatenated
+    forces: torch.Tensor | None  # (members, n_force_atoms, 3) eV/Å of force_indices, atoms concatenated
     reference_forces: torch.Tensor | None  # the same atoms' reference forces, eV/Å
 
 
@@ -314,8 +314,8 @@ class FeatureSource:
                 energies.append(potential.normalized_energy(*block))
             order += energy_order
         return BatchOutput(
-            order, torch.cat(energies), force_indices,
-            torch.cat(forces) if forces else None, torch.cat(references) if references else None,
+            order, torch.cat(energies, dim=1), force_indices,
+            torch.cat(forces, dim=1) if forces else None, torch.cat(references) if references else None,
         )
 
     def _jacobian_inputs(self, indices: list[int]) -> tuple[JacobianInputs, torch.Tensor]:

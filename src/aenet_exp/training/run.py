@@ -14,6 +14,8 @@ group              object
 ``scheduler``      :class:`~aenet_exp.training.schedule.EpochSchedule` (registry by option)
 ``sampling``       :class:`~aenet_exp.training.sampling.EpochSampling` (the structures of each epoch)
 ``ema``            :class:`~aenet_exp.training.schedule.WeightAverage`
+``committee``      the potential's members and their seeds; the calibration split and factors
+                   (:mod:`~aenet_exp.training.uncertainty`)
 ``normalization``  :func:`~aenet_exp.training.normalization.fit_normalization`
 ``early_stopping`` :class:`~aenet_exp.training.callbacks.EarlyStopping`
 ``checkpoint``     :class:`~aenet_exp.training.callbacks.Checkpointer`
@@ -63,6 +65,7 @@ from aenet_exp.training.schedule import EpochSchedule, WeightAverage
 from aenet_exp.training.supervision import ForceSupervision
 from aenet_exp.training.timing import PhaseTimer
 from aenet_exp.training.trainer import Trainer
+from aenet_exp.training.uncertainty import calibration_factor, energy_errors, force_errors, uncertainty_metrics
 
 # Independent random streams drawn from ``seed``: the split and the initial weights use ``seed``
 # itself, the force subsets, the batch shuffling and (without augment.seed) the Taylor children
@@ -70,6 +73,7 @@ from aenet_exp.training.trainer import Trainer
 FORCE_SAMPLING_SEED_OFFSET = 1
 SHUFFLE_SEED_OFFSET = 2
 AUGMENT_SEED_OFFSET = 3
+CALIBRATION_SEED_OFFSET = 4
 
 
 def section(cfg: DictConfig, group: str) -> dict[str, Any]:
@@ -292,7 +296,25 @@ def prepared_data(cfg: DictConfig) -> PreparedData:
         fixed_references=section(cfg, "normalization")["E_atomic_fixed"],
         species=list(species) if species is not None else None, seed=cfg.seed, show_progress=cfg.tracking.show_progress,
         augmentation=taylor_expansion(cfg),
+        calibration_percent=cfg.committee.calibration_percent if calibrates(cfg) else 0.0,
+        calibration_seed=cfg.seed + CALIBRATION_SEED_OFFSET,
     )
+
+
+def calibrates(cfg: DictConfig) -> bool:
+    """Whether a committee's σ is calibrated on structures held out of training (``committee.calibrate``)."""
+    return cfg.committee.name != "none" and cfg.committee.calibrate
+
+
+def member_seeds(cfg: DictConfig) -> list[int]:
+    """Each committee member's initialisation seed: ``committee.seeds``, else ``seed``, ``seed + 1``, ...; a single
+    potential (``committee=none``): ``seed``."""
+    committee = cfg.committee
+    if committee.name == "none":
+        return [cfg.seed]
+    if committee.seeds is not None:
+        return [int(s) for s in committee.seeds]
+    return [cfg.seed + k for k in range(committee.members)]
 
 
 def taylor_expansion(cfg: DictConfig) -> TaylorExpansion | None:
@@ -343,8 +365,10 @@ def build_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtype)
     if unknown:
         raise ConfigError("model.per_species", f"species {unknown} are not in the descriptor's species {list(species)}")
     layout = {s: per_species.get(s, model) for s in species}
+    seeds = member_seeds(cfg)
     return Potential(
-        descriptor, {s: net["hidden"] for s, net in layout.items()}, {s: net["activations"] for s, net in layout.items()}
+        descriptor, {s: net["hidden"] for s, net in layout.items()}, {s: net["activations"] for s, net in layout.items()},
+        members=len(seeds), seeds=seeds,
     )
 
 
@@ -361,8 +385,26 @@ def initial_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtyp
         missing = sorted(set(species) - set(potential.species))
         if missing:
             raise ConfigError("init_from", f"the model has no network for species {missing} of the data")
+        members = len(member_seeds(cfg))
+        if potential.members != members:
+            raise ConfigError("init_from", f"the model has {potential.members} committee member(s), this run trains "
+                              f"{members} (committee.members); start from a model with as many")
         return potential
     return build_potential(cfg, species, dtype)
+
+
+def calibrate(trainer: Trainer, calibration: np.ndarray, with_forces: bool) -> dict[str, float]:
+    """Fit the factors of the committee's energy and force σ on the held-out ``calibration`` structures and keep them
+    in the potential (``sigma_scale``); returns them as metrics, with the split's size."""
+    trainer.potential.sigma_scale.fill_(1.0)
+    predictions = trainer.predict(calibration, with_forces)
+    factors = [calibration_factor(*energy_errors(predictions))]
+    factors.append(calibration_factor(*force_errors(predictions)) if predictions.force_components()[0].size else 1.0)
+    trainer.potential.sigma_scale.copy_(torch.tensor(factors))
+    return {
+        "final/calibration/energy_factor": factors[0], "final/calibration/force_factor": factors[1],
+        "final/calibration/structures": len(calibration),
+    }
 
 
 def finish(trainer: Trainer, data: PreparedData, cfg: DictConfig, result: TrainingResult) -> None:
@@ -370,9 +412,15 @@ def finish(trainer: Trainer, data: PreparedData, cfg: DictConfig, result: Traini
     sets = {"train": data.train, "test": data.test}
     with_forces = trainer.supervision.active or cfg.tracking.save_forces  # energy-only runs skip the force pass
     trainer.source.freeze()
+    committee = trainer.potential.members > 1
+    if committee and len(data.calibration):
+        result.metrics |= calibrate(trainer, data.calibration, with_forces)
     result.predictions = {name: trainer.predict(idx, with_forces) for name, idx in sets.items() if len(idx)}
+    factors = tuple(trainer.potential.sigma_scale.tolist())
     for name, pred in result.predictions.items():
         result.metrics.update({f"final/{k}": v for k, v in metrics_of(pred, name).items()})
+        if committee:
+            result.metrics.update({f"final/{k}": v for k, v in uncertainty_metrics(pred, name, factors).items()})
     out = result.output_dir
     trainer.potential.save(out / MODEL_FILE)
     write_atomically(out / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))

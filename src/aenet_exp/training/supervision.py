@@ -19,8 +19,8 @@ ROUNDING_SLACK = 1e-9
 
 
 def rmse(error: torch.Tensor) -> torch.Tensor:
-    """Root mean square of all entries of ``error``."""
-    return error.square().mean().sqrt()
+    """Each member's root mean square error: ``(members, ...)`` -> ``(members,)``."""
+    return error.square().flatten(1).mean(1).sqrt()
 
 
 def signed_mean(error: torch.Tensor) -> torch.Tensor:
@@ -34,7 +34,9 @@ class ForceSupervision:
 
     Loss ``(1 − α)·RMSE(E/atom) + α·c·RMSE(F)``, both RMSEs divided by the energy scale
     (normalised units), the force RMSE per component; ``c = sqrt(1/fraction)`` with
-    ``scale_unbiased``, else 1.
+    ``scale_unbiased``, else 1. A committee's members each have their own loss of their own errors
+    (leading axis ``members`` of the errors); the loss trained is their sum, so each member's weights
+    receive exactly the gradient of its own loss.
 
     Sub-sampling: ``n = max(ceil(fraction · N), min_structures_per_epoch)`` (at most N) of the N
     force-labelled training structures ``candidates`` are supervised. ``fixed`` draws them once;
@@ -127,8 +129,10 @@ class ForceSupervision:
         return torch.cat(terms) if terms else energy_error.new_zeros(0)
 
     def batch_loss(self, energy_error: torch.Tensor, force_error: torch.Tensor | None, energy_scale: float) -> torch.Tensor:
-        """:meth:`loss` of a batch's errors ``(n,)`` eV/atom and ``(n_force_atoms, 3)`` eV/Å."""
-        return self.loss(rmse(energy_error), rmse(force_error) if force_error is not None else None, energy_scale)
+        """The members' :meth:`loss` of a batch's errors ``(members, n)`` eV/atom and ``(members, n_force_atoms, 3)``
+        eV/Å, summed over members."""
+        force_rmse = rmse(force_error) if force_error is not None else None
+        return self.loss(rmse(energy_error), force_rmse, energy_scale).sum()
 
     def rank_loss(
         self, energy_error: torch.Tensor, force_error: torch.Tensor | None, energy_scale: float, ranks: Ranks = SINGLE
@@ -136,28 +140,35 @@ class ForceSupervision:
         """This rank's part ``L_r`` of the batch's loss ``L`` (:meth:`batch_loss`): ``Σ_r ∂L_r/∂θ = ∂L/∂θ``
         (:meth:`part_loss` with the squared-error sums and counts added over ranks)."""
         squares, counts = self.squares(energy_error, force_error)
-        totals = ranks.sum(torch.cat([squares.detach().double(), counts]))
+        totals = ranks.sum(torch.cat([squares.detach().double().flatten(), counts]))
         return self.part_loss(squares, totals, energy_scale)
 
     def squares(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Squared-error sums ``(S_E, S_F)`` (differentiable) and counts ``(N_E, N_F)`` (float64) of a part's errors."""
+        """Each member's squared-error sums ``(members, 2)``: ``(S_E, S_F)`` (differentiable), and the counts
+        ``(N_E, N_F)`` (float64, the same for every member) of a part's errors ``(members, ...)``."""
         if force_error is None or not self.active:
-            force_error = energy_error.new_zeros((0, 3))
-        squares = torch.stack([energy_error.square().sum(), force_error.square().sum()])
-        counts = torch.tensor([energy_error.numel(), force_error.numel()], dtype=torch.float64, device=squares.device)
+            force_error = energy_error.new_zeros((energy_error.shape[0], 0, 3))
+        squares = torch.stack([energy_error.square().flatten(1).sum(1), force_error.square().flatten(1).sum(1)], dim=1)
+        counts = torch.tensor([energy_error[0].numel(), force_error[0].numel()], dtype=torch.float64, device=squares.device)
         return squares, counts
 
+    def pooled_loss(self, totals: torch.Tensor, energy_scale: float) -> float:
+        """The members' :meth:`loss`, summed, from pooled ``totals`` (each member's ``S_E, S_F``, then ``N_E, N_F``)."""
+        n_e, n_f = totals[-2:].tolist()
+        return sum(
+            self.loss(math.sqrt(s_e / n_e), math.sqrt(s_f / n_f) if n_f else None, energy_scale)
+            for s_e, s_f in totals[:-2].view(-1, 2).tolist()
+        )
+
     def part_loss(self, squares: torch.Tensor, totals: torch.Tensor, energy_scale: float) -> torch.Tensor:
-        """A part's share ``L_p = c_E·S_E,p + c_F·S_F,p`` of a loss pooled over parts (ranks, batches) whose
-        ``totals`` ``(S_E, S_F, N_E, N_F)`` are known: ``Σ_p ∂L_p/∂θ = ∂L/∂θ``.
+        """A part's share ``L_p = c_E·S_E,p + c_F·S_F,p`` (summed over members) of a loss pooled over parts (ranks,
+        batches) whose ``totals`` (each member's ``S_E, S_F``, then ``N_E, N_F``) are known: ``Σ_p ∂L_p/∂θ = ∂L/∂θ``.
 
         An RMSE is not a sum over parts, but its gradient is: ``∂sqrt(S/N)/∂θ = (∂S/∂θ) / (2·sqrt(S·N))``,
         so ``c_E = (1 − α) / (2·scale·sqrt(S_E·N_E))`` and ``c_F = α·c / (2·scale·sqrt(S_F·N_F))``; an
         empty part gives a constant zero.
         """
-        s_e, s_f, n_e, n_f = totals.tolist()
-        weights = [
-            (1 - self.alpha) / (2 * energy_scale * math.sqrt(s_e * n_e)) if s_e > 0 else 0.0,
-            self.alpha * self.force_factor / (2 * energy_scale * math.sqrt(s_f * n_f)) if s_f > 0 else 0.0,
-        ]
-        return (squares * squares.new_tensor(weights)).sum()
+        sums, counts = totals[:-2].view(-1, 2), totals[-2:]
+        factors = sums.new_tensor([1 - self.alpha, self.alpha * self.force_factor])
+        weights = torch.where(sums > 0, factors / (2 * energy_scale * (sums * counts).sqrt()), 0.0)
+        return (squares * weights.to(squares.dtype)).sum()

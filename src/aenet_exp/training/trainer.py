@@ -182,24 +182,25 @@ class Trainer:
                 energy_error, force_error = self._errors(output)
                 yield output.order, energy_error, force_error
             else:  # this rank's share of the batch is empty: it adds nothing but joins every sum
-                yield [], torch.zeros(0, dtype=self.dtype, device=self.device), None
+                yield [], torch.zeros(self.potential.members, 0, dtype=self.dtype, device=self.device), None
 
     def _batch_steps(self, shares: list[np.ndarray], force_set: frozenset[int], after_batch) -> ErrorSums:
         """A step per planned batch (:meth:`_step`); the epoch's pooled errors."""
         sums = ErrorSums()
         for order, energy_error, force_error in self._batch_errors(shares, force_set, create_graph=True):
-            self.sampling.observe(order, energy_error)
+            self.sampling.observe(order, energy_error.detach().mean(0))
             self._step(energy_error, force_error)
-            sums.add(energy_error, force_error)
+            sums.add_members(energy_error, force_error)
             after_batch()
         return sums
 
     def _step(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> None:
-        """One optimiser step on a batch's errors: a step along the gradient of its loss, or a Kalman update
-        with its errors as the measurements."""
+        """One optimiser step on a batch's errors ``(members, ...)``: a step along the gradient of its loss, or a
+        Kalman update with its errors as the measurements (a single potential's: the filter takes one member)."""
         if self.step == "kalman":
             scale = float(self.potential.energy_scale)
-            measure = partial(self.supervision.measurements, energy_error, force_error, scale, self.force_measurements)
+            single_force_error = force_error[0] if force_error is not None else None
+            measure = partial(self.supervision.measurements, energy_error[0], single_force_error, scale, self.force_measurements)
             with self.timer.phase("optimizer"):  # the update back-propagates the measurements' Jacobians itself
                 self.optimizer.step(measure)
         else:
@@ -224,14 +225,15 @@ class Trainer:
         first: list[ErrorSums] = []
 
         def closure() -> torch.Tensor:
-            sums, totals = ErrorSums(), torch.zeros(4, dtype=torch.float64, device=self.device)
+            sums = ErrorSums()
+            totals = torch.zeros(2 * self.potential.members + 2, dtype=torch.float64, device=self.device)
             with torch.no_grad(), self.timer.phase("forward"):
                 for order, energy_error, force_error in self._batch_errors(shares, force_set, create_graph=False):
                     squares, counts = self.supervision.squares(energy_error, force_error)
-                    totals += torch.cat([squares.double(), counts])
-                    sums.add(energy_error, force_error)
+                    totals += torch.cat([squares.double().flatten(), counts])
+                    sums.add_members(energy_error, force_error)
                     if not first:
-                        self.sampling.observe(order, energy_error)
+                        self.sampling.observe(order, energy_error.mean(0))
             totals = self.ranks.sum(totals)
             self.optimizer.zero_grad(set_to_none=True)
             for _, energy_error, force_error in self._batch_errors(shares, force_set, create_graph=True):
@@ -243,9 +245,7 @@ class Trainer:
             self.ranks.sum_gradients(parameters)
             if not first:
                 first.append(sums)
-            s_e, s_f, n_e, n_f = totals.tolist()
-            force_rmse = math.sqrt(s_f / n_f) if n_f else None
-            return torch.tensor(self.supervision.loss(math.sqrt(s_e / n_e), force_rmse, scale), dtype=torch.float64)
+            return torch.tensor(self.supervision.pooled_loss(totals, scale), dtype=torch.float64)
 
         with self.timer.phase("optimizer"):
             self.optimizer.step(closure)
@@ -254,7 +254,8 @@ class Trainer:
         return first[0]
 
     def _errors(self, out: BatchOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-atom energy errors ``(n,)`` eV/atom and force errors ``(n_force_atoms, 3)`` eV/Å."""
+        """Each member's per-atom energy errors ``(members, n)`` eV/atom and force errors ``(members, n_force_atoms,
+        3)`` eV/Å."""
         order = torch.tensor(out.order, device=self.labels.target.device)
         target = self.labels.target[order].to(self.device)
         n_atoms = self.labels.n_atoms[order].to(self.device)
@@ -275,31 +276,43 @@ class Trainer:
         self.ranks.sum_gradients([p for group in self.optimizer.param_groups for p in group["params"]])
 
     def predict(self, indices: np.ndarray, with_forces: bool) -> Predictions:
-        """Energies (and forces of force-labelled structures when ``with_forces``) of ``indices``."""
+        """Energies (and forces of force-labelled structures when ``with_forces``) of ``indices``: a committee's mean,
+        with its members' standard deviation times the potential's calibration factors (``sigma_scale``)."""
         self.potential.eval()
         force_set = frozenset(int(i) for i in indices if with_forces and self.columns.has_forces[i])
-        energies: dict[int, float] = {}
-        forces: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        committee = self.potential.members > 1
+        energies: dict[int, tuple[float, float]] = {}
+        forces: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
         plan = plan_batches(indices, self.batchsize, None)
         for _, out in self.source.outputs(self.potential, plan, force_set, create_graph=False):
             if out is None:
                 continue
-            energies.update(zip(out.order, out.energies.detach().cpu().double().tolist()))
+            members = out.energies.detach().cpu().double()
+            spread = members.std(0).tolist() if committee else [math.nan] * members.shape[1]
+            energies.update(zip(out.order, zip(members.mean(0).tolist(), spread)))
             if out.forces is not None:
                 split_at = np.cumsum(self.columns.n_atoms[out.force_indices])[:-1]
-                predicted = np.split(out.forces.detach().cpu().double().numpy(), split_at)
+                member_forces = out.forces.detach().cpu().double()
+                predicted = np.split(member_forces.mean(0).numpy(), split_at)
+                force_factor = float(self.potential.sigma_scale[1])
+                deviations = (np.split(force_factor * member_forces.std(0).numpy(), split_at) if committee
+                              else [None] * len(predicted))
                 reference = np.split(out.reference_forces.detach().cpu().double().numpy(), split_at)
-                forces.update(zip(out.force_indices, zip(reference, predicted)))
+                forces.update(zip(out.force_indices, zip(reference, predicted, deviations)))
         indices = np.asarray(indices, dtype=int)
-        normalised = np.array([energies[int(i)] for i in indices])
+        normalised = np.array([energies[int(i)] for i in indices]).reshape(-1, 2)
+        scale = float(self.potential.energy_scale)
+        found = [forces.get(int(i), (None, None, None)) for i in indices]
         return Predictions(
             indices=indices,
             energy_ref=self.columns.energy[indices],
-            energy_pred=self.labels.offset[indices] + float(self.potential.energy_scale) * normalised,
+            energy_pred=self.labels.offset[indices] + scale * normalised[:, 0],
             n_atoms=self.columns.n_atoms[indices],
-            force_ref=[forces[int(i)][0] if int(i) in forces else None for i in indices],
-            force_pred=[forces[int(i)][1] if int(i) in forces else None for i in indices],
+            force_ref=[f[0] for f in found],
+            force_pred=[f[1] for f in found],
             reference=self.columns.reference_energy(self.references)[indices] if self.references else None,
+            energy_std=float(self.potential.sigma_scale[0]) * scale * normalised[:, 1] if committee else None,
+            force_std=[f[2] for f in found] if committee else [],
         )
 
     def test_metrics(self) -> dict[str, float]:

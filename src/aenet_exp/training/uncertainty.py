@@ -1,0 +1,98 @@
+"""How good a committee's uncertainty is, and its calibration: closed forms on errors and standard deviations.
+
+Every function takes the errors ``e`` of the committee's mean prediction and its standard deviations ``σ``
+(arrays of the same shape, same unit) of one quantity: energies per atom (one entry per structure) or
+force components (one per atom and direction).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import erfinv
+from scipy.stats import spearmanr
+
+from aenet_exp.training.events import Predictions
+
+# Central intervals whose coverage the miscalibration area compares: expected fractions 0.01, 0.02, ..., 0.99.
+COVERAGE_LEVELS = np.linspace(0.01, 0.99, 99)
+
+
+def usable(errors: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The entries with a positive, finite σ (a zero σ says nothing about the error), flattened."""
+    errors, sigma = np.ravel(errors), np.ravel(sigma)
+    keep = np.isfinite(sigma) & (sigma > 0)
+    return errors[keep], sigma[keep]
+
+
+def calibration_factor(errors: np.ndarray, sigma: np.ndarray) -> float:
+    """The factor ``s`` maximising the Gaussian likelihood of ``errors`` under ``s·σ``: ``s² = mean(e²/σ²)``
+    (Imbalzano et al., J. Chem. Phys. 154, 074102 (2021), without their finite-committee correction)."""
+    errors, sigma = usable(errors, sigma)
+    if not len(errors):
+        return 1.0
+    return math.sqrt(float(np.mean((errors / sigma) ** 2)))
+
+
+def gaussian_nll(errors: np.ndarray, sigma: np.ndarray) -> float:
+    """Mean negative log-likelihood of ``errors`` under centred Gaussians of width ``σ``:
+    ``mean(½ log(2πσ²) + e²/(2σ²))`` (nats; lower is better; depends on the unit of ``e`` and ``σ``)."""
+    errors, sigma = usable(errors, sigma)
+    return float(np.mean(0.5 * np.log(2 * np.pi * sigma**2) + errors**2 / (2 * sigma**2)))
+
+
+def rank_correlation(sigma: np.ndarray, magnitudes: np.ndarray) -> float:
+    """Spearman's ρ between predicted ``σ`` and actual error magnitudes (1: the larger σ, the larger the error)."""
+    if len(sigma) < 2:
+        return math.nan
+    return float(spearmanr(sigma, magnitudes).statistic)
+
+
+def observed_coverage(errors: np.ndarray, sigma: np.ndarray, levels: np.ndarray = COVERAGE_LEVELS) -> np.ndarray:
+    """For each expected fraction ``p``, the fraction of errors inside the central Gaussian interval
+    ``|e| ≤ z_p·σ``, ``z_p = √2·erfinv(p)``."""
+    errors, sigma = usable(errors, sigma)
+    z = np.abs(errors / sigma)
+    return np.array([np.mean(z <= math.sqrt(2) * erfinv(p)) for p in levels])
+
+
+def miscalibration_area(errors: np.ndarray, sigma: np.ndarray, levels: np.ndarray = COVERAGE_LEVELS) -> float:
+    """Mean |observed − expected| coverage over ``levels`` (0: calibrated; at most 0.5)."""
+    return float(np.mean(np.abs(observed_coverage(errors, sigma, levels) - levels)))
+
+
+def energy_errors(predictions: Predictions) -> tuple[np.ndarray, np.ndarray]:
+    """Errors of the mean energy per atom and its σ per atom ``(n,)`` eV/atom."""
+    reference, predicted = predictions.energy_per_atom()
+    return predicted - reference, predictions.spread()[0]
+
+
+def force_errors(predictions: Predictions) -> tuple[np.ndarray, np.ndarray]:
+    """Errors of the mean force components and their σ ``(n_components,)`` eV/Å (structures with forces)."""
+    reference, predicted = predictions.force_components()
+    return predicted - reference, predictions.spread()[1]
+
+
+def per_atom(components: np.ndarray) -> np.ndarray:
+    """``(n_atoms·3,)`` components -> ``(n_atoms,)`` vector lengths."""
+    return np.linalg.norm(components.reshape(-1, 3), axis=1)
+
+
+def uncertainty_metrics(predictions: Predictions, prefix: str, factors: tuple[float, float]) -> dict[str, float]:
+    """NLL, Spearman ρ and miscalibration area of the energies per atom (per structure) and, with forces, of the
+    force components (ρ per atom, between |σ_F| and |ΔF|): with the calibrated σ of ``predictions`` and, named
+    ``..._uncalibrated``, with σ divided by the calibration ``factors`` (energy, force)."""
+    metrics = {}
+    quantities = {"energy": energy_errors(predictions)}
+    if predictions.force_components()[0].size:
+        quantities["force"] = force_errors(predictions)
+    for (name, (errors, sigma)), factor in zip(quantities.items(), factors):
+        for suffix, scaled in (("", sigma), ("_uncalibrated", sigma / factor)):
+            metrics[f"{prefix}/{name}_nll{suffix}"] = gaussian_nll(errors, scaled)
+            metrics[f"{prefix}/{name}_miscalibration_area{suffix}"] = miscalibration_area(errors, scaled)
+        if name == "energy":
+            metrics[f"{prefix}/energy_spearman"] = rank_correlation(sigma, np.abs(errors))
+        else:
+            metrics[f"{prefix}/force_spearman"] = rank_correlation(per_atom(sigma), per_atom(errors))
+    return metrics

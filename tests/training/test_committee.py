@@ -1,0 +1,214 @@
+"""Committees (committee=deep): members trained together equal single models; uncertainty metrics and calibration."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from scipy.special import erf
+
+from aenet_exp.calculator import Calculator
+from aenet_exp.config.effects import ineffective_keys
+from aenet_exp.config.validation import ConfigError, validate
+from aenet_exp.data import read_structures
+from aenet_exp.model import Potential
+from aenet_exp.training.events import Predictions
+from aenet_exp.training.uncertainty import (
+    COVERAGE_LEVELS,
+    calibration_factor,
+    gaussian_nll,
+    miscalibration_area,
+    rank_correlation,
+    uncertainty_metrics,
+)
+from committee_cases import CASES, REFERENCE, single_model_metrics
+
+from conftest import compose_train, make_potential, train
+
+NO_CALIBRATION = ["committee=deep", "committee.calibrate=false"]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return json.loads(REFERENCE.read_text())
+
+
+@pytest.mark.parametrize("committee", [["committee=none"], [*NO_CALIBRATION, "committee.members=1"]], ids=["none", "deep-1"])
+def test_a_one_member_committee_is_the_single_model_of_before(tmp_path, reference, committee):
+    """Every metric of every epoch equals what the single-network code computed (float64, 1e-12)."""
+    found = single_model_metrics(tmp_path, *committee)
+    assert found.keys() == CASES.keys()
+    for case, epochs in found.items():
+        assert len(epochs) == len(reference[case])
+        for expected, got in zip(reference[case], epochs):
+            assert got.keys() == expected.keys(), case
+            for key, value in expected.items():
+                assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-15), (case, key)
+
+
+@pytest.mark.parametrize("caching", ["caching=none", "caching.derivatives=true"], ids=["graphs", "jacobians"])
+def test_member_k_is_the_single_model_of_seed_k(fast_config, tmp_path, caching):
+    """Members share features and batches but never interact: member 1 of seeds [5, 6, 7] equals the single model
+    whose weights were drawn from seed 6, trained on the same batches (those of ``seed``)."""
+    common = [*NO_CALIBRATION, caching, "precision=float64", "force.weight=0.3", "iterations=3", "seed=11"]
+    train(fast_config(*common, "committee.members=3", "committee.seeds=[5,6,7]"), tmp_path / "committee")
+    train(fast_config(*common, "committee.members=1", "committee.seeds=[6]"), tmp_path / "single")
+    committee = Potential.load(tmp_path / "committee" / "potential.pt")
+    single = Potential.load(tmp_path / "single" / "potential.pt")
+    assert committee.members == 3 and single.members == 1
+    got, expected = committee.member(1).state_dict(), single.state_dict()
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, rtol=1e-10, atol=1e-12, msg=name)
+    members = [committee.member(k).networks.nets["Ti"][0].weight for k in range(3)]
+    assert not torch.allclose(members[0], members[2])  # the members differ
+
+
+def test_member_seeds_draw_the_single_models_initial_weights():
+    torch.manual_seed(3)
+    single = make_potential(["Ti", "O"], seed=8)
+    committee = Potential(single.descriptor, single.architecture["hidden"], single.architecture["activations"],
+                          members=2, seeds=[1, 8])
+    for name, value in single.networks.state_dict().items():
+        torch.testing.assert_close(committee.networks.state_dict()[name][1:], value, rtol=0, atol=0)
+
+
+def test_committee_metrics_are_of_the_mean_with_the_spread(fast_config, tmp_path):
+    metrics, rec = train(fast_config(*NO_CALIBRATION, "committee.members=3", "force.weight=0.3", "tracking.save_energies=true",
+                                     "tracking.save_forces=true"), tmp_path)
+    for split in ("train", "test"):
+        assert rec.epochs[-1][f"{split}/energy_std"] > 0 and rec.epochs[-1][f"{split}/force_std"] > 0
+    assert {"final/test/energy_nll", "final/test/energy_spearman", "final/test/force_miscalibration_area"} <= metrics.keys()
+    assert "final/calibration/energy_factor" not in metrics
+    energies = (tmp_path / "energies.test.predicted").read_text().splitlines()
+    assert energies[0].split()[-2:] == ["E_std_eV", "E_std_eV_per_atom"]
+    forces = (tmp_path / "forces.test.predicted").read_text().splitlines()
+    assert "Fx_std" in forces[0] and len(forces[1].split()) == len(forces[0].lstrip("# ").split()) - 1
+
+
+def test_calibration_scales_sigma_by_the_logged_factor_and_keeps_the_ranking(fast_config, tmp_path, data_dir):
+    metrics, rec = train(fast_config("committee=deep", "committee.members=3", "force.weight=0.3",
+                                     "committee.calibration_percent=30"), tmp_path)
+    assert rec.facts["dataset.calibration_structures"] == 4  # 30 % of the 12 training structures of 16
+    assert rec.facts["dataset.train_structures"] == 8
+    factors = metrics["final/calibration/energy_factor"], metrics["final/calibration/force_factor"]
+    potential = Potential.load(tmp_path / "potential.pt")
+    assert potential.sigma_scale.tolist() == pytest.approx(list(factors), rel=1e-6)  # float32 buffer
+    structures = read_structures(data_dir / "tio2-small")[:5]
+    calibrated = Calculator(potential).predict(structures)
+    potential.sigma_scale.fill_(1.0)
+    raw = Calculator(potential).predict(structures)
+    np.testing.assert_allclose(calibrated.energy_std, raw.energy_std * np.float32(factors[0]), rtol=1e-12)
+    np.testing.assert_allclose(np.concatenate(calibrated.forces_std), np.concatenate(raw.forces_std) * np.float32(factors[1]),
+                               rtol=1e-12)
+    assert rank_correlation(calibrated.energy_std, np.arange(5)) == rank_correlation(raw.energy_std, np.arange(5))
+
+
+def test_uncertainty_metrics_equal_their_closed_forms():
+    errors, sigma = np.array([1.0, -2.0, 0.5]), np.array([1.0, 1.0, 0.5])
+    assert calibration_factor(errors, sigma) == pytest.approx(math.sqrt(2.0), rel=1e-15)  # mean(e²/σ²) = (1+4+1)/3
+    nll = np.mean([0.5 * math.log(2 * math.pi * s * s) + e * e / (2 * s * s) for e, s in zip(errors, sigma)])
+    assert gaussian_nll(errors, sigma) == pytest.approx(nll, rel=1e-15)
+    assert rank_correlation(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4])) == pytest.approx(0.8)  # 1 − 6·2/60
+    # no error: every interval covers everything (area mean(1 − p) = 0.5); huge errors: nothing (mean(p) = 0.5)
+    assert miscalibration_area(np.zeros(4), np.ones(4)) == pytest.approx(0.5)
+    assert miscalibration_area(np.full(4, 1e9), np.ones(4)) == pytest.approx(0.5)
+    # |z| = 0.1 and 3: half inside every interval wider than 0.1σ (p > erf(0.1/√2)), none reaches 3σ (p < 0.9973)
+    inside_half = COVERAGE_LEVELS > erf(0.1 / math.sqrt(2))
+    expected = np.mean(np.abs(np.where(inside_half, 0.5, 0.0) - COVERAGE_LEVELS))
+    assert miscalibration_area(np.array([0.1, -3.0]), np.ones(2)) == pytest.approx(expected, rel=1e-15)
+
+
+def test_uncalibrated_metrics_divide_sigma_by_the_factor():
+    predictions = Predictions(
+        indices=np.arange(4), energy_ref=np.array([0.0, 1.0, 2.0, 3.0]), energy_pred=np.array([0.3, 0.8, 2.9, 3.1]),
+        n_atoms=np.array([1, 2, 1, 2]), energy_std=np.array([0.2, 0.4, 0.5, 0.1]),
+    )
+    metrics = uncertainty_metrics(predictions, "test", (2.0, 1.0))
+    errors, sigma = np.array([0.3, -0.1, 0.9, 0.05]), np.array([0.2, 0.2, 0.5, 0.05])  # per atom
+    assert metrics["test/energy_nll"] == pytest.approx(gaussian_nll(errors, sigma), rel=1e-12)
+    assert metrics["test/energy_nll_uncalibrated"] == pytest.approx(gaussian_nll(errors, sigma / 2), rel=1e-12)
+    assert metrics["test/energy_spearman"] == pytest.approx(rank_correlation(sigma, np.abs(errors)))
+    assert not any(key.startswith("test/force") for key in metrics)
+
+
+def test_the_calculator_gives_the_members_mean_and_spread(data_dir):
+    single = make_potential(["Ti", "O"], seed=1)
+    committee = Potential(single.descriptor, single.architecture["hidden"], single.architecture["activations"],
+                          members=3, seeds=[1, 2, 3])
+    committee.load_state_dict({**single.state_dict(), **{k: v for k, v in committee.state_dict().items()
+                                                         if k.startswith("networks.")}, "sigma_scale": torch.tensor([1.5, 2.0])})
+    structure = read_structures(data_dir / "tio2/structure0407.xsf")[0]
+    atoms = Atoms(structure.species, positions=structure.positions, cell=structure.cell, pbc=True)
+    members = []
+    for k in range(3):
+        atoms.calc = Calculator(committee.member(k))
+        members.append((atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()))
+        assert "energy_std" not in atoms.calc.results  # a single potential has no spread
+    atoms.calc = Calculator(committee)
+    energies, forces, stresses = (np.array([m[i] for m in members]) for i in range(3))
+    assert atoms.get_potential_energy() == pytest.approx(energies.mean(), rel=1e-13)
+    np.testing.assert_allclose(atoms.get_forces(), forces.mean(0), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(atoms.get_stress(), stresses.mean(0), rtol=1e-12, atol=1e-14)
+    assert atoms.calc.results["energy_std"] == pytest.approx(1.5 * energies.std(ddof=1), rel=1e-10)
+    forces_std = atoms.calc.results["forces_std"]
+    assert forces_std.dtype == np.float64 and forces_std.shape == (len(structure.species), 3)
+    np.testing.assert_allclose(forces_std, 2.0 * forces.std(0, ddof=1), rtol=1e-10, atol=1e-14)
+    batched = Calculator(committee).predict([atoms, atoms], batch_size=2)
+    np.testing.assert_allclose(batched.energy_std, [atoms.calc.results["energy_std"]] * 2, rtol=1e-12)
+    np.testing.assert_allclose(batched.forces_std[1], forces_std, rtol=1e-12, atol=1e-15)
+
+
+def test_a_model_saved_before_committees_loads_as_one_member(tmp_path, data_dir):
+    """Files of the single-network code: ``nn.Linear`` weights ``(n_out, n_in)``, no ``members``, no ``sigma_scale``."""
+    potential = make_potential(["Ti", "O"], seed=2)
+    state = {k: (v[0] if k.startswith("networks.") else v) for k, v in potential.state_dict().items() if k != "sigma_scale"}
+    settings = {k: v for k, v in potential.settings().items() if k != "members"}
+    torch.save({"settings": settings, "state_dict": state}, tmp_path / "old.pt")
+    loaded = Potential.load(tmp_path / "old.pt")
+    structure = read_structures(data_dir / "tio2/structure0407.xsf")[0]
+    graph = potential.descriptor.graph(structure)
+    assert loaded.members == 1 and loaded.sigma_scale.tolist() == [1.0, 1.0]
+    with torch.no_grad():
+        assert float(loaded(graph)) == float(potential(graph))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["committee=deep", "committee.members=3", "committee.seeds=[1,2]"], "^committee.seeds: gives 2 seeds for 3 members"),
+        (["committee=deep", "committee.members=1"], "^committee.calibrate: needs a spread to calibrate"),
+        (["committee=deep", "committee.members=0"], "^committee.members: expected a positive number of members"),
+        (["committee=deep", "optimizer=ekf", "scheduler=none"], "^committee.members: is 5, but optimizer=ekf steps all"),
+        (["committee=deep", "optimizer=lbfgs"], "^committee.members: is 5, but optimizer=lbfgs"),
+        (["committee=deep", "scheduler=plateau"], "^scheduler: is plateau, which would steer every member"),
+    ],
+)
+def test_committee_settings_that_cannot_work_name_the_key(fast_config, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(fast_config(*overrides))
+
+
+def test_a_calibration_split_left_empty_names_the_key(fast_config, tmp_path):
+    with pytest.raises(ConfigError, match=r"^committee.calibration_percent: is 1.0, which leaves 12 training and 0 "):
+        train(fast_config("committee=deep", "committee.members=2", "committee.calibration_percent=1"), tmp_path)
+
+
+@pytest.mark.parametrize("override", ["committee.members=3", "committee.seeds=[1]", "committee.calibrate=true",
+                                      "committee.calibration_percent=20"])
+def test_committee_keys_without_a_committee_are_named(override):
+    key = override.split("=")[0]
+    assert (key, "there is no committee (committee=none); train one with committee=deep") in \
+        ineffective_keys(compose_train(override))
+    assert not [k for k, _ in ineffective_keys(compose_train("committee=deep", override)) if k.startswith("committee.")]
+    assert ("committee.calibration_percent", "nothing is calibrated (committee.calibrate=false)") in \
+        ineffective_keys(compose_train("committee=deep", "committee.calibrate=false", "committee.calibration_percent=20"))
+
+
+def test_fine_tuning_needs_as_many_members(fast_config, tmp_path):
+    train(fast_config(*NO_CALIBRATION, "committee.members=2"), tmp_path / "two")
+    with pytest.raises(ConfigError, match="^init_from: the model has 2 committee member"):
+        train(fast_config(f"init_from={tmp_path / 'two'}"), tmp_path / "one")
