@@ -22,8 +22,8 @@ GROUP_OPTIONS = sorted(
 def test_every_group_has_options():
     groups = {g for g, _ in GROUP_OPTIONS}
     assert groups == {
-        "augment", "caching", "checkpoint", "data", "dataloader", "descriptor", "early_stopping", "ema", "force", "model",
-        "normalization", "optimizer", "precision", "sampling", "scheduler", "tracking",
+        "augment", "caching", "checkpoint", "committee", "data", "dataloader", "descriptor", "early_stopping", "ema",
+        "force", "model", "normalization", "optimizer", "precision", "sampling", "scheduler", "tracking",
     }
 
 

@@ -3,6 +3,9 @@ the export command (export/command.py)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +13,7 @@ import torch
 from aenet_exp.data import DataError, read_structures
 from aenet_exp.descriptor import ChebyshevDescriptor, collate_graphs
 from aenet_exp.export import read_aenet_ascii, write_aenet_ascii
+from aenet_exp.export.command import export as export_command
 from aenet_exp.model import Potential, energy_and_forces
 
 from conftest import FAST, SMALL, run_cli
@@ -266,3 +270,30 @@ def test_cli_refuses_an_unknown_format(trained_run):
     assert result.returncode == 2
     assert result.stderr.strip() == "aenet_exp: error: format: expected one of ['aenet'], got 'lammps'"
 
+
+
+def test_a_committee_exports_one_potential_per_member_and_how_to_combine_them(structures, tmp_path):
+    single = make_potential(structures, {"O": [6, 5], "Ti": [4]}, {"O": ["tanh", "sigmoid"], "Ti": ["mtanh"]})
+    committee = Potential(single.descriptor, single.architecture["hidden"], single.architecture["activations"],
+                          members=3, seeds=[1, 2, 3])
+    committee.load_state_dict({**single.state_dict(), **{k: v for k, v in committee.state_dict().items()
+                                                         if k.startswith("networks.")}, "sigma_scale": torch.tensor([1.5, 2.5])})
+    committee.eval()
+    written = export_command([f"run={save(committee, tmp_path)}", f"out={tmp_path / 'aenet'}"])
+    assert [p.relative_to(tmp_path / "aenet").as_posix() for p in written] == [
+        f"member_{k:03d}/{s}.pytorch.nn.ascii" for k in range(3) for s in SPECIES] + ["committee.json"]
+    recipe = json.loads((tmp_path / "aenet" / "committee.json").read_text())
+    assert recipe["members"] == ["member_000", "member_001", "member_002"]
+    assert recipe["sigma_scale"] == {"energy": 1.5, "forces": 2.5}
+    read_back = [read_aenet_ascii(tmp_path / "aenet" / name) for name in recipe["members"]]
+    for k, member in enumerate(read_back):
+        assert_same_predictions(committee.member(k), member, structures)
+    graph = batch(committee, structures)
+    mean = torch.stack([energy_and_forces(member, graph)[0] for member in read_back]).mean(0)
+    torch.testing.assert_close(mean, energy_and_forces(committee, graph)[0], rtol=1e-10, atol=0)
+
+
+def save(potential: Potential, directory: Path) -> Path:
+    path = directory / "potential.pt"
+    potential.save(path)
+    return path

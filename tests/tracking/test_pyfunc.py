@@ -143,8 +143,10 @@ def test_each_run_registers_a_new_version(store: Trained, structures) -> None:
 
 
 def test_calculator_loads_the_logged_model(store: Trained, structures) -> None:
-    energies, forces = Calculator.load(f"runs:/{store.run_ids[0]}/model").predict(structures)
-    expected, expected_forces = Calculator.load(store.run_dirs[0]).predict(structures)
+    logged = Calculator.load(f"runs:/{store.run_ids[0]}/model").predict(structures)
+    energies, forces = logged.energies, logged.forces
+    written = Calculator.load(store.run_dirs[0]).predict(structures)
+    expected, expected_forces = written.energies, written.forces
     np.testing.assert_array_equal(energies, expected)
     np.testing.assert_array_equal(np.concatenate(forces), np.concatenate(expected_forces))
 
@@ -183,3 +185,28 @@ def test_register_needs_a_valid_name_and_a_logged_model(overrides: list[str], me
     with pytest.raises(ConfigError, match=message):
         validate(compose_train(*FAST, *overrides))
 
+
+
+def test_a_committee_run_records_its_calibration_and_its_model_returns_sigma(tmp_path, structures) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    train_in_process(uri, tmp_path / "run", "committee=deep", "committee.members=3", "committee.calibration_percent=30",
+                     "force.weight=0.3")
+    client = MlflowClient(uri)
+    run = client.get_run(recorded_run_id(tmp_path / "run"))
+    assert run.info.status == "FINISHED"
+    assert run.data.params["committee.members"] == "3"
+    assert {"final/calibration/energy_factor", "final/calibration/force_factor", "final/test/energy_nll",
+            "final/test/force_spearman", "final/test/energy_miscalibration_area_uncalibrated", "test/energy_std"} \
+        <= run.data.metrics.keys()
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"calibration.png", "error_vs_sigma.png"} <= artifacts
+    mlflow.set_tracking_uri(uri)
+    try:
+        predicted = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(structures)
+    finally:
+        mlflow.set_tracking_uri(None)
+    expected = Calculator.load(tmp_path / "run").predict(structures)
+    assert list(predicted.columns) == ["energy", "energy_std"]
+    np.testing.assert_allclose(predicted["energy"], expected.energies, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(predicted["energy_std"], expected.energy_std, rtol=1e-10)
+    assert (expected.energy_std > 0).all()

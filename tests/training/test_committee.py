@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from scipy.special import erf
 
 from aenet_exp.calculator import Calculator
 from aenet_exp.config.effects import ineffective_keys
@@ -113,11 +112,15 @@ def test_uncertainty_metrics_equal_their_closed_forms():
     nll = np.mean([0.5 * math.log(2 * math.pi * s * s) + e * e / (2 * s * s) for e, s in zip(errors, sigma)])
     assert gaussian_nll(errors, sigma) == pytest.approx(nll, rel=1e-15)
     assert rank_correlation(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4])) == pytest.approx(0.8)  # 1 − 6·2/60
+    # ties share their mean rank: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4)
+    tied = np.array([1.0, 2.5, 2.5, 4]) - 2.5
+    assert rank_correlation(np.array([0.1, 0.5, 0.5, 0.9]), np.arange(4.0)) == pytest.approx(
+        tied @ (np.arange(4.0) - 1.5) / math.sqrt((tied @ tied) * 5.0), rel=1e-15)
     # no error: every interval covers everything (area mean(1 − p) = 0.5); huge errors: nothing (mean(p) = 0.5)
     assert miscalibration_area(np.zeros(4), np.ones(4)) == pytest.approx(0.5)
     assert miscalibration_area(np.full(4, 1e9), np.ones(4)) == pytest.approx(0.5)
     # |z| = 0.1 and 3: half inside every interval wider than 0.1σ (p > erf(0.1/√2)), none reaches 3σ (p < 0.9973)
-    inside_half = COVERAGE_LEVELS > erf(0.1 / math.sqrt(2))
+    inside_half = COVERAGE_LEVELS > math.erf(0.1 / math.sqrt(2))
     expected = np.mean(np.abs(np.where(inside_half, 0.5, 0.0) - COVERAGE_LEVELS))
     assert miscalibration_area(np.array([0.1, -3.0]), np.ones(2)) == pytest.approx(expected, rel=1e-15)
 

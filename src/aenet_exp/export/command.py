@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
 from aenet_exp.errors import UserError
+from aenet_exp.files import write_atomically
 
 KEYS = {
     "run": "a run directory, a model file or runs:/<run_id>[/path]",
@@ -43,6 +45,32 @@ def default_out(location: str) -> Path:
     return (Path(location) if Path(location).is_dir() else Path(location).parent) / "aenet"
 
 
+COMMITTEE_FILE = "committee.json"
+
+
+def write_committee(potential, out: Path, rmin: float | None) -> list[Path]:
+    """A committee's members as ænet potentials in ``out/member_000``, ``member_001``, ... and ``committee.json``
+    saying how to combine them (every member is checked before any file is written)."""
+    from aenet_exp.export.aenet_ascii import check_exportable, write_aenet_ascii
+
+    members = [potential.member(k) for k in range(potential.members)]
+    for member in members:
+        check_exportable(member)
+    written = []
+    for k, member in enumerate(members):
+        written += write_aenet_ascii(member, out / f"member_{k:03d}", rmin)
+    energy_factor, force_factor = potential.sigma_scale.tolist()
+    recipe = {
+        "members": [f"member_{k:03d}" for k in range(potential.members)],
+        "energy": "the mean of the members' energies (eV); forces likewise (eV/Å)",
+        "uncertainty": "the members' standard deviation (unbiased, n - 1) times sigma_scale",
+        "sigma_scale": {"energy": energy_factor, "forces": force_factor},
+    }
+    written.append(out / COMMITTEE_FILE)
+    write_atomically(written[-1], json.dumps(recipe, indent=2) + "\n")
+    return written
+
+
 def export(args: Sequence[str]) -> list[Path]:
     """Run ``export`` with command-line ``args``; returns the files written (ExportError on bad input)."""
     from aenet_exp.export.aenet_ascii import write_aenet_ascii
@@ -59,7 +87,9 @@ def export(args: Sequence[str]) -> list[Path]:
     potential = load_potential(location, key="run")
     out = Path(options["out"]) if options.get("out") else default_out(location)
     try:
-        return write_aenet_ascii(potential, out, rmin)
+        if potential.members == 1:
+            return write_aenet_ascii(potential, out, rmin)
+        return write_committee(potential, out, rmin)
     except ValueError as error:
         raise ExportError(f"cannot export {location} to ænet's format: {error}") from None
     except OSError as error:

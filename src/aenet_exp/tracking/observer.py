@@ -16,12 +16,27 @@ from aenet_exp.rundir import MODEL_FILE, RUN_ID_FILE
 from aenet_exp.tracking.flatten import flatten_params
 from aenet_exp.tracking.git import project_git_commit
 from aenet_exp.tracking.mlflow_run import MlflowRun
-from aenet_exp.tracking.plots import learning_curve_png, parity_png
+from aenet_exp.tracking.plots import calibration_png, error_vs_sigma_png, learning_curve_png, parity_png
 from aenet_exp.tracking.sweep import find_sweep_parent
-from aenet_exp.training.events import Callback
+from aenet_exp.training.events import Callback, Predictions
+from aenet_exp.training.uncertainty import COVERAGE_LEVELS, energy_errors, force_errors
 
 LEARNING_CURVE = "learning_curve.png"
 PARITY = "parity.png"
+CALIBRATION = "calibration.png"  # a committee's, of the test set (else the training set)
+ERROR_VS_SIGMA = "error_vs_sigma.png"
+
+
+def uncertainty_plots(predictions: Mapping[str, Predictions], out: Path) -> None:
+    """A committee's calibration and error-vs-σ plots of the test set (else the training set), into ``out``."""
+    shown = predictions.get("test") or predictions.get("train")
+    if shown is None or shown.energy_std is None:
+        return
+    quantities = {"energy per atom": (energy_errors(shown), "eV/atom")}
+    if shown.force_components()[0].size:
+        quantities["force component"] = (force_errors(shown), "eV/Å")
+    calibration_png(out / CALIBRATION, {name: pair for name, (pair, _) in quantities.items()}, COVERAGE_LEVELS)
+    error_vs_sigma_png(out / ERROR_VS_SIGMA, quantities)
 
 
 def recorded_run_id(run_dir: str | Path) -> str | None:
@@ -165,6 +180,7 @@ class MlflowObserver(Callback):
         forces = {name: p.force_components() for name, p in result.predictions.items()}
         forces = {name: pair for name, pair in forces.items() if pair[0].size} or None
         parity_png(out / PARITY, energies, forces, "cohesive energy" if relative else "total energy")
+        uncertainty_plots(result.predictions, out)
         final = {k: v for k, v in result.metrics.items() if k.startswith("final/")}
         step = len(next(iter(result.history.values()), []))
         new_final = self.unlogged(final, step)

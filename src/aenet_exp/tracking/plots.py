@@ -12,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from aenet_exp.files import write_atomically
+from aenet_exp.training.uncertainty import miscalibration_area, observed_coverage
 
 ArrayPair = tuple[Sequence[float] | np.ndarray, Sequence[float] | np.ndarray]
 PANEL_SIZE = (4.5, 4.0)
@@ -111,3 +112,39 @@ def _figure(n_panels: int) -> Figure:
 def _save_atomic(fig: Figure, path: str | Path) -> None:
     """Write `fig` as PNG to `path` atomically."""
     write_atomically(path, lambda temporary: fig.savefig(temporary, format="png", dpi=120))
+
+
+def calibration_png(path: str | Path, quantities: Mapping[str, ArrayPair], levels: np.ndarray) -> None:
+    """A committee's calibration: for each quantity (e.g. 'energy per atom', 'force component'), the observed
+    fraction of errors inside the central Gaussian interval of each expected fraction ``levels``, against that
+    fraction (the diagonal: calibrated; below it: σ too small). ``quantities`` maps a name to (errors, σ)."""
+    fig = _figure(1)
+    ax = fig.axes[0]
+    for name, (errors, sigma) in quantities.items():
+        area = miscalibration_area(np.asarray(errors), np.asarray(sigma), levels)
+        ax.plot(levels, observed_coverage(np.asarray(errors), np.asarray(sigma), levels), label=f"{name}: area {area:.3f}")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    ax.set_xlabel("expected fraction inside the interval")
+    ax.set_ylabel("observed fraction inside the interval")
+    ax.legend(fontsize="small")
+    _save_atomic(fig, path)
+
+
+def error_vs_sigma_png(path: str | Path, quantities: Mapping[str, tuple[ArrayPair, str]]) -> None:
+    """|error| against predicted σ, log-log, one panel per quantity (name -> ((errors, σ), unit)), with the
+    lines |e| = σ and |e| = 2σ."""
+    fig = _figure(len(quantities))
+    for ax, (name, ((errors, sigma), unit)) in zip(fig.axes, quantities.items()):
+        errors, sigma = np.abs(np.ravel(errors)), np.ravel(sigma)
+        ax.scatter(sigma, errors, s=4, alpha=0.5, rasterized=True)
+        positive = sigma[sigma > 0]
+        if positive.size:
+            span = np.array([positive.min(), positive.max()])
+            ax.plot(span, span, "k--", lw=1, label="|error| = σ")
+            ax.plot(span, 2 * span, "k:", lw=1, label="|error| = 2σ")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.legend(fontsize="small")
+        ax.set_xlabel(f"committee σ of {name} ({unit})")
+        ax.set_ylabel(f"|error| of {name} ({unit})")
+    _save_atomic(fig, path)

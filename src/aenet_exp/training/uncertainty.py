@@ -8,10 +8,9 @@ force components (one per atom and direction).
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
-from scipy.special import erfinv
-from scipy.stats import spearmanr
 
 from aenet_exp.training.events import Predictions
 
@@ -42,19 +41,32 @@ def gaussian_nll(errors: np.ndarray, sigma: np.ndarray) -> float:
     return float(np.mean(0.5 * np.log(2 * np.pi * sigma**2) + errors**2 / (2 * sigma**2)))
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``values`` ``(n,)``, tied values sharing their ranks' mean."""
+    ranks = np.empty(len(values))
+    ranks[np.argsort(values, kind="stable")] = np.arange(1, len(values) + 1)
+    _, group, counts = np.unique(values, return_inverse=True, return_counts=True)
+    return (np.bincount(group, weights=ranks) / counts)[group]
+
+
 def rank_correlation(sigma: np.ndarray, magnitudes: np.ndarray) -> float:
-    """Spearman's ρ between predicted ``σ`` and actual error magnitudes (1: the larger σ, the larger the error)."""
+    """Spearman's ρ between predicted ``σ`` and actual error magnitudes (1: the larger σ, the larger the error):
+    the correlation of their ranks; NaN when either is constant or there are fewer than two."""
     if len(sigma) < 2:
         return math.nan
-    return float(spearmanr(sigma, magnitudes).statistic)
+    a, b = average_ranks(np.ravel(sigma)), average_ranks(np.ravel(magnitudes))
+    a, b = a - a.mean(), b - b.mean()
+    norm = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) / norm if norm > 0 else math.nan
 
 
 def observed_coverage(errors: np.ndarray, sigma: np.ndarray, levels: np.ndarray = COVERAGE_LEVELS) -> np.ndarray:
     """For each expected fraction ``p``, the fraction of errors inside the central Gaussian interval
-    ``|e| ≤ z_p·σ``, ``z_p = √2·erfinv(p)``."""
+    ``|e| ≤ z_p·σ``, ``z_p = Φ⁻¹((1 + p)/2) = √2·erfinv(p)``."""
     errors, sigma = usable(errors, sigma)
     z = np.abs(errors / sigma)
-    return np.array([np.mean(z <= math.sqrt(2) * erfinv(p)) for p in levels])
+    standard = NormalDist()
+    return np.array([np.mean(z <= standard.inv_cdf((1 + p) / 2)) for p in levels])
 
 
 def miscalibration_area(errors: np.ndarray, sigma: np.ndarray, levels: np.ndarray = COVERAGE_LEVELS) -> float:
