@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 from bench_training import first_structures
+
 from benchlib import DEFAULT_SHARED, bench_main, machine_description, run_child
 
 ENERGY_ONLY = ("force=subsampled", "force.weight=0", "caching.features=true", "caching.features_for_force=false", "caching.derivatives=false",

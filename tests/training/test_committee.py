@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
+from committee_cases import CASES, REFERENCE, single_model_metrics
 
 from aenet_exp.calculator import Calculator
 from aenet_exp.config.effects import ineffective_keys
@@ -24,7 +25,6 @@ from aenet_exp.training.uncertainty import (
     rank_correlation,
     uncertainty_metrics,
 )
-from committee_cases import CASES, REFERENCE, single_model_metrics
 
 from conftest import compose_train, make_potential, train
 
