@@ -14,23 +14,27 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 import aenet_exp.config  # noqa: F401  registers the schema and resolvers
+from aenet_exp.cli.commands import KEY_VALUE_COMMANDS, key_value_command
 from aenet_exp.cli.common import fail
 from aenet_exp.config.explain import composition_error_line
 from aenet_exp.errors import AenetWarning
 
-USAGE = """usage: python -m aenet_exp {train,build-db,export} [-m] [key=value ...] [hydra options]
+USAGE = """usage: python -m aenet_exp {train,build-db,export,select} [-m] [key=value ...] [hydra options]
 
 commands:
   train     train a potential (Hydra overrides; -m sweeps; --cfg job prints the config; --help lists every key)
   build-db  build the HDF5 database data.database from data.path (streaming, atomic)
   export    write a trained potential in ænet's network format: run=<run dir | model file | runs:/<id>>
             format=aenet [out=<dir>] [rmin=<Å>] (docs/aenet_format.md)
+  select    rank candidate structures by a committee's disagreement and write the top n for DFT: run=<committee>
+            pool=<structures | .h5> [n=50] [out=selected.xyz] [by=energy|forces]
 
 examples:
   python -m aenet_exp train optimizer=adam force=subsampled
   python -m aenet_exp train -m optimizer.mu=1e-3,3e-3 force.weight=0.1,0.3
   python -m aenet_exp build-db data.path='dft/*.xsf' data.database=dft.h5
   python -m aenet_exp export run=outputs/runs/<time> format=aenet
+  python -m aenet_exp select run=outputs/runs/<time> pool='md/*.xyz' n=50 by=forces
 """
 # build-db writes the database and nothing else: no run folder, no .hydra record.
 BUILD_DB_OVERRIDES = ["hydra.run.dir=.", "hydra.output_subdir=null"]
@@ -74,10 +78,8 @@ def main(argv: list[str] | None = None) -> None:
 
         print(train_help())
         return
-    if name == "export":
-        from aenet_exp.cli.export import export
-
-        export(rest)
+    if name in KEY_VALUE_COMMANDS:
+        key_value_command(name, rest)
         return
     if name == "train":
         from aenet_exp.cli.train import train as command
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
 
         extra = BUILD_DB_OVERRIDES
     else:
-        fail(f"unknown command {name!r}; expected one of ['build-db', 'export', 'train']")
+        fail(f"unknown command {name!r}; expected one of ['build-db', 'export', 'select', 'train']")
     sys.argv = [f"aenet_exp {name}", *rest, *extra]
     os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach us (below), not Hydra's multi-line report
     try:

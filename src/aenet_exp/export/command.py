@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from aenet_exp.errors import UserError
+from aenet_exp.arguments import ArgumentError, parse_key_values, usage
 from aenet_exp.files import write_atomically
 
 KEYS = {
@@ -16,26 +16,13 @@ KEYS = {
     "rmin": "ænet's minimal interatomic distance in Å (default: the descriptor's min_cutoff, else 0.5)",
 }
 FORMATS = ("aenet",)
-USAGE = "usage: python -m aenet_exp export run=<...> format=aenet [out=<dir>] [rmin=<Å>]\n\n" + "\n".join(
-    f"  {key:<8}{meaning}" for key, meaning in KEYS.items()
-)
-
-
-class ExportError(UserError, ValueError):
-    """A bad argument or an unusable model, told to the user in one line."""
+USAGE = usage("export run=<...> format=aenet [out=<dir>] [rmin=<Å>]", KEYS)
+ExportError = ArgumentError
 
 
 def parse_arguments(args: Sequence[str]) -> dict[str, str]:
     """``key=value`` arguments -> ``{key: value}`` (keys of :data:`KEYS`; ``run`` required)."""
-    options: dict[str, str] = {}
-    for arg in args:
-        key, equals, value = arg.partition("=")
-        if not equals or key not in KEYS:
-            raise ExportError(f"unexpected argument {arg!r}; expected key=value with keys {list(KEYS)}")
-        options[key] = value
-    if not options.get("run"):
-        raise ExportError(f"run: expected {KEYS['run']}, e.g. run=outputs/runs/<time>")
-    return options
+    return parse_key_values(args, KEYS, {"run": "outputs/runs/<time>"})
 
 
 def default_out(location: str) -> Path:

@@ -148,3 +148,17 @@ def error_vs_sigma_png(path: str | Path, quantities: Mapping[str, tuple[ArrayPai
         ax.set_xlabel(f"committee σ of {name} ({unit})")
         ax.set_ylabel(f"|error| of {name} ({unit})")
     _save_atomic(fig, path)
+
+
+def sigma_histogram_png(path: str | Path, scores: np.ndarray, threshold: float, criterion: str) -> None:
+    """Histogram of a pool's committee disagreement ``scores`` (``criterion`` names it and its unit), with the
+    selection threshold (the smallest selected score) as a vertical line."""
+    fig = _figure(1)
+    ax = fig.axes[0]
+    ax.hist(np.asarray(scores, dtype=float), bins=50)
+    if np.isfinite(threshold):
+        ax.axvline(threshold, color="k", ls="--", lw=1, label=f"selected ≥ {threshold:.3g}")
+        ax.legend(fontsize="small")
+    ax.set_xlabel(criterion)
+    ax.set_ylabel("pool structures")
+    _save_atomic(fig, path)

@@ -1,0 +1,87 @@
+"""A committee's disagreement on every structure of a pool, and the structures most worth a DFT calculation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from aenet_exp.calculator import Calculator
+from aenet_exp.data import Structure
+from aenet_exp.files import write_atomically
+
+# What a pool structure is ranked by: σ of the energy per atom, or the largest per-atom |σ_F|.
+CRITERIA = {"energy": "σ of the energy per atom (eV/atom)", "forces": "largest per-atom |σ_F| (eV/Å)"}
+
+
+@dataclass
+class Disagreement:
+    """A committee's spread on each pool structure, in pool order."""
+
+    energy_std_per_atom: np.ndarray  # (n_pool,) eV/atom
+    max_force_std: np.ndarray  # (n_pool,) eV/Å: the largest |σ_F| of the structure's atoms
+    energy: np.ndarray  # (n_pool,) eV, the committee's mean energy
+
+    def scores(self, by: str) -> np.ndarray:
+        """``(n_pool,)`` the criterion ``by`` (:data:`CRITERIA`) of every structure."""
+        return self.energy_std_per_atom if by == "energy" else self.max_force_std
+
+
+def disagreement(
+    calculator: Calculator, pool: Sequence[Structure], batch_size: int = 64,
+    progress: Callable[[int], None] = lambda done: None,
+) -> Disagreement:
+    """The committee's spread on every structure of ``pool``, evaluated ``batch_size`` at a time (a lazy pool, e.g.
+    an HDF5 database, is read one batch at a time); ``progress`` is told of every finished batch's size."""
+    energy_std, force_std, energies = [], [], []
+    for batch in batches(pool, batch_size):
+        predicted = calculator.predict(batch, batch_size=batch_size)
+        n_atoms = np.array([s.n_atoms for s in batch])
+        energy_std.append(predicted.energy_std / n_atoms)
+        force_std.append(np.array([np.linalg.norm(std, axis=1).max(initial=0.0) for std in predicted.forces_std]))
+        energies.append(predicted.energies)
+        progress(len(batch))
+    joined = [np.concatenate(parts) if parts else np.zeros(0) for parts in (energy_std, force_std, energies)]
+    return Disagreement(*joined)
+
+
+def batches(pool: Sequence[Structure], size: int) -> Iterator[list[Structure]]:
+    for start in range(0, len(pool), size):
+        chunk = pool[start : start + size]
+        yield list(chunk) if not isinstance(chunk, list) else chunk
+
+
+def top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` largest ``scores``, largest first (ties in pool order)."""
+    order = np.argsort(-scores, kind="stable")
+    return order[:n]
+
+
+def selected_atoms(pool: Sequence[Structure], chosen: np.ndarray, spread: Disagreement, by: str) -> list[Atoms]:
+    """The ``chosen`` pool structures as ASE atoms, their DFT labels kept when the pool has them, and in ``info``
+    the committee's σ values, its mean energy, the rank and where the structure came from."""
+    images = []
+    for rank, index in enumerate(chosen, start=1):
+        s = pool[int(index)]
+        atoms = Atoms(s.species, positions=s.positions, cell=s.cell, pbc=s.pbc)
+        if s.energy is not None or s.forces is not None:
+            atoms.calc = SinglePointCalculator(atoms, energy=s.energy, forces=s.forces)
+        atoms.info.update({
+            "selection_rank": rank, "selected_by": by, "pool_index": int(index), "pool_source": s.source,
+            "pool_frame": s.frame, "committee_energy": float(spread.energy[index]),
+            "committee_energy_std_per_atom": float(spread.energy_std_per_atom[index]),
+            "committee_max_force_std": float(spread.max_force_std[index]),
+        })
+        images.append(atoms)
+    return images
+
+
+def write_extxyz(path: Path, images: list[Atoms]) -> None:
+    """``images`` as one extended XYZ file, written atomically."""
+    from ase.io import write
+
+    write_atomically(path, lambda temporary: write(temporary, images, format="extxyz"))

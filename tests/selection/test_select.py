@@ -1,0 +1,129 @@
+"""``select``: pool structures ranked by a committee's disagreement, the top written for DFT, recorded in MLflow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.io import read, write
+from mlflow.tracking import MlflowClient
+
+from aenet_exp.arguments import ArgumentError
+from aenet_exp.calculator import Calculator
+from aenet_exp.data import DataError, read_structures
+from aenet_exp.data.hdf5 import build_database
+from aenet_exp.model import Potential
+from aenet_exp.selection.command import select
+from aenet_exp.selection.ranking import disagreement
+
+from conftest import FAST, SMALL, compose_train, run_cli, train
+
+
+@pytest.fixture(scope="module")
+def committee(tmp_path_factory):
+    """A 4-member committee trained on the 16 small TiO2 structures (its run directory)."""
+    run_dir = tmp_path_factory.mktemp("committee")
+    cfg = compose_train(*FAST, "tracking.enabled=false", "committee=deep", "committee.members=4", "iterations=20",
+                        "committee.calibrate=false", "force.weight=0.1")
+    train(cfg, run_dir)
+    return run_dir
+
+
+def atoms_of(structure) -> Atoms:
+    return Atoms(structure.species, positions=structure.positions, cell=structure.cell, pbc=structure.pbc)
+
+
+@pytest.fixture(scope="module")
+def pool_file(tmp_path_factory):
+    """Five structures like the training ones, then two far outside the training data: one of them compressed by
+    20 % (its features beyond the training range: the members' energies part), and the same one rattled by 0.4 Å
+    (atoms close together: their forces part; saturated networks agree on the forces of the compressed one)."""
+    structures = read_structures(SMALL)[:5]
+    images = [atoms_of(s) for s in structures]
+    compressed, rattled = images[2].copy(), images[2].copy()
+    compressed.set_cell(compressed.cell * 0.8, scale_atoms=True)
+    rattled.positions += np.random.default_rng(1).normal(0.0, 0.4, rattled.positions.shape)
+    path = tmp_path_factory.mktemp("pool") / "pool.xyz"
+    write(path, [*images, compressed, rattled], format="extxyz")
+    return path
+
+
+@pytest.mark.parametrize("by, far", [("energy", 5), ("forces", 6)])
+def test_a_structure_far_from_the_training_data_is_selected_first(committee, pool_file, tmp_path, by, far):
+    out = tmp_path / "selected.xyz"
+    written = select([f"run={committee}", f"pool={pool_file}", "n=3", f"out={out}", f"by={by}", "tracking=false"])
+    assert written == [out]
+    frames = read(out, index=":")
+    assert len(frames) == 3
+    assert frames[0].info["pool_index"] == far and frames[0].info["selection_rank"] == 1
+    key = "committee_energy_std_per_atom" if by == "energy" else "committee_max_force_std"
+    values = [f.info[key] for f in frames]
+    assert values == sorted(values, reverse=True) and values[-1] > 0
+    assert all(f.info["selected_by"] == by for f in frames)
+
+
+def test_the_ranking_is_the_calculators_spread(committee, pool_file):
+    potential = Potential.load(committee / "potential.pt")
+    pool = read_structures(pool_file)
+    spread = disagreement(Calculator(potential), pool, batch_size=4)
+    for index in (0, 5, 6):
+        atoms = atoms_of(pool[index])
+        atoms.calc = Calculator(potential)
+        atoms.get_potential_energy()
+        results = atoms.calc.results
+        assert spread.energy_std_per_atom[index] == pytest.approx(results["energy_std"] / len(atoms), rel=1e-10)
+        assert spread.max_force_std[index] == pytest.approx(np.linalg.norm(results["forces_std"], axis=1).max(), rel=1e-10)
+
+
+def test_an_hdf5_pool_ranks_as_its_files(committee, pool_file, tmp_path):
+    database = tmp_path / "pool.h5"
+    build_database(str(pool_file), database)
+    from_files = select([f"run={committee}", f"pool={pool_file}", "n=7", f"out={tmp_path / 'a.xyz'}", "tracking=false"])
+    from_database = select([f"run={committee}", f"pool={database}", "n=7", f"out={tmp_path / 'b.xyz'}", "tracking=false",
+                            "batch_size=2"])
+    first, second = read(from_files[0], index=":"), read(from_database[0], index=":")
+    assert [f.info["pool_index"] for f in first] == [f.info["pool_index"] for f in second]
+    np.testing.assert_allclose([f.info["committee_energy_std_per_atom"] for f in first],
+                               [f.info["committee_energy_std_per_atom"] for f in second], rtol=1e-10)
+
+
+def test_the_selection_is_recorded_in_mlflow(committee, pool_file, tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    select([f"run={committee}", f"pool={pool_file}", "n=2", f"out={tmp_path / 'selected.xyz'}", f"tracking_uri={uri}"])
+    printed = capsys.readouterr().out
+    assert "σE (meV/atom)" in printed and "selected 2 of 7 structures" in printed
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("aenet_exp").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["n"] == "2" and run.data.params["pool_structures"] == "7"
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"selected.xyz", "sigma_histogram.png"}
+    assert run.data.metrics["selection/threshold"] > 0
+
+
+def test_bad_arguments_and_pools_name_what_is_wrong(committee, pool_file, tmp_path, fast_config):
+    single = tmp_path / "single"
+    train(fast_config(), single)
+    cases = [
+        ([f"pool={pool_file}"], ArgumentError, "^run: expected"),
+        ([f"run={committee}", f"pool={pool_file}", "by=stress"], ArgumentError, "^by: expected one of"),
+        ([f"run={committee}", f"pool={pool_file}", "n=0"], ArgumentError, "^n: expected a positive integer, got '0'"),
+        ([f"run={single}", f"pool={pool_file}"], ArgumentError, "is a single potential"),
+        ([f"run={committee}", f"pool={tmp_path / 'missing.h5'}"], ArgumentError, "^pool: no database"),
+    ]
+    broken = tmp_path / "broken.xyz"
+    broken.write_text("2\nProperties=species:S:1:pos:R:3\nTi 0 0 0\nO 0 zero 1\n")
+    cases.append(([f"run={committee}", f"pool={broken}"], DataError, "broken.xyz"))
+    for args, error, message in cases:
+        with pytest.raises(error, match=message):
+            select([*args, "tracking=false", f"out={tmp_path / 'never.xyz'}"])
+    assert not (tmp_path / "never.xyz").exists()
+
+
+@pytest.mark.slow
+def test_select_on_the_command_line(committee, pool_file, tmp_path):
+    result = run_cli("select", f"run={committee}", f"pool={pool_file}", "n=2", f"tracking_uri=sqlite:///{tmp_path}/m.db",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "selected.xyz"
+    assert len(read(tmp_path / "selected.xyz", index=":")) == 2
+    bad = run_cli("select", f"run={committee}", "pool=nothing-here/*.xyz", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("aenet_exp: error: ") and "Traceback" not in bad.stderr
