@@ -16,7 +16,9 @@ from aenet_exp.config.effects import ineffective_keys
 from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.data import read_structures
 from aenet_exp.model import Potential
+from aenet_exp.training.bootstrap import BatchWeights, MemberWeights
 from aenet_exp.training.events import Predictions
+from aenet_exp.training.supervision import ForceSupervision
 from aenet_exp.training.uncertainty import (
     COVERAGE_LEVELS,
     calibration_factor,
@@ -188,6 +190,8 @@ def test_a_model_saved_before_committees_loads_as_one_member(tmp_path, data_dir)
         (["committee=deep", "optimizer=ekf", "scheduler=none"], "^committee.members: is 5, but optimizer=ekf steps all"),
         (["committee=deep", "optimizer=lbfgs"], "^committee.members: is 5, but optimizer=lbfgs"),
         (["committee=deep", "scheduler=plateau"], "^scheduler: is plateau, which would steer every member"),
+        (["committee=deep", "committee.members=1", "committee.calibrate=false", "committee.bootstrap=true", "optimizer=ekf",
+          "scheduler=none"], "^committee.bootstrap: weights each structure's errors"),
     ],
 )
 def test_committee_settings_that_cannot_work_name_the_key(fast_config, overrides, message):
@@ -201,7 +205,7 @@ def test_a_calibration_split_left_empty_names_the_key(fast_config, tmp_path):
 
 
 @pytest.mark.parametrize("override", ["committee.members=3", "committee.seeds=[1]", "committee.calibrate=true",
-                                      "committee.calibration_percent=20"])
+                                      "committee.calibration_percent=20", "committee.bootstrap=true"])
 def test_committee_keys_without_a_committee_are_named(override):
     key = override.split("=")[0]
     assert (key, "there is no committee (committee=none); train one with committee=deep") in \
@@ -215,3 +219,39 @@ def test_fine_tuning_needs_as_many_members(fast_config, tmp_path):
     train(fast_config(*NO_CALIBRATION, "committee.members=2"), tmp_path / "two")
     with pytest.raises(ConfigError, match="^init_from: the model has 2 committee member"):
         train(fast_config(f"init_from={tmp_path / 'two'}"), tmp_path / "one")
+
+
+def test_a_bootstrap_weight_counts_a_structure_as_often_as_it_was_drawn():
+    """Member 0 drew structure 0 twice and never structure 1: its batch loss is that of the batch with structure 0
+    in it twice and structure 1 left out; member 1 drew each once."""
+    torch.manual_seed(0)
+    energy, force = torch.randn(2, 4, dtype=torch.float64), torch.randn(2, 4, 3, dtype=torch.float64)  # 1 atom each
+    counts = torch.tensor([[2.0, 0, 1, 1], [1, 1, 1, 1]], dtype=torch.float64)
+    supervision = ForceSupervision(0.4, candidates=np.arange(4), seed=0)
+    weighted = supervision.batch_loss(energy, force, 0.5, BatchWeights(counts, counts.unsqueeze(-1)))
+    drawn = [0, 0, 2, 3]
+    expected = (supervision.batch_loss(energy[:1, drawn], force[:1, drawn], 0.5)
+                + supervision.batch_loss(energy[1:], force[1:], 0.5))
+    assert float(weighted) == pytest.approx(float(expected), rel=1e-14)
+
+
+def test_each_member_resamples_the_training_split_from_its_own_seed():
+    train, n_atoms = np.array([0, 2, 3, 5, 6, 7]), np.array([1, 2, 3, 4, 5, 6, 7, 8])
+    weights = MemberWeights(train, n_atoms, [5, 6], torch.device("cpu"), torch.float64)
+    counts = weights.counts.numpy()
+    assert counts.sum(1).tolist() == [6.0, 6.0] and not counts[:, [1, 4]].any()  # only training structures
+    assert not np.array_equal(counts[0], counts[1])
+    alone = MemberWeights(train, n_atoms, [6], torch.device("cpu"), torch.float64).counts.numpy()
+    np.testing.assert_array_equal(alone[0], counts[1])  # member k's resample depends on its seed alone
+    batch = weights.batch([3, 0, 5], [5, 0])
+    np.testing.assert_array_equal(batch.energy.numpy(), counts[:, [3, 0, 5]])
+    per_atom = np.repeat(counts[:, [5, 0]], [6, 1], axis=1)  # structure 5 has 6 atoms, structure 0 one
+    np.testing.assert_array_equal(batch.force.squeeze(-1).numpy(), per_atom)
+
+
+def test_a_bootstrapped_committee_trains_members_on_different_resamples(fast_config, tmp_path):
+    common = [*NO_CALIBRATION, "committee.members=2", "force.weight=0.3", "precision=float64"]
+    plain, _ = train(fast_config(*common), tmp_path / "plain")
+    bootstrapped, rec = train(fast_config(*common, "committee.bootstrap=true"), tmp_path / "bootstrap")
+    assert bootstrapped["final/test/energy_rmse"] != pytest.approx(plain["final/test/energy_rmse"], rel=1e-6)
+    assert rec.epochs[-1]["train/loss"] > 0

@@ -64,7 +64,7 @@ def files_under(directory: Path) -> list[str]:
     "variant, rel",
     # L-BFGS divides by differences of gradients (its curvature pairs), which magnifies the rounding
     [(["sampling=uniform"], REL), (["sampling=error_weighted"], REL), (["optimizer=lbfgs"], 1e-7),
-     (["committee=deep", "committee.members=3", "committee.calibrate=false"], REL)],
+     (["committee=deep", "committee.members=3", "committee.calibrate=false", "committee.bootstrap=true"], REL)],
     ids=["uniform", "error_weighted", "lbfgs", "committee"],
 )
 def test_two_processes_train_as_one(tmp_path, variant, rel):

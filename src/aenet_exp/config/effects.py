@@ -13,7 +13,7 @@ from aenet_exp.config.store import GROUP_SCHEMAS
 FORCE_SAMPLING_KEYS = ("fraction", "sampling", "resample_each_epoch", "min_structures_per_epoch", "scale_unbiased",
                        "epochs_per_window")
 AUGMENT_KEYS = ("children", "displacement", "seed")
-COMMITTEE_KEYS = ("members", "seeds", "calibrate", "calibration_percent")
+COMMITTEE_KEYS = ("members", "seeds", "bootstrap", "calibrate", "calibration_percent")
 SCHEDULE_KEYS = {  # scheduler keys each schedule reads, besides the warm-up
     "none": set(),
     "cosine": {"min_lr"},

@@ -373,6 +373,10 @@ class CommitteeConfig:
         "batches and force subsets follow `seed` for all members (null: seed, seed+1, ...)", None,
         Rule(optional(lambda seeds: all(SEED.holds(s) for s in seeds)), f"a list of seeds, each {SEED.expected}"),
     )
+    bootstrap: bool = param(
+        False, "deep: each member trains on its own seeded resample (with replacement) of the training structures, as "
+        "weights per structure in its loss (how often the resample holds it); the batches stay shared",
+    )
     calibrate: bool = param(
         False, "deep: hold `calibration_percent` of the training structures out of training and fit on them one factor "
         "for the energy σ and one for the force σ (maximum likelihood of the Gaussian errors; Imbalzano et al., J. "

@@ -175,6 +175,9 @@ def check_committee(cfg: DictConfig) -> None:
     if committee.seeds is not None and len(committee.seeds) != committee.members:
         raise ConfigError("committee.seeds", f"gives {len(committee.seeds)} seeds for {committee.members} members; give "
                           "one per member, or null for seed, seed+1, ...")
+    if committee.bootstrap and cfg.optimizer.name == "ekf":
+        raise ConfigError("committee.bootstrap", "weights each structure's errors in the loss, but optimizer=ekf "
+                          "measures every error once; use adam, adamw, sgd or lbfgs")
     if committee.calibrate and committee.members < 2:
         raise ConfigError("committee.calibrate", f"needs a spread to calibrate, but committee.members is "
                           f"{committee.members}; train 2 or more members, or set committee.calibrate=false")

@@ -14,7 +14,8 @@ group              object
 ``scheduler``      :class:`~aenet_exp.training.schedule.EpochSchedule` (registry by option)
 ``sampling``       :class:`~aenet_exp.training.sampling.EpochSampling` (the structures of each epoch)
 ``ema``            :class:`~aenet_exp.training.schedule.WeightAverage`
-``committee``      the potential's members and their seeds; the calibration split and factors
+``committee``      the potential's members and their seeds, :class:`~aenet_exp.training.bootstrap.MemberWeights`;
+                   the calibration split and factors
                    (:mod:`~aenet_exp.training.uncertainty`)
 ``normalization``  :func:`~aenet_exp.training.normalization.fit_normalization`
 ``early_stopping`` :class:`~aenet_exp.training.callbacks.EarlyStopping`
@@ -40,6 +41,7 @@ from aenet_exp.files import write_atomically
 from aenet_exp.model.potential import Potential
 from aenet_exp.rundir import CONFIG_FILE, MODEL_FILE, RunDirectory
 from aenet_exp.training.batching import plan_batches
+from aenet_exp.training.bootstrap import MemberWeights
 from aenet_exp.training.callbacks import (
     Checkpointer,
     Divergence,
@@ -211,11 +213,14 @@ def build_trainer(
     per_atom = data.columns.target_energy_per_atom(data.atomic_energies, cfg.normalization.energy_target == "cohesive")
     sampling = EpochSampling(**section(cfg, "sampling"), train=data.train, per_atom=per_atom,
                              rng=np.random.default_rng(cfg.seed + SHUFFLE_SEED_OFFSET), ranks=ranks)
+    bootstrap = cfg.committee.name != "none" and cfg.committee.bootstrap
+    member_weights = MemberWeights(data.train, data.columns.n_atoms, member_seeds(cfg), device, potential.descriptor.dtype) \
+        if bootstrap else None
     return Trainer(
         potential, data.columns, data.train, data.test, source, supervision, optimizer, schedule, average, sampling,
         batchsize=cfg.optimizer.batchsize, step=step_kind(cfg.optimizer.name),
-        force_measurements=cfg.optimizer.force_measurements if cfg.optimizer.name == "ekf" else 1, device=device,
-        label_device=label_device, timer=timer, ranks=ranks,
+        force_measurements=cfg.optimizer.force_measurements if cfg.optimizer.name == "ekf" else 1,
+        member_weights=member_weights, device=device, label_device=label_device, timer=timer, ranks=ranks,
     )
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from aenet_exp.errors import ConfigError
+from aenet_exp.training.bootstrap import BatchWeights
 from aenet_exp.training.distributed import SINGLE, Ranks
 
 # ceil(fraction · N) of a product that is whole in exact arithmetic but not in binary (0.3 · 10 =
@@ -18,9 +19,22 @@ from aenet_exp.training.distributed import SINGLE, Ranks
 ROUNDING_SLACK = 1e-9
 
 
-def rmse(error: torch.Tensor) -> torch.Tensor:
-    """Each member's root mean square error: ``(members, ...)`` -> ``(members,)``."""
-    return error.square().flatten(1).mean(1).sqrt()
+def rmse(error: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Each member's root mean square error ``(members, ...)`` -> ``(members,)``; with ``weight`` (broadcast to
+    ``error``'s shape) the weighted one, ``sqrt(Σ w·e² / Σ w)`` (0 for a member whose weights are all 0)."""
+    if weight is None:
+        return error.square().flatten(1).mean(1).sqrt()
+    squares, total = weighted_sums(error, weight)
+    total = total.to(squares.dtype)
+    return torch.where(total > 0, squares / total.where(total > 0, 1.0), 0.0).sqrt()
+
+
+def weighted_sums(error: torch.Tensor, weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each member's ``Σ w·e²`` (differentiable) and ``Σ w`` (the count of entries without weights), ``(members,)``."""
+    if weight is None:
+        return error.square().flatten(1).sum(1), error.new_full((error.shape[0],), error[0].numel()).double()
+    weight = weight.expand_as(error)
+    return (weight * error.square()).flatten(1).sum(1), weight.flatten(1).sum(1).double()
 
 
 def signed_mean(error: torch.Tensor) -> torch.Tensor:
@@ -36,7 +50,8 @@ class ForceSupervision:
     (normalised units), the force RMSE per component; ``c = sqrt(1/fraction)`` with
     ``scale_unbiased``, else 1. A committee's members each have their own loss of their own errors
     (leading axis ``members`` of the errors); the loss trained is their sum, so each member's weights
-    receive exactly the gradient of its own loss.
+    receive exactly the gradient of its own loss. With ``weights`` (:class:`~aenet_exp.training.bootstrap.BatchWeights`,
+    ``committee.bootstrap``) each member's RMSEs weigh its errors by how often its resample holds the structure.
 
     Sub-sampling: ``n = max(ceil(fraction · N), min_structures_per_epoch)`` (at most N) of the N
     force-labelled training structures ``candidates`` are supervised. ``fixed`` draws them once;
@@ -128,47 +143,52 @@ class ForceSupervision:
             terms.append(self.alpha * self.force_factor * torch.stack([signed_mean(g) for g in groups]) / energy_scale)
         return torch.cat(terms) if terms else energy_error.new_zeros(0)
 
-    def batch_loss(self, energy_error: torch.Tensor, force_error: torch.Tensor | None, energy_scale: float) -> torch.Tensor:
+    def batch_loss(self, energy_error: torch.Tensor, force_error: torch.Tensor | None, energy_scale: float,
+                   weights: BatchWeights | None = None) -> torch.Tensor:
         """The members' :meth:`loss` of a batch's errors ``(members, n)`` eV/atom and ``(members, n_force_atoms, 3)``
-        eV/Å, summed over members."""
-        force_rmse = rmse(force_error) if force_error is not None else None
-        return self.loss(rmse(energy_error), force_rmse, energy_scale).sum()
+        eV/Å (weighted by ``weights``), summed over members."""
+        energy_weight, force_weight = weights if weights is not None else (None, None)
+        force_rmse = rmse(force_error, force_weight) if force_error is not None else None
+        return self.loss(rmse(energy_error, energy_weight), force_rmse, energy_scale).sum()
 
     def rank_loss(
-        self, energy_error: torch.Tensor, force_error: torch.Tensor | None, energy_scale: float, ranks: Ranks = SINGLE
+        self, energy_error: torch.Tensor, force_error: torch.Tensor | None, energy_scale: float, ranks: Ranks = SINGLE,
+        weights: BatchWeights | None = None,
     ) -> torch.Tensor:
         """This rank's part ``L_r`` of the batch's loss ``L`` (:meth:`batch_loss`): ``Σ_r ∂L_r/∂θ = ∂L/∂θ``
         (:meth:`part_loss` with the squared-error sums and counts added over ranks)."""
-        squares, counts = self.squares(energy_error, force_error)
-        totals = ranks.sum(torch.cat([squares.detach().double().flatten(), counts]))
+        squares, counts = self.squares(energy_error, force_error, weights)
+        totals = ranks.sum(torch.cat([squares.detach().double().flatten(), counts.flatten()]))
         return self.part_loss(squares, totals, energy_scale)
 
-    def squares(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each member's squared-error sums ``(members, 2)``: ``(S_E, S_F)`` (differentiable), and the counts
-        ``(N_E, N_F)`` (float64, the same for every member) of a part's errors ``(members, ...)``."""
+    def squares(
+        self, energy_error: torch.Tensor, force_error: torch.Tensor | None, weights: BatchWeights | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each member's (weighted) squared-error sums ``(members, 2)``: ``(S_E, S_F)`` (differentiable), and counts
+        ``(members, 2)``: ``(N_E, N_F)`` (float64; the sums of the weights) of a part's errors ``(members, ...)``."""
+        energy_weight, force_weight = weights if weights is not None else (None, None)
         if force_error is None or not self.active:
-            force_error = energy_error.new_zeros((energy_error.shape[0], 0, 3))
-        squares = torch.stack([energy_error.square().flatten(1).sum(1), force_error.square().flatten(1).sum(1)], dim=1)
-        counts = torch.tensor([energy_error[0].numel(), force_error[0].numel()], dtype=torch.float64, device=squares.device)
-        return squares, counts
+            force_error, force_weight = energy_error.new_zeros((energy_error.shape[0], 0, 3)), None
+        (s_e, n_e), (s_f, n_f) = weighted_sums(energy_error, energy_weight), weighted_sums(force_error, force_weight)
+        return torch.stack([s_e, s_f], dim=1), torch.stack([n_e, n_f], dim=1)
 
     def pooled_loss(self, totals: torch.Tensor, energy_scale: float) -> float:
-        """The members' :meth:`loss`, summed, from pooled ``totals`` (each member's ``S_E, S_F``, then ``N_E, N_F``)."""
-        n_e, n_f = totals[-2:].tolist()
+        """The members' :meth:`loss`, summed, from pooled ``totals``: each member's ``S_E, S_F``, then its ``N_E, N_F``."""
+        sums, counts = totals.view(2, -1, 2).tolist()
         return sum(
-            self.loss(math.sqrt(s_e / n_e), math.sqrt(s_f / n_f) if n_f else None, energy_scale)
-            for s_e, s_f in totals[:-2].view(-1, 2).tolist()
+            self.loss(math.sqrt(s_e / n_e) if n_e else 0.0, math.sqrt(s_f / n_f) if n_f else None, energy_scale)
+            for (s_e, s_f), (n_e, n_f) in zip(sums, counts)
         )
 
     def part_loss(self, squares: torch.Tensor, totals: torch.Tensor, energy_scale: float) -> torch.Tensor:
         """A part's share ``L_p = c_E·S_E,p + c_F·S_F,p`` (summed over members) of a loss pooled over parts (ranks,
-        batches) whose ``totals`` (each member's ``S_E, S_F``, then ``N_E, N_F``) are known: ``Σ_p ∂L_p/∂θ = ∂L/∂θ``.
+        batches) whose ``totals`` (each member's ``S_E, S_F``, then its ``N_E, N_F``) are known: ``Σ_p ∂L_p/∂θ = ∂L/∂θ``.
 
         An RMSE is not a sum over parts, but its gradient is: ``∂sqrt(S/N)/∂θ = (∂S/∂θ) / (2·sqrt(S·N))``,
         so ``c_E = (1 − α) / (2·scale·sqrt(S_E·N_E))`` and ``c_F = α·c / (2·scale·sqrt(S_F·N_F))``; an
         empty part gives a constant zero.
         """
-        sums, counts = totals[:-2].view(-1, 2), totals[-2:]
+        sums, counts = totals.view(2, -1, 2)
         factors = sums.new_tensor([1 - self.alpha, self.alpha * self.force_factor])
         weights = torch.where(sums > 0, factors / (2 * energy_scale * (sums * counts).sqrt()), 0.0)
         return (squares * weights.to(squares.dtype)).sum()

@@ -17,6 +17,7 @@ import torch
 
 from aenet_exp.model.potential import Potential
 from aenet_exp.training.batching import plan_batches
+from aenet_exp.training.bootstrap import BatchWeights, MemberWeights
 from aenet_exp.training.columns import Columns
 from aenet_exp.training.distributed import SINGLE, Ranks
 from aenet_exp.training.events import Predictions
@@ -43,6 +44,7 @@ class Trainer:
             set (L-BFGS), evaluated batch by batch; ``kalman``, an update per batch from the batch's energy and
             force errors as measurements (EKF, :meth:`ForceSupervision.measurements`).
         force_measurements: with the Kalman step, the groups of atoms the batch's force errors are measured in.
+        member_weights: each committee member's weight per structure in its loss (``committee.bootstrap``).
         ranks: the training processes (``distributed=ddp``): each evaluates its share of every
             batch and of the test set; errors and gradients are summed over ranks.
     """
@@ -63,6 +65,7 @@ class Trainer:
         batchsize: int,
         step: str = "gradient",
         force_measurements: int = 1,
+        member_weights: MemberWeights | None = None,
         device: torch.device,
         label_device: torch.device,
         timer: PhaseTimer,
@@ -79,6 +82,7 @@ class Trainer:
         self.batchsize = batchsize
         self.step = step
         self.force_measurements = force_measurements
+        self.member_weights = member_weights
         self.sampling = sampling
         self.device, self.label_device = device, label_device
         self.dtype = potential.descriptor.dtype
@@ -176,25 +180,28 @@ class Trainer:
         return metrics | self.sampling.end_epoch(self.device) | self.source.memory_metrics()
 
     def _batch_errors(self, shares: list[np.ndarray], force_set: frozenset[int], create_graph: bool):
-        """Each planned batch's (this rank's share's) errors: energy ``(n,)`` eV/atom and forces ``(m, 3)`` eV/Å."""
+        """Each planned batch's (this rank's share's) errors, per member: energy ``(members, n)`` eV/atom and forces
+        ``(members, m, 3)`` eV/Å, with the members' weights of them (None: every error counts once)."""
         for _, output in self.source.outputs(self.potential, shares, force_set, create_graph=create_graph):
             if output is not None:
                 energy_error, force_error = self._errors(output)
-                yield output.order, energy_error, force_error
+                weights = self.member_weights.batch(output.order, output.force_indices) if self.member_weights else None
+                yield output.order, energy_error, force_error, weights
             else:  # this rank's share of the batch is empty: it adds nothing but joins every sum
-                yield [], torch.zeros(self.potential.members, 0, dtype=self.dtype, device=self.device), None
+                empty = torch.zeros(self.potential.members, 0, dtype=self.dtype, device=self.device)
+                yield [], empty, None, self.member_weights.batch([], []) if self.member_weights else None
 
     def _batch_steps(self, shares: list[np.ndarray], force_set: frozenset[int], after_batch) -> ErrorSums:
         """A step per planned batch (:meth:`_step`); the epoch's pooled errors."""
         sums = ErrorSums()
-        for order, energy_error, force_error in self._batch_errors(shares, force_set, create_graph=True):
+        for order, energy_error, force_error, weights in self._batch_errors(shares, force_set, create_graph=True):
             self.sampling.observe(order, energy_error.detach().mean(0))
-            self._step(energy_error, force_error)
+            self._step(energy_error, force_error, weights)
             sums.add_members(energy_error, force_error)
             after_batch()
         return sums
 
-    def _step(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> None:
+    def _step(self, energy_error: torch.Tensor, force_error: torch.Tensor | None, weights: BatchWeights | None) -> None:
         """One optimiser step on a batch's errors ``(members, ...)``: a step along the gradient of its loss, or a
         Kalman update with its errors as the measurements (a single potential's: the filter takes one member)."""
         if self.step == "kalman":
@@ -206,7 +213,7 @@ class Trainer:
         else:
             with self.timer.phase("backward"):
                 self.optimizer.zero_grad(set_to_none=True)
-                self._backward(energy_error, force_error)
+                self._backward(energy_error, force_error, weights)
             with self.timer.phase("optimizer"):
                 self.optimizer.step()
         if self.average is not None:
@@ -226,19 +233,20 @@ class Trainer:
 
         def closure() -> torch.Tensor:
             sums = ErrorSums()
-            totals = torch.zeros(2 * self.potential.members + 2, dtype=torch.float64, device=self.device)
+            totals = torch.zeros(4 * self.potential.members, dtype=torch.float64, device=self.device)
             with torch.no_grad(), self.timer.phase("forward"):
-                for order, energy_error, force_error in self._batch_errors(shares, force_set, create_graph=False):
-                    squares, counts = self.supervision.squares(energy_error, force_error)
-                    totals += torch.cat([squares.double().flatten(), counts])
+                for order, energy_error, force_error, weights in self._batch_errors(shares, force_set, create_graph=False):
+                    squares, counts = self.supervision.squares(energy_error, force_error, weights)
+                    totals += torch.cat([squares.double().flatten(), counts.flatten()])
                     sums.add_members(energy_error, force_error)
                     if not first:
                         self.sampling.observe(order, energy_error.mean(0))
             totals = self.ranks.sum(totals)
             self.optimizer.zero_grad(set_to_none=True)
-            for _, energy_error, force_error in self._batch_errors(shares, force_set, create_graph=True):
+            for _, energy_error, force_error, weights in self._batch_errors(shares, force_set, create_graph=True):
                 with self.timer.phase("backward"):
-                    part = self.supervision.part_loss(self.supervision.squares(energy_error, force_error)[0], totals, scale)
+                    squares = self.supervision.squares(energy_error, force_error, weights)[0]
+                    part = self.supervision.part_loss(squares, totals, scale)
                     if part.requires_grad:
                         part.backward()
                 after_batch()
@@ -264,13 +272,13 @@ class Trainer:
             return energy_error, None
         return energy_error, out.forces - out.reference_forces
 
-    def _backward(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> None:
+    def _backward(self, energy_error: torch.Tensor, force_error: torch.Tensor | None, weights: BatchWeights | None) -> None:
         """Gradients of the batch's loss: in one process directly, over ranks through each rank's part, summed."""
         scale = float(self.potential.energy_scale)
         if self.ranks.size == 1:
-            self.supervision.batch_loss(energy_error, force_error, scale).backward()
+            self.supervision.batch_loss(energy_error, force_error, scale, weights).backward()
             return
-        loss = self.supervision.rank_loss(energy_error, force_error, scale, self.ranks)
+        loss = self.supervision.rank_loss(energy_error, force_error, scale, self.ranks, weights)
         if loss.requires_grad:
             loss.backward()
         self.ranks.sum_gradients([p for group in self.optimizer.param_groups for p in group["params"]])
