@@ -19,7 +19,7 @@ from aenet_exp.cli.common import fail
 from aenet_exp.config.explain import composition_error_line
 from aenet_exp.errors import AenetWarning
 
-USAGE = """usage: python -m aenet_exp {train,build-db,export,select} [-m] [key=value ...] [hydra options]
+USAGE = """usage: python -m aenet_exp {train,build-db,export,select,ensemble} [-m] [key=value ...] [hydra options]
 
 commands:
   train     train a potential (Hydra overrides; -m sweeps; --cfg job prints the config; --help lists every key)
@@ -28,6 +28,8 @@ commands:
             format=aenet [out=<dir>] [rmin=<Å>] (docs/aenet_format.md)
   select    rank candidate structures by a committee's disagreement and write the top n for DFT: run=<committee>
             pool=<structures | .h5> [n=50] [out=selected.xyz] [by=energy|forces]
+  ensemble  combine finished runs (same data and descriptor) into one calibrated committee: runs=<id,id,...> or
+            sweep=<parent run id> [out=<dir>]
 
 examples:
   python -m aenet_exp train optimizer=adam force=subsampled
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
 
         extra = BUILD_DB_OVERRIDES
     else:
-        fail(f"unknown command {name!r}; expected one of ['build-db', 'export', 'select', 'train']")
+        fail(f"unknown command {name!r}; expected one of ['build-db', 'ensemble', 'export', 'select', 'train']")
     sys.argv = [f"aenet_exp {name}", *rest, *extra]
     os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach us (below), not Hydra's multi-line report
     try:

@@ -1,5 +1,5 @@
-"""The commands that take ``key=value`` arguments rather than Hydra overrides: ``export`` (ænet's network files)
-and ``select`` (new DFT work chosen by a committee)."""
+"""The commands that take ``key=value`` arguments rather than Hydra overrides: ``export`` (ænet's network files),
+``select`` (new DFT work chosen by a committee) and ``ensemble`` (a committee made of finished runs)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from aenet_exp.cli.common import fail
 from aenet_exp.errors import UserError
 
 # command -> its module, which has USAGE and the command's function of the same name (returning the files written)
-KEY_VALUE_COMMANDS = {"export": "aenet_exp.export.command", "select": "aenet_exp.selection.command"}
+KEY_VALUE_COMMANDS = {
+    "export": "aenet_exp.export.command", "select": "aenet_exp.selection.command", "ensemble": "aenet_exp.ensemble.command",
+}
 
 
 def key_value_command(name: str, args: list[str]) -> None:

@@ -127,6 +127,12 @@ class MlflowRun:
         retry_locked(partial(client.update_run, run_id, status="RUNNING"))
         return cls(client, run)
 
+    @classmethod
+    def read(cls, uri: str, run_id: str) -> MlflowRun:
+        """An existing run, to read (its status unchanged)."""
+        client = open_client(uri)
+        return cls(client, retry_locked(partial(client.get_run, run_id)))
+
     def logged_steps(self) -> dict[str, int]:
         """The last step logged of each metric of this run (what a resumed run must not log again)."""
         run = retry_locked(partial(self._client.get_run, self.run_id))

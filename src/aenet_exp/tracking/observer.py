@@ -162,7 +162,7 @@ class MlflowObserver(Callback):
 
     def unlogged(self, metrics: dict[str, float], step: int) -> dict[str, float]:
         """The ``metrics`` of ``step`` that the run does not have yet (a resumed run repeats epochs after its checkpoint)."""
-        return {key: value for key, value in metrics.items() if self.logged.get(key, 0) < step}
+        return {key: value for key, value in metrics.items() if key not in self.logged or self.logged[key] < step}
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         with self.store_failures(f"at epoch {epoch + 1}"):
@@ -174,7 +174,8 @@ class MlflowObserver(Callback):
 
     def record_end(self, result) -> None:
         out = Path(result.output_dir)
-        learning_curve_png(result.history, out / LEARNING_CURVE)
+        if result.history:  # a committee combined from runs (ensemble) has no epochs
+            learning_curve_png(result.history, out / LEARNING_CURVE)
         energies = {name: p.relative_energy_per_atom() for name, p in result.predictions.items()}
         relative = any(p.reference is not None for p in result.predictions.values())
         forces = {name: p.force_components() for name, p in result.predictions.items()}

@@ -1,0 +1,1 @@
+"""Committees made from finished runs (``python -m aenet_exp ensemble``)."""

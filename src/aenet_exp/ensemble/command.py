@@ -1,0 +1,186 @@
+"""``python -m aenet_exp ensemble runs=<id|dir,...> | sweep=<parent run id>``: finished runs as one committee.
+
+The runs must share the data and the descriptor and network layout (:mod:`aenet_exp.ensemble.combine`). The
+committee is evaluated on the structures none of the runs trained on (the intersection of their held-out
+structures; a seed sweep splits differently per seed, so give its runs one test set with ``data.test_path``):
+half of them, drawn with the first run's seed, calibrate its σ, the other half are its test set. The result is
+saved like a training run (``potential.pt``, prediction files, plots) and recorded as its own MLflow run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from aenet_exp.arguments import ArgumentError, parse_key_values, usage
+from aenet_exp.calculator import Calculator
+from aenet_exp.ensemble.combine import Incompatible, combine
+from aenet_exp.files import write_atomically
+from aenet_exp.rundir import CONFIG_FILE, MODEL_FILE
+from aenet_exp.tracking.locate import DEFAULT_TRACKING_URI, RUNS_SCHEME, download_artifact, load_potential
+from aenet_exp.training.dataset import PreparedData, held_out
+from aenet_exp.training.events import Predictions, TrainingResult
+from aenet_exp.training.metrics import metrics_of
+from aenet_exp.training.outputs import write_predictions
+from aenet_exp.training.run import CALIBRATION_SEED_OFFSET, prepared_data
+from aenet_exp.training.uncertainty import calibration_factor, energy_errors, force_errors, uncertainty_metrics
+
+KEYS = {
+    "runs": "the finished runs, comma-separated: MLflow run ids, run directories or runs:/<run_id>",
+    "sweep": "instead of runs: the parent run of a sweep (its FINISHED jobs)",
+    "out": "the directory written (default outputs/ensembles/<time>)",
+    "tracking": "record the committee as an MLflow run: true (default) | false",
+    "tracking_uri": "the MLflow store (default sqlite:///outputs/mlflow.db, as train's)",
+    "experiment": "the MLflow experiment (default aenet_exp)",
+}
+USAGE = usage("ensemble runs=<id,id,...> | sweep=<parent run id> [out=<dir>]", KEYS)
+ENSEMBLE_FILE = "ensemble.yaml"  # which runs the members came from
+
+
+def ensemble(args: Sequence[str]) -> list[Path]:
+    """Run ``ensemble`` with command-line ``args``; returns the committee's model file."""
+    options = parse_key_values(args, KEYS, {})
+    if bool(options.get("runs")) == bool(options.get("sweep")):
+        raise ArgumentError("runs: give the runs (runs=<id,id,...>) or a sweep's parent run (sweep=<run id>), one of them")
+    tracked = options.get("tracking", "true")
+    if tracked not in ("true", "false"):
+        raise ArgumentError(f"tracking: expected true or false, got {tracked!r}")
+    uri = options.get("tracking_uri", DEFAULT_TRACKING_URI)
+    locations = sweep_jobs(options["sweep"], uri) if options.get("sweep") else run_locations(options["runs"])
+    if len(locations) < 2:
+        raise ArgumentError(f"runs: a committee needs at least two runs, got {len(locations)}")
+    potentials = [load_potential(location, uri, key="runs") for location in locations]
+    configs = [run_config(location, uri) for location in locations]
+    committee = combined(potentials, locations)
+    data, held = common_held_out(configs, locations)
+    test, calibration = held_out(held, 50.0, configs[0].seed + CALIBRATION_SEED_OFFSET)
+    calculator = Calculator(committee)
+    references = data.atomic_energies if configs[0].normalization.energy_target == "cohesive" else None
+    factors = [calibration_factor(*energy_errors(predict(calculator, data, calibration, references)))]
+    first = predict(calculator, data, calibration, references)
+    factors.append(calibration_factor(*force_errors(first)) if first.force_components()[0].size else 1.0)
+    committee.sigma_scale.copy_(torch.tensor(factors, dtype=committee.sigma_scale.dtype))
+    predictions = {"test": predict(Calculator(committee), data, test, references)}
+    metrics = {f"final/{k}": v for k, v in metrics_of(predictions["test"], "test").items()}
+    metrics |= {f"final/{k}": v for k, v in uncertainty_metrics(predictions["test"], "test", tuple(factors)).items()}
+    metrics |= {"final/calibration/energy_factor": factors[0], "final/calibration/force_factor": factors[1],
+                "final/calibration/structures": len(calibration)}
+    out = Path(options.get("out") or f"outputs/ensembles/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
+    save(out, committee, configs[0], locations, data, predictions)
+    print(f"committee of {committee.members} members from {len(locations)} runs; {len(held)} structures none of them "
+          f"trained on: {len(calibration)} calibrate σ, {len(test)} test it")
+    print(f"  test: energy RMSE {1000 * metrics['final/test/energy_rmse']:.2f} meV/atom, NLL "
+          f"{metrics['final/test/energy_nll']:.3f}, Spearman ρ {metrics['final/test/energy_spearman']:.3f}")
+    if tracked == "true":
+        record(options, uri, configs[0], locations, committee, data, held, TrainingResult({}, metrics, predictions, out))
+    return [out / MODEL_FILE]
+
+
+def run_locations(text: str) -> list[str]:
+    """``runs=`` items: an existing path as it is, anything else as an MLflow run id (``runs:/<id>``)."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    return [item if item.startswith(RUNS_SCHEME) or Path(item).exists() else f"{RUNS_SCHEME}{item}" for item in items]
+
+
+def sweep_jobs(parent: str, uri: str) -> list[str]:
+    """The FINISHED jobs of the sweep whose parent run is ``parent``, as ``runs:/<id>``, oldest first."""
+    from aenet_exp.tracking.mlflow_run import MlflowRun
+
+    try:
+        jobs = MlflowRun.read(uri, parent).children()
+    except Exception as error:  # MLflow's errors for an unknown run or store
+        raise ArgumentError(f"sweep: no run {parent} in {uri} ({str(error).splitlines()[0]})") from None
+    finished = sorted((run for run in jobs if run.info.status == "FINISHED"), key=lambda run: run.info.start_time)
+    if not finished:
+        raise ArgumentError(f"sweep: run {parent} has no FINISHED job")
+    return [f"{RUNS_SCHEME}{run.info.run_id}" for run in finished]
+
+
+def run_config(location: str, uri: str) -> DictConfig:
+    """The resolved config a run trained with (its ``config.yaml``)."""
+    if location.startswith(RUNS_SCHEME):
+        run_id = location.removeprefix(RUNS_SCHEME).strip("/").split("/")[0]
+        try:
+            path = download_artifact(run_id, CONFIG_FILE, uri)
+        except Exception as error:  # MLflow's errors for a missing artifact
+            raise ArgumentError(f"runs: {location} has no {CONFIG_FILE} ({str(error).splitlines()[0]})") from None
+    else:
+        path = Path(location)
+        path = path / CONFIG_FILE if path.is_dir() else path.parent / CONFIG_FILE
+        if not path.is_file():
+            raise ArgumentError(f"runs: {location} has no {CONFIG_FILE} beside its model")
+    return OmegaConf.load(path)
+
+
+def combined(potentials, locations: Sequence[str]):
+    """The committee of all runs' members; an error naming the first run that does not fit the first one."""
+    for potential, location in zip(potentials[1:], locations[1:]):
+        try:
+            combine([potentials[0], potential])
+        except Incompatible as error:
+            raise ArgumentError(f"runs: {location} cannot join {locations[0]} in a committee: {error}") from None
+    return combine(potentials)
+
+
+def common_held_out(configs: Sequence[DictConfig], locations: Sequence[str]) -> tuple[PreparedData, np.ndarray]:
+    """The first run's data and the structures none of the runs trained on; errors naming a run on other data."""
+    prepared = [prepared_data(cfg) for cfg in configs]
+    digest = prepared[0].columns.digest()
+    for data, location in zip(prepared[1:], locations[1:]):
+        if data.columns.digest() != digest or len(data.structures) != len(prepared[0].structures):
+            raise ArgumentError(f"runs: {location} trained on other data than {locations[0]}")
+    held = set(range(len(prepared[0].structures)))
+    for data in prepared:
+        held -= set(int(i) for i in data.train)
+    held = np.array(sorted(held), dtype=int)
+    if len(held) < 2:
+        raise ArgumentError(f"runs: {len(held)} structure(s) are held out of every run's training (each run splits "
+                            "with its own seed); train the runs with one test set, data.test_path=<file>")
+    return prepared[0], held
+
+
+def predict(calculator: Calculator, data: PreparedData, indices: np.ndarray, references) -> Predictions:
+    """The committee's predictions of ``data``'s structures ``indices`` (forces of those with reference forces)."""
+    structures = [data.structures[int(i)] for i in indices]
+    predicted = calculator.predict(structures)
+    has_forces = [s.forces is not None for s in structures]
+    return Predictions(
+        indices=np.asarray(indices), energy_ref=data.columns.energy[indices], energy_pred=predicted.energies,
+        n_atoms=data.columns.n_atoms[indices],
+        force_ref=[s.forces if f else None for s, f in zip(structures, has_forces)],
+        force_pred=[p if f else None for p, f in zip(predicted.forces, has_forces)],
+        reference=data.columns.reference_energy(references)[indices] if references else None,
+        energy_std=predicted.energy_std, force_std=[p if f else None for p, f in zip(predicted.forces_std, has_forces)],
+    )
+
+
+def save(out: Path, committee, config: DictConfig, locations: Sequence[str], data: PreparedData,
+         predictions: dict[str, Predictions]) -> None:
+    """The committee, where its members came from, and its test predictions, in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    committee.save(out / MODEL_FILE)
+    write_atomically(out / CONFIG_FILE, OmegaConf.to_yaml(config, resolve=True))
+    write_atomically(out / ENSEMBLE_FILE, OmegaConf.to_yaml({"runs": list(locations), "members": committee.members}))
+    write_predictions(out, data.structures, predictions, energies=True, forces=True)
+
+
+def record(options: dict[str, str], uri: str, config: DictConfig, locations: Sequence[str], committee,
+           data: PreparedData, held: np.ndarray, result: TrainingResult) -> None:
+    """The committee as its own MLflow run: the first run's config, the runs it was made of, metrics, plots, model."""
+    from aenet_exp.tracking.observer import MlflowObserver
+
+    tracking = {**OmegaConf.to_container(config.tracking, resolve=True), "uri": uri,
+                "experiment": options.get("experiment", "aenet_exp"), "run_name": f"ensemble of {len(locations)} runs",
+                "log_model": True}  # the committee is the product, whatever its runs did
+    observer = MlflowObserver(tracking, overrides=[f"ensemble runs={','.join(locations)}"], run_dir=result.output_dir)
+    facts = {**data.facts(), "ensemble.runs": ",".join(locations), "ensemble.members": committee.members,
+             "ensemble.held_out_structures": len(held)}
+    cfg = OmegaConf.to_container(config, resolve=True)
+    cfg["committee"] = {**cfg.get("committee", {}), "name": "ensemble", "members": committee.members}
+    observer.on_start(cfg, facts)
+    observer.on_end(result)

@@ -1,0 +1,139 @@
+"""Potentials trained apart combined into one committee (ensemble/combine.py)."""
+
+from __future__ import annotations
+
+import io
+from contextlib import redirect_stdout
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from aenet_exp import training
+from aenet_exp.data import read_structures
+from aenet_exp.descriptor import collate_graphs
+from aenet_exp.ensemble.combine import Incompatible, combine
+from aenet_exp.ensemble.command import ensemble
+from aenet_exp.errors import UserError
+from aenet_exp.model import Potential, energy_and_forces
+from aenet_exp.model.forces import GraphInputs, evaluate
+from aenet_exp.tracking.mlflow_run import MlflowRun
+from aenet_exp.tracking.observer import MlflowObserver, recorded_run_id
+from aenet_exp.tracking.sweep import ROLE_TAG, SWEEP_DIR_TAG
+
+from conftest import FAST, SMALL, compose_train, make_potential
+
+
+def differently_normalised(seed: int, members: int = 1) -> Potential:
+    potential = make_potential(["O", "Ti"], seed=seed, rad_order=4, rad_cutoff=4.0, ang_order=2, ang_cutoff=3.0)
+    if members > 1:
+        settings = {**potential.settings(), "members": members}
+        torch.manual_seed(seed)
+        potential = Potential.from_settings(settings).astype(torch.float64)
+    n = potential.descriptor.n_features
+    generator = torch.Generator().manual_seed(seed)
+    potential.set_normalization(
+        feature_mean=torch.rand(n, generator=generator, dtype=torch.float64),
+        feature_std=0.5 + torch.rand(n, generator=generator, dtype=torch.float64),
+        energy_shift=-3.0 - seed, energy_scale=0.5 + 0.1 * seed,
+        atomic_energies={"O": -1.0 * seed, "Ti": -2.0 - seed},
+    )
+    return potential.eval()
+
+
+def test_members_keep_their_predictions_under_the_shared_normalisation():
+    parts = [differently_normalised(1), differently_normalised(2, members=2), differently_normalised(3)]
+    committee = combine(parts)
+    assert committee.members == 4
+    structures = read_structures(SMALL)[:3]
+    graph = collate_graphs([committee.descriptor.graph(s) for s in structures]).to(dtype=torch.float64)
+    combined = evaluate(committee, GraphInputs(committee.descriptor, graph))
+    originals = [evaluate(p, GraphInputs(p.descriptor, graph)) for p in parts]
+    energies = torch.cat([o.energy for o in originals])
+    forces = torch.cat([o.forces for o in originals])
+    torch.testing.assert_close(combined.energy, energies, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(combined.forces, forces, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(energy_and_forces(committee, graph)[0], energies.mean(0), rtol=1e-12, atol=1e-10)
+
+
+def test_potentials_with_other_descriptors_or_networks_are_refused():
+    base = differently_normalised(1)
+    other_basis = make_potential(["O", "Ti"], seed=1, rad_order=5, rad_cutoff=4.0, ang_order=2, ang_cutoff=3.0)
+    with pytest.raises(Incompatible, match=r"^its descriptor differs \(rad_order: 5 vs 4\)"):
+        combine([base, other_basis])
+    wider = Potential(base.descriptor, {"O": [9, 6], "Ti": [8, 6]}, base.architecture["activations"])
+    with pytest.raises(Incompatible, match=r"^its hidden differs \(O: \[9, 6\] vs \[8, 6\]\)"):
+        combine([base, wider])
+
+
+# python -m aenet_exp ensemble (ensemble/command.py)
+
+
+def train_recorded(uri: str, run_dir, sweep_dir, *overrides: str) -> str:
+    """A quick training recorded in ``uri`` as a job of the sweep ``sweep_dir``; its run id."""
+    cfg = compose_train(*FAST, f"tracking.uri={uri}", "tracking.log_model=false", *overrides)
+    observer = MlflowObserver(OmegaConf.to_container(cfg.tracking), sweep_dir=str(sweep_dir), run_dir=run_dir)
+    with redirect_stdout(io.StringIO()):
+        training.run(cfg, run_dir, [observer])
+    return recorded_run_id(run_dir)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """Two jobs of one sweep: the same split (seed 3), weights drawn from seeds 7 and 8; and a job on seed 4."""
+    root = tmp_path_factory.mktemp("sweep")
+    uri = f"sqlite:///{root}/mlflow.db"
+    parent = MlflowRun.start(uri, "aenet_exp", "sweep", {}, {SWEEP_DIR_TAG: str(root / "multirun"), ROLE_TAG: "sweep"})
+    jobs = [train_recorded(uri, root / f"job{k}", root / "multirun", "seed=3", "committee=deep", "committee.members=1",
+                           "committee.calibrate=false", f"committee.seeds=[{7 + k}]", "force.weight=0.2")
+            for k in range(2)]
+    other_split = train_recorded(uri, root / "other", root / "elsewhere", "seed=4")
+    return root, uri, jobs, other_split, parent.run_id
+
+
+def test_a_sweeps_jobs_become_a_calibrated_committee(sweep, tmp_path):
+    root, uri, jobs, _, parent = sweep
+    out = tmp_path / "committee"
+    with redirect_stdout(io.StringIO()) as printed:
+        written = ensemble([f"sweep={parent}", f"out={out}", f"tracking_uri={uri}"])
+    assert written == [out / "potential.pt"]
+    assert "committee of 2 members from 2 runs; 4 structures none of them trained on: 2 calibrate σ, 2 test it" \
+        in printed.getvalue()
+    committee = Potential.load(out / "potential.pt")
+    members = [Potential.load(root / f"job{k}" / "potential.pt").astype(torch.float64) for k in range(2)]
+    structures = read_structures(SMALL)[:3]
+    graph = collate_graphs([committee.descriptor.graph(s) for s in structures]).to(dtype=torch.float64)
+    with torch.no_grad():
+        expected = torch.stack([m(graph) for m in members]).mean(0)
+        torch.testing.assert_close(committee.astype(torch.float64)(graph), expected, rtol=1e-12, atol=1e-9)
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("aenet_exp").experiment_id],
+                              filter_string="attributes.run_name = 'ensemble of 2 runs'")
+    (run,) = runs
+    assert run.info.status == "FINISHED" and run.data.params["ensemble.members"] == "2"
+    assert {"final/calibration/energy_factor", "final/test/energy_nll", "final/test/energy_spearman"} <= run.data.metrics.keys()
+    assert {"calibration.png", "error_vs_sigma.png", "potential.pt", "energies.test.predicted"} <= \
+        {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert committee.sigma_scale[0] == pytest.approx(run.data.metrics["final/calibration/energy_factor"], rel=1e-6)
+    assert [m.name for m in client.search_logged_models([run.info.experiment_id],
+                                                        filter_string=f"source_run_id = '{run.info.run_id}'")] == ["model"]
+
+
+def test_runs_that_cannot_form_a_committee_are_named(sweep, tmp_path, fast_config):
+    root, uri, jobs, other_split, _ = sweep
+    other_basis = tmp_path / "basis"
+    training.run(fast_config("descriptor.rad_order=5"), other_basis)
+    common = [f"out={tmp_path / 'never'}", "tracking=false", f"tracking_uri={uri}"]
+    cases = [
+        ([f"runs={jobs[0]},{other_basis}"], rf"^runs: {other_basis} cannot join runs:/{jobs[0]} in a committee: its "
+                                             r"descriptor differs \(rad_order: 5 vs 4\)"),
+        ([f"runs={jobs[0]},{other_split}"], r"^runs: [01] structure\(s\) are held out of every run's training"),
+        ([f"runs={jobs[0]}"], "^runs: a committee needs at least two runs, got 1"),
+        ([f"runs={jobs[0]}", "sweep=x"], "^runs: give the runs"),
+        (["sweep=0123456789abcdef"], "^sweep: no run 0123456789abcdef"),
+    ]
+    for args, message in cases:
+        with pytest.raises(UserError, match=message):
+            ensemble([*args, *common])
+    assert not (tmp_path / "never").exists()
