@@ -28,7 +28,7 @@ from aenet_exp.training.events import Predictions, TrainingResult
 from aenet_exp.training.metrics import metrics_of
 from aenet_exp.training.outputs import write_predictions
 from aenet_exp.training.run import CALIBRATION_SEED_OFFSET, prepared_data
-from aenet_exp.training.uncertainty import calibration_factor, energy_errors, force_errors, uncertainty_metrics
+from aenet_exp.training.uncertainty import calibration_factors, uncertainty_metrics
 
 KEYS = {
     "runs": "the finished runs, comma-separated: MLflow run ids, run directories or runs:/<run_id>",
@@ -61,13 +61,11 @@ def ensemble(args: Sequence[str]) -> list[Path]:
     test, calibration = held_out(held, 50.0, configs[0].seed + CALIBRATION_SEED_OFFSET)
     calculator = Calculator(committee)
     references = data.atomic_energies if configs[0].normalization.energy_target == "cohesive" else None
-    factors = [calibration_factor(*energy_errors(predict(calculator, data, calibration, references)))]
-    first = predict(calculator, data, calibration, references)
-    factors.append(calibration_factor(*force_errors(first)) if first.force_components()[0].size else 1.0)
+    factors = calibration_factors(predict(calculator, data, calibration, references))
     committee.sigma_scale.copy_(torch.tensor(factors, dtype=committee.sigma_scale.dtype))
-    predictions = {"test": predict(Calculator(committee), data, test, references)}
+    predictions = {"test": predict(calculator, data, test, references)}
     metrics = {f"final/{k}": v for k, v in metrics_of(predictions["test"], "test").items()}
-    metrics |= {f"final/{k}": v for k, v in uncertainty_metrics(predictions["test"], "test", tuple(factors)).items()}
+    metrics |= {f"final/{k}": v for k, v in uncertainty_metrics(predictions["test"], "test", factors).items()}
     metrics |= {"final/calibration/energy_factor": factors[0], "final/calibration/force_factor": factors[1],
                 "final/calibration/structures": len(calibration)}
     out = Path(options.get("out") or f"outputs/ensembles/{time.strftime('%Y-%m-%d_%H-%M-%S')}")

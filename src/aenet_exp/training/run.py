@@ -67,7 +67,7 @@ from aenet_exp.training.schedule import EpochSchedule, WeightAverage
 from aenet_exp.training.supervision import ForceSupervision
 from aenet_exp.training.timing import PhaseTimer
 from aenet_exp.training.trainer import Trainer
-from aenet_exp.training.uncertainty import calibration_factor, energy_errors, force_errors, uncertainty_metrics
+from aenet_exp.training.uncertainty import calibration_factors, uncertainty_metrics
 
 # Independent random streams drawn from ``seed``: the split and the initial weights use ``seed``
 # itself, the force subsets, the batch shuffling and (without augment.seed) the Taylor children
@@ -402,9 +402,7 @@ def calibrate(trainer: Trainer, calibration: np.ndarray, with_forces: bool) -> d
     """Fit the factors of the committee's energy and force σ on the held-out ``calibration`` structures and keep them
     in the potential (``sigma_scale``); returns them as metrics, with the split's size."""
     trainer.potential.sigma_scale.fill_(1.0)
-    predictions = trainer.predict(calibration, with_forces)
-    factors = [calibration_factor(*energy_errors(predictions))]
-    factors.append(calibration_factor(*force_errors(predictions)) if predictions.force_components()[0].size else 1.0)
+    factors = calibration_factors(trainer.predict(calibration, with_forces))
     trainer.potential.sigma_scale.copy_(torch.tensor(factors))
     return {
         "final/calibration/energy_factor": factors[0], "final/calibration/force_factor": factors[1],

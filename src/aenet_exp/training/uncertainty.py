@@ -91,6 +91,14 @@ def per_atom(components: np.ndarray) -> np.ndarray:
     return np.linalg.norm(components.reshape(-1, 3), axis=1)
 
 
+def calibration_factors(predictions: Predictions) -> tuple[float, float]:
+    """The factors of a committee's energy and force σ fitted on ``predictions`` of held-out structures (made with
+    factors 1): :func:`calibration_factor` of the energies per atom and of the force components (1 without forces)."""
+    energy = calibration_factor(*energy_errors(predictions))
+    force = calibration_factor(*force_errors(predictions)) if predictions.force_components()[0].size else 1.0
+    return energy, force
+
+
 def uncertainty_metrics(predictions: Predictions, prefix: str, factors: tuple[float, float]) -> dict[str, float]:
     """NLL, Spearman ρ and miscalibration area of the energies per atom (per structure) and, with forces, of the
     force components (ρ per atom, between |σ_F| and |ΔF|): with the calibrated σ of ``predictions`` and, named
