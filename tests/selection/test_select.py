@@ -119,11 +119,22 @@ def test_bad_arguments_and_pools_name_what_is_wrong(committee, pool_file, tmp_pa
 
 
 @pytest.mark.slow
-def test_select_on_the_command_line(committee, pool_file, tmp_path):
-    result = run_cli("select", f"run={committee}", f"pool={pool_file}", "n=2", f"tracking_uri=sqlite:///{tmp_path}/m.db",
+def test_a_committee_trained_and_selected_on_the_command_line(pool_file, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    trained = run_cli("train", *FAST, "committee=deep", "committee.members=3", "force.weight=0.1", f"tracking.uri={uri}",
+                      f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("aenet_exp").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert {"final/calibration/energy_factor", "final/test/energy_nll", "final/test/energy_miscalibration_area",
+            "final/test/force_spearman"} <= run.data.metrics.keys()
+    assert {"calibration.png", "error_vs_sigma.png"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    result = run_cli("select", f"run=runs:/{run.info.run_id}", f"pool={pool_file}", "n=2", f"tracking_uri={uri}",
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "selected.xyz"
-    assert len(read(tmp_path / "selected.xyz", index=":")) == 2
-    bad = run_cli("select", f"run={committee}", "pool=nothing-here/*.xyz", cwd=tmp_path)
+    frames = read(tmp_path / "selected.xyz", index=":")
+    assert len(frames) == 2 and all(f.info["committee_energy_std_per_atom"] > 0 for f in frames)
+    bad = run_cli("select", f"run={tmp_path / 'run'}", "pool=nothing-here/*.xyz", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("aenet_exp: error: ") and "Traceback" not in bad.stderr

@@ -28,7 +28,7 @@ from aenet_exp.training.events import Predictions, TrainingResult
 from aenet_exp.training.metrics import metrics_of
 from aenet_exp.training.outputs import write_predictions
 from aenet_exp.training.run import CALIBRATION_SEED_OFFSET, prepared_data
-from aenet_exp.training.uncertainty import calibration_factors, uncertainty_metrics
+from aenet_exp.training.uncertainty import calibration_factors, calibration_metrics, uncertainty_metrics
 
 KEYS = {
     "runs": "the finished runs, comma-separated: MLflow run ids, run directories or runs:/<run_id>",
@@ -62,12 +62,12 @@ def ensemble(args: Sequence[str]) -> list[Path]:
     calculator = Calculator(committee)
     references = data.atomic_energies if configs[0].normalization.energy_target == "cohesive" else None
     factors = calibration_factors(predict(calculator, data, calibration, references))
-    committee.sigma_scale.copy_(torch.tensor(factors, dtype=committee.sigma_scale.dtype))
+    scale = (factors["energy"], factors.get("force", 1.0))
+    committee.sigma_scale.copy_(torch.tensor(scale, dtype=committee.sigma_scale.dtype))
     predictions = {"test": predict(calculator, data, test, references)}
     metrics = {f"final/{k}": v for k, v in metrics_of(predictions["test"], "test").items()}
-    metrics |= {f"final/{k}": v for k, v in uncertainty_metrics(predictions["test"], "test", factors).items()}
-    metrics |= {"final/calibration/energy_factor": factors[0], "final/calibration/force_factor": factors[1],
-                "final/calibration/structures": len(calibration)}
+    metrics |= {f"final/{k}": v for k, v in uncertainty_metrics(predictions["test"], "test", scale).items()}
+    metrics |= calibration_metrics(factors, len(calibration))
     out = Path(options.get("out") or f"outputs/ensembles/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     save(out, committee, configs[0], locations, data, predictions)
     print(f"committee of {committee.members} members from {len(locations)} runs; {len(held)} structures none of them "

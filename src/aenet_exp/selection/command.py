@@ -99,8 +99,9 @@ def record(options: dict[str, str], uri: str, out: Path, scores: np.ndarray, cho
                           {"aenet_exp.command": "select"})
     with run:
         threshold = float(scores[chosen[-1]]) if len(chosen) else float("nan")
-        run.log_metrics({"selection/threshold": threshold, "selection/max": float(scores.max(initial=np.nan)),
-                         "selection/median": float(np.median(scores)) if len(scores) else float("nan")}, step=0)
+        if len(scores):
+            run.log_metrics({"selection/threshold": threshold, "selection/max": float(scores.max()),
+                             "selection/median": float(np.median(scores))}, step=0)
         with tempfile.TemporaryDirectory() as directory:
             histogram = Path(directory) / "sigma_histogram.png"
             sigma_histogram_png(histogram, scores, threshold, CRITERIA[by])

@@ -67,7 +67,7 @@ from aenet_exp.training.schedule import EpochSchedule, WeightAverage
 from aenet_exp.training.supervision import ForceSupervision
 from aenet_exp.training.timing import PhaseTimer
 from aenet_exp.training.trainer import Trainer
-from aenet_exp.training.uncertainty import calibration_factors, uncertainty_metrics
+from aenet_exp.training.uncertainty import calibration_factors, calibration_metrics, uncertainty_metrics
 
 # Independent random streams drawn from ``seed``: the split and the initial weights use ``seed``
 # itself, the force subsets, the batch shuffling and (without augment.seed) the Taylor children
@@ -403,11 +403,8 @@ def calibrate(trainer: Trainer, calibration: np.ndarray, with_forces: bool) -> d
     in the potential (``sigma_scale``); returns them as metrics, with the split's size."""
     trainer.potential.sigma_scale.fill_(1.0)
     factors = calibration_factors(trainer.predict(calibration, with_forces))
-    trainer.potential.sigma_scale.copy_(torch.tensor(factors))
-    return {
-        "final/calibration/energy_factor": factors[0], "final/calibration/force_factor": factors[1],
-        "final/calibration/structures": len(calibration),
-    }
+    trainer.potential.sigma_scale.copy_(torch.tensor([factors["energy"], factors.get("force", 1.0)]))
+    return calibration_metrics(factors, len(calibration))
 
 
 def finish(trainer: Trainer, data: PreparedData, cfg: DictConfig, result: TrainingResult) -> None:

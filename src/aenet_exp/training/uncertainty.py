@@ -91,12 +91,20 @@ def per_atom(components: np.ndarray) -> np.ndarray:
     return np.linalg.norm(components.reshape(-1, 3), axis=1)
 
 
-def calibration_factors(predictions: Predictions) -> tuple[float, float]:
-    """The factors of a committee's energy and force σ fitted on ``predictions`` of held-out structures (made with
-    factors 1): :func:`calibration_factor` of the energies per atom and of the force components (1 without forces)."""
-    energy = calibration_factor(*energy_errors(predictions))
-    force = calibration_factor(*force_errors(predictions)) if predictions.force_components()[0].size else 1.0
-    return energy, force
+def calibration_factors(predictions: Predictions) -> dict[str, float]:
+    """The factors of a committee's σ fitted on ``predictions`` of held-out structures (made with factors 1):
+    :func:`calibration_factor` of the energies per atom (``energy``) and, with forces, of the force components
+    (``force``; absent: that σ is left as it is)."""
+    factors = {"energy": calibration_factor(*energy_errors(predictions))}
+    if predictions.force_components()[0].size:
+        factors["force"] = calibration_factor(*force_errors(predictions))
+    return factors
+
+
+def calibration_metrics(factors: dict[str, float], structures: int) -> dict[str, float]:
+    """The fitted factors and the calibration split's size as final metrics."""
+    return {**{f"final/calibration/{name}_factor": value for name, value in factors.items()},
+            "final/calibration/structures": structures}
 
 
 def uncertainty_metrics(predictions: Predictions, prefix: str, factors: tuple[float, float]) -> dict[str, float]:
