@@ -11,32 +11,64 @@ from aenet_exp.training.events import Predictions
 
 
 class ErrorSums:
-    """Errors pooled over an epoch: per-atom energies (eV/atom) and force components (eV/Å), squared and absolute."""
+    """Errors pooled over an epoch: per-atom energies (eV/atom) and force components (eV/Å), squared and absolute.
+
+    The sums stay a float64 tensor on the errors' device while batches are added (no host sync per batch);
+    they are read, once, when a metric is asked for. Each batch's float32 sums are widened to float64 before
+    they are added, exactly as Python floats added them: the totals are the same to the bit.
+    """
 
     def __init__(self):
-        self.energy_sq, self.energy_abs, self.energy_n = 0.0, 0.0, 0
-        self.force_sq, self.force_abs, self.force_n = 0.0, 0.0, 0
+        self.energy_n, self.force_n = 0, 0
+        self._sums: torch.Tensor | None = None  # (4,) float64: energy squared, energy absolute, force squared, absolute
+        self._read: tuple[float, float, float, float] | None = (0.0, 0.0, 0.0, 0.0)
 
     def add(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> None:
         energy_error = energy_error.detach()
-        self.energy_sq += float(energy_error.square().sum())
-        self.energy_abs += float(energy_error.abs().sum())
+        parts = [energy_error.square().sum(), energy_error.abs().sum()]
         self.energy_n += energy_error.numel()
         if force_error is not None:
             force_error = force_error.detach()
-            self.force_sq += float(force_error.square().sum())
-            self.force_abs += float(force_error.abs().sum())
+            parts += [force_error.square().sum(), force_error.abs().sum()]
             self.force_n += force_error.numel()
+        values = torch.stack(parts).double()
+        if self._sums is None:
+            self._sums = values.new_zeros(4)
+        self._sums[: len(parts)] += values
+        self._read = None
+
+    def _values(self) -> tuple[float, float, float, float]:
+        """The four sums as Python floats (one host transfer after any number of :meth:`add`)."""
+        if self._read is None:
+            self._read = tuple(self._sums.tolist())
+        return self._read
+
+    @property
+    def energy_sq(self) -> float:
+        return self._values()[0]
+
+    @property
+    def energy_abs(self) -> float:
+        return self._values()[1]
+
+    @property
+    def force_sq(self) -> float:
+        return self._values()[2]
+
+    @property
+    def force_abs(self) -> float:
+        return self._values()[3]
 
     def sum_over(self, ranks: Ranks, device: torch.device) -> None:
         """Add these sums over ranks, in place: every rank then holds the errors of all ranks' structures."""
         if ranks.size == 1:
             return
-        values = [self.energy_sq, self.energy_abs, self.energy_n, self.force_sq, self.force_abs, self.force_n]
+        e_sq, e_abs, f_sq, f_abs = self._values()
+        values = [e_sq, e_abs, self.energy_n, f_sq, f_abs, self.force_n]
         totals = ranks.sum(torch.tensor(values, dtype=torch.float64, device=device)).tolist()
         e_sq, e_abs, e_n, f_sq, f_abs, f_n = totals
-        self.energy_sq, self.energy_abs, self.energy_n = e_sq, e_abs, int(e_n)
-        self.force_sq, self.force_abs, self.force_n = f_sq, f_abs, int(f_n)
+        self._sums, self._read = None, (e_sq, e_abs, f_sq, f_abs)
+        self.energy_n, self.force_n = int(e_n), int(f_n)
 
     def energy_rmse(self) -> float:
         return math.sqrt(self.energy_sq / self.energy_n) if self.energy_n else float("nan")
