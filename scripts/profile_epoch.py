@@ -5,7 +5,8 @@ force supervision, potential, trainer, normalisation; no callbacks, no MLflow), 
 epochs (caches fill), then:
 
 1. ``--epochs`` epochs with the phase timer off: seconds per epoch (median), ms per training batch
-   (median over epochs of (epoch − test evaluation) / batches);
+   (median over epochs of (epoch − test evaluation) / batches), and the process's CPU ms per training
+   batch (all threads; less disturbed than wall time by other jobs on a shared machine);
 2. the same number with ``tracking.timing`` on: ms per batch split into the timer's phases (data,
    featurize, forward, backward, optimizer) and "other" (untimed Python: errors, metrics, plans);
 3. one epoch under ``torch.profiler`` (CPU): operators per batch, ``aten::item`` calls per batch (each
@@ -91,13 +92,28 @@ def build(overrides: list[str]):
 
 
 class Epochs:
-    """Runs the trainer's epochs in order, counting batches and keeping every epoch's metrics."""
+    """Runs the trainer's epochs in order, counting batches and keeping every epoch's metrics.
+
+    Each epoch's metrics gain ``cpu/train_s``: the process's CPU seconds (all threads) of its training
+    batches, test evaluation excluded; on a machine shared with other jobs, less disturbed than wall time.
+    """
 
     def __init__(self, trainer):
         self.trainer = trainer
         self.next = 0
         self.batches = 0
         self.metrics: list[dict[str, float]] = []
+        self.eval_cpu = 0.0
+        evaluate = trainer.test_metrics
+
+        def timed_evaluation():
+            start = time.process_time()
+            try:
+                return evaluate()
+            finally:
+                self.eval_cpu += time.process_time() - start
+
+        trainer.test_metrics = timed_evaluation
 
     def _count(self) -> None:
         self.batches += 1
@@ -106,7 +122,10 @@ class Epochs:
         """``n`` epochs: their metrics, and the training batches they stepped."""
         before, start = self.batches, len(self.metrics)
         for _ in range(n):
-            self.metrics.append(self.trainer.epoch(self.next, after_batch=self._count))
+            self.eval_cpu, start = 0.0, time.process_time()
+            metrics = self.trainer.epoch(self.next, after_batch=self._count)
+            metrics["cpu/train_s"] = time.process_time() - start - self.eval_cpu
+            self.metrics.append(metrics)
             self.next += 1
         return self.metrics[start:], self.batches - before
 
@@ -170,7 +189,7 @@ def python_profile(epochs: Epochs, top: int) -> str:
 
 def exact(metrics: list[dict[str, float]]) -> list[dict[str, str]]:
     """Every epoch's non-timing metrics as ``float.hex`` strings."""
-    return [{k: float(v).hex() for k, v in m.items() if not k.startswith("time/")} for m in metrics]
+    return [{k: float(v).hex() for k, v in m.items() if not k.startswith(("time/", "cpu/"))} for m in metrics]
 
 
 def compare(a: Path, b: Path) -> int:
@@ -211,14 +230,16 @@ def benchmark(args: argparse.Namespace, tarball: Path) -> int:
     print(f"Warm-up: {args.warmup} epochs in {time.perf_counter() - start:.1f} s", flush=True)
 
     trainer.timer.enabled = False
-    epoch_s, batch_ms = [], []
+    epoch_s, batch_ms, cpu_ms = [], [], []
     for _ in range(args.repeat):
         metrics, batches = epochs.run(args.epochs)
         epoch_s.append(statistics.median(m["time/epoch_s"] for m in metrics))
         batch_ms.append(statistics.median(per_batch_ms(metrics, batches)))
+        cpu_ms.append(statistics.median(1000 * m["cpu/train_s"] * args.epochs / batches for m in metrics))
     print(f"\nTimer off, {args.repeat} × {args.epochs} epochs: s/epoch {statistics.median(epoch_s):.4f} "
           f"(medians {', '.join(f'{s:.4f}' for s in epoch_s)}); ms per training batch {statistics.median(batch_ms):.2f} "
-          f"(medians {', '.join(f'{s:.2f}' for s in batch_ms)}); {batches // args.epochs} batches per epoch")
+          f"(medians {', '.join(f'{s:.2f}' for s in batch_ms)}); CPU ms per training batch {statistics.median(cpu_ms):.2f} "
+          f"(medians {', '.join(f'{s:.2f}' for s in cpu_ms)}); {batches // args.epochs} batches per epoch")
 
     trainer.timer.enabled = True
     trainer.timer.take()
