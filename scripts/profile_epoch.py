@@ -122,9 +122,9 @@ class Epochs:
         """``n`` epochs: their metrics, and the training batches they stepped."""
         before, start = self.batches, len(self.metrics)
         for _ in range(n):
-            self.eval_cpu, start = 0.0, time.process_time()
+            self.eval_cpu, cpu_start = 0.0, time.process_time()
             metrics = self.trainer.epoch(self.next, after_batch=self._count)
-            metrics["cpu/train_s"] = time.process_time() - start - self.eval_cpu
+            metrics["cpu/train_s"] = time.process_time() - cpu_start - self.eval_cpu
             self.metrics.append(metrics)
             self.next += 1
         return self.metrics[start:], self.batches - before
