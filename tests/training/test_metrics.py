@@ -34,3 +34,23 @@ def test_error_sums_pool_over_atoms_not_batches():
     assert sums.energy_rmse() == pytest.approx(math.sqrt(1 / 4))  # a mean of batch RMSEs would give 0.5
     assert sums.force_rmse() == pytest.approx(math.sqrt(3 / 12))
 
+
+
+def test_error_sums_are_the_float64_sums_of_each_batchs_float32_sums_to_the_bit():
+    """The sums stay a tensor between batches (no host sync per batch) and read exactly what Python floats
+    added batch by batch would hold."""
+    generator = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(n, generator=generator), torch.randn(2 * n, 3, generator=generator) if n % 2 else None)
+               for n in (5, 8, 3, 1, 7)]
+    sums = ErrorSums()
+    expected = [0.0, 0.0, 0.0, 0.0]
+    for energy, force in batches:
+        sums.add(energy, force)
+        expected[0] += float(energy.square().sum())
+        expected[1] += float(energy.abs().sum())
+        if force is not None:
+            expected[2] += float(force.square().sum())
+            expected[3] += float(force.abs().sum())
+    assert [sums.energy_sq, sums.energy_abs, sums.force_sq, sums.force_abs] == expected
+    assert (sums.energy_n, sums.force_n) == (24, 2 * 3 * (5 + 3 + 1 + 7))
+    assert sums.energy_rmse() == math.sqrt(expected[0] / 24)

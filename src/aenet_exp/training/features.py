@@ -239,7 +239,7 @@ class FeatureSource:
     def raw_features(self, plan: list[np.ndarray]) -> Iterator[FeatureBlock]:
         """Raw features (no gradients) of each planned batch, kept where features are cached."""
         for batch, built in self._built(plan, frozenset()):
-            yield self._energy_block(batch, built, frozenset())[1]
+            yield self._energy_block(np.asarray(batch).tolist(), built, frozenset())[1]
 
     def forget_features(self, indices: frozenset[int]) -> None:
         """Structures now supervised on forces: their energy-only features must come with gradients."""
@@ -288,6 +288,7 @@ class FeatureSource:
     ) -> BatchOutput:
         """Energies of every structure of the batch, forces of those in ``force_set``."""
         order, energies, forces, references = [], [], [], []
+        members = np.asarray(batch).tolist()  # Python ints, once for the batch
         if built.force_graph is not None:
             graph = built.force_graph.to(self.device, self.dtype)
             with self.timer.phase("featurize"):
@@ -298,7 +299,8 @@ class FeatureSource:
             energies.append(result.energy)
             forces.append(result.forces)
             references.append(built.reference_forces.to(self.device, self.dtype))
-        from_jacobians = [int(i) for i in batch if int(i) in force_set and int(i) not in built.request.force_indices]
+        from_graph = set(built.request.force_indices)
+        from_jacobians = [i for i in members if i in force_set and i not in from_graph]
         if from_jacobians:
             inputs, reference = self._jacobian_inputs(from_jacobians)
             with self.timer.phase("forward"):
@@ -308,7 +310,7 @@ class FeatureSource:
             forces.append(result.forces)
             references.append(reference)
         force_indices = list(order)
-        energy_order, block = self._energy_block(batch, built, force_set)
+        energy_order, block = self._energy_block(members, built, force_set)
         if block is not None:
             with self.timer.phase("forward"), torch.set_grad_enabled(potential.training):
                 energies.append(potential.normalized_energy(*block))
@@ -331,7 +333,7 @@ class FeatureSource:
         return inputs, reference.to(self.device, self.dtype)
 
     def _energy_block(
-        self, batch: np.ndarray, built: BuiltBatch, force_set: frozenset[int]
+        self, batch: list[int], built: BuiltBatch, force_set: frozenset[int]
     ) -> tuple[list[int], FeatureBlock | None]:
         """Features of the batch's energy-only structures: computed (and kept) or taken from the kept ones."""
         blocks, order = [], []
@@ -345,7 +347,7 @@ class FeatureSource:
             blocks.append(FeatureBlock(features, graph.species, graph.structure, graph.n_structures))
             order += indices
         built_now = set(built.request.force_indices) | set(built.request.energy_indices)
-        kept = [i for i in map(int, batch) if i not in built_now and i not in force_set]
+        kept = [i for i in batch if i not in built_now and i not in force_set]
         if kept:
             blocks.append(self.kept_features.block(kept).to(self.device, self.dtype))
             order += kept

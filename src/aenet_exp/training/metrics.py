@@ -12,12 +12,22 @@ from aenet_exp.training.events import Predictions
 
 class ErrorSums:
     """Errors pooled over an epoch: per-atom energies (eV/atom) and force components (eV/Å), squared and absolute;
-    for a committee, of its mean prediction, with the members' variances (the spread)."""
+    for a committee, of its mean prediction, with the members' variances (the spread).
+
+    The sums stay a float64 tensor on the errors' device while batches are added (no host sync per batch);
+    they are read, once, when a metric is asked for. Each batch's float32 sums are widened to float64 before
+    they are added, exactly as Python floats added them: the totals are the same to the bit.
+    """
+
+    # the sums' positions: squared and absolute energy errors, squared and absolute force errors, and a
+    # committee's Σ σ² of energies and of forces
+    SUMS = ("energy_sq", "energy_abs", "force_sq", "force_abs", "energy_var", "force_var")
 
     def __init__(self):
-        self.energy_sq, self.energy_abs, self.energy_n = 0.0, 0.0, 0
-        self.force_sq, self.force_abs, self.force_n = 0.0, 0.0, 0
-        self.energy_var, self.force_var = None, None  # Σ σ² of a committee's members (None: a single potential)
+        self.energy_n, self.force_n = 0, 0
+        self.committee = False  # whether the members' spread was added
+        self._sums: torch.Tensor | None = None  # (6,) float64, in the order of SUMS
+        self._read: tuple[float, ...] | None = (0.0,) * len(self.SUMS)
 
     def add_members(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> None:
         """Add the members' errors ``(members, n)`` eV/atom and ``(members, n_force_atoms, 3)`` eV/Å: those of
@@ -38,31 +48,42 @@ class ErrorSums:
         """Add errors ``(n,)`` eV/atom and ``(n_force_atoms, 3)`` eV/Å, and a committee's standard deviations of the
         same shapes."""
         energy_error = energy_error.detach()
-        self.energy_sq += float(energy_error.square().sum())
-        self.energy_abs += float(energy_error.abs().sum())
+        zero = energy_error.new_zeros(())
+        parts = [energy_error.square().sum(), energy_error.abs().sum(), zero, zero, zero, zero]
         self.energy_n += energy_error.numel()
         if energy_std is not None:
-            self.energy_var = (self.energy_var or 0.0) + float(energy_std.square().sum())
+            parts[4] = energy_std.detach().square().sum()
+            self.committee = True
         if force_error is not None:
             force_error = force_error.detach()
-            self.force_sq += float(force_error.square().sum())
-            self.force_abs += float(force_error.abs().sum())
+            parts[2:4] = [force_error.square().sum(), force_error.abs().sum()]
             self.force_n += force_error.numel()
             if force_std is not None:
-                self.force_var = (self.force_var or 0.0) + float(force_std.square().sum())
+                parts[5] = force_std.detach().square().sum()
+        values = torch.stack(parts).double()
+        self._sums = values if self._sums is None else self._sums + values
+        self._read = None
+
+    def _values(self) -> tuple[float, ...]:
+        """The sums as Python floats (one host transfer after any number of :meth:`add`)."""
+        if self._read is None:
+            self._read = tuple(self._sums.tolist())
+        return self._read
+
+    def __getattr__(self, name: str) -> float:
+        """``energy_sq``, ``energy_abs``, ``force_sq``, ``force_abs``, ``energy_var``, ``force_var``: the sums."""
+        if name in ErrorSums.SUMS:
+            return self._values()[ErrorSums.SUMS.index(name)]
+        raise AttributeError(name)
 
     def sum_over(self, ranks: Ranks, device: torch.device) -> None:
         """Add these sums over ranks, in place: every rank then holds the errors of all ranks' structures."""
         if ranks.size == 1:
             return
-        values = [self.energy_sq, self.energy_abs, self.energy_n, self.force_sq, self.force_abs, self.force_n,
-                  self.energy_var or 0.0, self.force_var or 0.0]
+        values = [*self._values(), self.energy_n, self.force_n]
         totals = ranks.sum(torch.tensor(values, dtype=torch.float64, device=device)).tolist()
-        e_sq, e_abs, e_n, f_sq, f_abs, f_n, e_var, f_var = totals
-        self.energy_sq, self.energy_abs, self.energy_n = e_sq, e_abs, int(e_n)
-        self.force_sq, self.force_abs, self.force_n = f_sq, f_abs, int(f_n)
-        if self.energy_var is not None:  # a committee: every rank has some variance term (or an empty share)
-            self.energy_var, self.force_var = e_var, (f_var if self.force_var is not None else None)
+        self._sums, self._read = None, tuple(totals[: len(self.SUMS)])
+        self.energy_n, self.force_n = int(totals[-2]), int(totals[-1])
 
     def energy_rmse(self) -> float:
         return math.sqrt(self.energy_sq / self.energy_n) if self.energy_n else float("nan")
@@ -82,9 +103,9 @@ class ErrorSums:
                 f"{prefix}/force_rmse_vector": math.sqrt(3.0) * self.force_rmse(),
                 f"{prefix}/force_mae": self.force_abs / self.force_n,
             }
-        if self.energy_var is not None and self.energy_n:
+        if self.committee and self.energy_n:
             metrics[f"{prefix}/energy_std"] = math.sqrt(self.energy_var / self.energy_n)
-        if self.force_var is not None and self.force_n:
+        if self.committee and self.force_n:
             metrics[f"{prefix}/force_std"] = math.sqrt(self.force_var / self.force_n)
         return metrics
 

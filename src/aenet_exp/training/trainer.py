@@ -89,6 +89,7 @@ class Trainer:
         self.timer = timer
         self.ranks = ranks
         self.labels: Labels | None = None  # set_targets, once the normalisation is fitted
+        self.scale = 1.0  # float(potential.energy_scale) while a training epoch runs (read once, not per batch)
         self.references: Mapping[str, float] | None = None  # the atoms' reference energies, eV (cohesive)
 
     def set_targets(self, references: Mapping[str, float] | None) -> None:
@@ -160,6 +161,7 @@ class Trainer:
         """One pass over the training set (a step per batch, or a full-batch step); returns pooled ``train/*``
         metrics, ``train/lr`` and memory."""
         self.potential.train()
+        self.scale = float(self.potential.energy_scale)
         force_set, redrawn = self.supervision.select(epoch)
         if redrawn:
             self.source.forget_features(force_set)
@@ -171,8 +173,8 @@ class Trainer:
         else:
             sums = self._batch_steps(shares, force_set, after_batch)
         sums.sum_over(self.ranks, self.device)
-        scale = float(self.potential.energy_scale)
-        metrics = {"train/loss": self.supervision.loss(sums.energy_rmse(), sums.force_rmse(), scale), **sums.metrics("train")}
+        metrics = {"train/loss": self.supervision.loss(sums.energy_rmse(), sums.force_rmse(), self.scale),
+                   **sums.metrics("train")}
         if learning_rate is not None:
             metrics["train/lr"] = learning_rate
         if self.step == "kalman":
@@ -205,9 +207,9 @@ class Trainer:
         """One optimiser step on a batch's errors ``(members, ...)``: a step along the gradient of its loss, or a
         Kalman update with its errors as the measurements (a single potential's: the filter takes one member)."""
         if self.step == "kalman":
-            scale = float(self.potential.energy_scale)
             single_force_error = force_error[0] if force_error is not None else None
-            measure = partial(self.supervision.measurements, energy_error[0], single_force_error, scale, self.force_measurements)
+            measure = partial(self.supervision.measurements, energy_error[0], single_force_error, self.scale,
+                              self.force_measurements)
             with self.timer.phase("optimizer"):  # the update back-propagates the measurements' Jacobians itself
                 self.optimizer.step(measure)
         else:
@@ -228,7 +230,7 @@ class Trainer:
         graph is held at once. Returns the errors of the first evaluation (the weights the epoch started with).
         """
         parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
-        scale = float(self.potential.energy_scale)
+        scale = self.scale
         first: list[ErrorSums] = []
 
         def closure() -> torch.Tensor:
@@ -274,7 +276,7 @@ class Trainer:
 
     def _backward(self, energy_error: torch.Tensor, force_error: torch.Tensor | None, weights: BatchWeights | None) -> None:
         """Gradients of the batch's loss: in one process directly, over ranks through each rank's part, summed."""
-        scale = float(self.potential.energy_scale)
+        scale = self.scale
         if self.ranks.size == 1:
             self.supervision.batch_loss(energy_error, force_error, scale, weights).backward()
             return
