@@ -51,15 +51,11 @@ class GraphInputs:
         each carried back through the shared descriptor."""
         (feature_gradients,) = torch.autograd.grad(energy.sum(), member_features, create_graph=create_graph)
         leaves = (self.positions,) if self.strain is None else (self.positions, self.strain)
-        per_member = [
-            torch.autograd.grad(
-                self.block.features, leaves, gradient, retain_graph=create_graph or k < len(feature_gradients) - 1,
-                create_graph=create_graph,
-            )
-            for k, gradient in enumerate(feature_gradients)
-        ]
-        forces = -torch.stack([gradients[0] for gradients in per_member])
-        return forces, (torch.stack([gradients[1] for gradients in per_member]) if self.strain is not None else None)
+        # one backward pass through the descriptor for all members, vectorised over their feature gradients
+        gradients = torch.autograd.grad(
+            self.block.features, leaves, feature_gradients, create_graph=create_graph, is_grads_batched=True
+        )
+        return -gradients[0], (gradients[1] if self.strain is not None else None)
 
 
 class JacobianInputs:
