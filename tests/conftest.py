@@ -144,3 +144,34 @@ def runs_of(uri: str, experiment: str = "aenet_exp"):
     found = client.get_experiment_by_name(experiment)
     return client, ([] if found is None else client.search_runs([found.experiment_id]))
 
+
+class CliRun:
+    """A finished ``python -m aenet_exp`` run shared by tests that only read it: its result, store and folder."""
+
+    def __init__(self, result: subprocess.CompletedProcess, uri: str, cwd: Path):
+        self.result, self.uri, self.cwd = result, uri, cwd
+
+
+@pytest.fixture(scope="session")
+def recorded_cli_run(tmp_path_factory) -> CliRun:
+    """One training through the CLI into ``run`` and a SQLite store: forces subsampled, 3 epochs, predictions and
+    timings saved, its model registered as ``tio2_cli``. Each test reading it checks one side of that run."""
+    cwd = tmp_path_factory.mktemp("cli-run")
+    uri = store_uri(cwd)
+    result = run_cli(
+        "train", *FAST, f"tracking.uri={uri}", "force=subsampled", "force.fraction=0.5", "iterations=3",
+        "tracking.save_energies=true", "tracking.save_forces=true", "tracking.timing=true",
+        "tracking.register=tio2_cli", "hydra.run.dir=run", cwd=cwd,
+    )
+    return CliRun(result, uri, cwd)
+
+
+@pytest.fixture(scope="session")
+def grid_sweep(tmp_path_factory) -> CliRun:
+    """One Hydra multirun through the CLI: a 2 × 2 grid over optimizer.mu and force.weight, 2 epochs each, recorded
+    in one SQLite store. Each test reading it checks one side of that sweep."""
+    cwd = tmp_path_factory.mktemp("grid-sweep")
+    uri = store_uri(cwd)
+    result = run_cli("train", "-m", *FAST, f"tracking.uri={uri}", "iterations=2", "optimizer.mu=1e-3,3e-3",
+                     "force.weight=0.1,0.3", cwd=cwd, timeout=600)
+    return CliRun(result, uri, cwd)
