@@ -8,8 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+# One torch thread in this process and in every CLI subprocess (they inherit the environment), unless the
+# environment says otherwise: the tests' tensors are tiny, and on a machine with few cores, shared by the test
+# process, its subprocesses and other jobs, torch's thread pool waits on busy cores (a repeat_interleave of
+# 100 elements took 3-20 ms with 2 threads, 0.02 ms with 1). Results within a run do not depend on it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
@@ -19,6 +25,8 @@ from aenet_exp.descriptor import ChebyshevDescriptor
 from aenet_exp.model import Potential
 from aenet_exp.training import run
 from aenet_exp.training.events import Callback
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # also where torch was imported before this file
 
 DATA = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,3 +143,35 @@ def runs_of(uri: str, experiment: str = "aenet_exp"):
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     return client, ([] if found is None else client.search_runs([found.experiment_id]))
+
+
+class CliRun:
+    """A finished ``python -m aenet_exp`` run shared by tests that only read it: its result, store and folder."""
+
+    def __init__(self, result: subprocess.CompletedProcess, uri: str, cwd: Path):
+        self.result, self.uri, self.cwd = result, uri, cwd
+
+
+@pytest.fixture(scope="session")
+def recorded_cli_run(tmp_path_factory) -> CliRun:
+    """One training through the CLI into ``run`` and a SQLite store: forces subsampled, 3 epochs, predictions and
+    timings saved, its model registered as ``tio2_cli``. Each test reading it checks one side of that run."""
+    cwd = tmp_path_factory.mktemp("cli-run")
+    uri = store_uri(cwd)
+    result = run_cli(
+        "train", *FAST, f"tracking.uri={uri}", "force=subsampled", "force.fraction=0.5", "iterations=3",
+        "tracking.save_energies=true", "tracking.save_forces=true", "tracking.timing=true",
+        "tracking.register=tio2_cli", "hydra.run.dir=run", cwd=cwd,
+    )
+    return CliRun(result, uri, cwd)
+
+
+@pytest.fixture(scope="session")
+def grid_sweep(tmp_path_factory) -> CliRun:
+    """One Hydra multirun through the CLI: a 2 × 2 grid over optimizer.mu and force.weight, 2 epochs each, recorded
+    in one SQLite store. Each test reading it checks one side of that sweep."""
+    cwd = tmp_path_factory.mktemp("grid-sweep")
+    uri = store_uri(cwd)
+    result = run_cli("train", "-m", *FAST, f"tracking.uri={uri}", "iterations=2", "optimizer.mu=1e-3,3e-3",
+                     "force.weight=0.1,0.3", cwd=cwd, timeout=600)
+    return CliRun(result, uri, cwd)

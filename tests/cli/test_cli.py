@@ -12,12 +12,8 @@ from conftest import FAST, SMALL, run_cli, runs_of, store_uri
 pytestmark = pytest.mark.slow
 
 
-def test_train_records_a_complete_run(tmp_path, monkeypatch):
-    uri = store_uri(tmp_path)
-    result = run_cli(
-        "train", *FAST, f"tracking.uri={uri}", "force=subsampled", "force.fraction=0.5", "iterations=3",
-        "tracking.save_energies=true", "tracking.save_forces=true", "tracking.timing=true", cwd=tmp_path,
-    )
+def test_train_records_a_complete_run(recorded_cli_run, monkeypatch):
+    result, uri = recorded_cli_run.result, recorded_cli_run.uri
     assert result.returncode == 0, result.stderr
     client, runs = runs_of(uri)
     assert len(runs) == 1
@@ -47,19 +43,15 @@ def test_train_records_a_complete_run(tmp_path, monkeypatch):
     assert np.isfinite(energies).all()
 
 
-def test_sweep_records_children_under_one_parent(tmp_path):
-    uri = store_uri(tmp_path)
-    result = run_cli(
-        "train", "-m", *FAST, f"tracking.uri={uri}", "iterations=1", "optimizer.mu=1e-3,3e-3",
-        "force.fraction=0.1,0.3", "force.weight=0.1", cwd=tmp_path, timeout=600,
-    )
+def test_sweep_records_children_under_one_parent(grid_sweep):
+    result, uri = grid_sweep.result, grid_sweep.uri
     assert result.returncode == 0, result.stderr
     _, runs = runs_of(uri)
     parents = [r for r in runs if r.data.tags.get("aenet_exp.role") == "sweep"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
     assert len(parents) == 1 and len(children) == 4
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
-    grid = {(r.data.params["optimizer.mu"], r.data.params["force.fraction"]) for r in children}
+    grid = {(r.data.params["optimizer.mu"], r.data.params["force.weight"]) for r in children}
     assert grid == {("0.001", "0.1"), ("0.001", "0.3"), ("0.003", "0.1"), ("0.003", "0.3")}
     assert all(r.info.status == "FINISHED" for r in runs)
 
@@ -196,18 +188,6 @@ def test_sweep_with_a_bad_value_records_nothing(tmp_path):
     assert runs == []  # the sweep's parent is deleted
 
 
-def test_resume_continues_the_same_mlflow_run(tmp_path):
-    uri = store_uri(tmp_path)
-    first = run_cli("train", *FAST, f"tracking.uri={uri}", "iterations=2", "hydra.run.dir=run", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
-    again = run_cli("train", f"resume={tmp_path / 'run'}", "iterations=4", cwd=tmp_path)  # the store of the run
-    assert again.returncode == 0, again.stderr
-    client, runs = runs_of(uri)
-    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train/loss")]
-    assert steps == [1, 2, 3, 4]
-
-
 def test_eight_parallel_jobs_share_one_store(tmp_path):
     """8 sweep jobs, 4 at a time in separate processes (joblib), all recorded whole in one SQLite store."""
     uri = store_uri(tmp_path)
@@ -264,14 +244,21 @@ def test_build_db_into_a_directory_or_an_unwritable_place_is_one_line(tmp_path):
         assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
 
 
-def test_resume_refuses_a_corrupt_checkpoint_and_overrides_that_change_the_run(tmp_path):
-    first = run_cli("train", *FAST, f"tracking.uri={store_uri(tmp_path)}", "hydra.run.dir=run", cwd=tmp_path)
+def test_resume_continues_the_same_mlflow_run_and_refuses_a_corrupt_checkpoint_or_changed_overrides(tmp_path):
+    uri = store_uri(tmp_path)
+    first = run_cli("train", *FAST, f"tracking.uri={uri}", "iterations=2", "hydra.run.dir=run", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     changed = run_cli("train", "resume=run", "iterations=4", "optimizer.mu=0.1", cwd=tmp_path)
     assert changed.returncode == 2 and "aenet_exp: error: resume: " in changed.stderr and "optimizer.mu" in changed.stderr
+    again = run_cli("train", f"resume={tmp_path / 'run'}", "iterations=4", cwd=tmp_path)  # the store of the run
+    assert again.returncode == 0, again.stderr
+    client, runs = runs_of(uri)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train/loss")]
+    assert steps == [1, 2, 3, 4]
     checkpoint = tmp_path / "run" / "checkpoint.pt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:500])
-    corrupt = run_cli("train", "resume=run", "iterations=4", cwd=tmp_path)
+    corrupt = run_cli("train", "resume=run", "iterations=6", cwd=tmp_path)
     assert corrupt.returncode == 2 and "not an aenet_exp checkpoint" in corrupt.stderr
     assert corrupt.stderr.count("\n") == 1 and "Traceback" not in corrupt.stderr
     assert not (tmp_path / "outputs").exists()  # a resumed run works in its own folder
@@ -303,11 +290,10 @@ def test_runs_from_the_folder_above_a_checkout_named_aenet_exp(tmp_path):
     assert "descriptor:" in result.stdout
 
 
-def test_a_run_through_the_cli_registers_its_model(tmp_path):
+def test_a_run_through_the_cli_registers_its_model(recorded_cli_run):
     from mlflow.tracking import MlflowClient
 
-    uri = store_uri(tmp_path)
-    result = run_cli("train", *FAST, f"tracking.uri={uri}", "tracking.register=tio2_cli", cwd=tmp_path)
+    result, uri = recorded_cli_run.result, recorded_cli_run.uri
     assert result.returncode == 0, result.stderr
     _, runs = runs_of(uri)
     run_id = runs[0].info.run_id

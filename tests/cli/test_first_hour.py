@@ -69,9 +69,8 @@ def test_a_refused_run_leaves_no_folder(tmp_path):
     assert not runs.exists() or not list(runs.iterdir())  # no run folder with only .hydra/ in it
 
 
-def test_the_end_of_a_run_points_to_its_results(tmp_path):
-    uri = store_uri(tmp_path)
-    result = run_cli("train", *FAST, "force=subsampled", f"tracking.uri={uri}", "hydra.run.dir=run", cwd=tmp_path)
+def test_the_end_of_a_run_points_to_its_results(recorded_cli_run):
+    result, uri = recorded_cli_run.result, recorded_cli_run.uri  # a run with forces, into hydra.run.dir=run
     assert result.returncode == 0, result.stderr
     _, runs = runs_of(uri)
     run_id, experiment_id = runs[0].info.run_id, runs[0].info.experiment_id
@@ -82,10 +81,8 @@ def test_the_end_of_a_run_points_to_its_results(tmp_path):
     assert tail[7] == f"  mlflow ui --backend-store-uri {uri}   then open http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def test_a_sweep_ends_with_its_jobs_best_first_and_readable_names(tmp_path):
-    uri = store_uri(tmp_path)
-    result = run_cli("train", "-m", *FAST, f"tracking.uri={uri}", "iterations=2", "optimizer.mu=1e-3,3e-3",
-                     "force.weight=0.1,0.3", cwd=tmp_path, timeout=600)
+def test_a_sweep_ends_with_its_jobs_best_first_and_readable_names(grid_sweep):
+    result, uri = grid_sweep.result, grid_sweep.uri  # optimizer.mu=1e-3,3e-3 × force.weight=0.1,0.3
     assert result.returncode == 0, result.stderr
     table = result.stdout[result.stdout.index("sweep "):].splitlines()
     assert table[0].endswith(": 4 jobs, best first by test/energy_rmse") and len(table) == 3 + 4
@@ -99,13 +96,10 @@ def test_a_sweep_ends_with_its_jobs_best_first_and_readable_names(tmp_path):
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # opens on the runs table
 
 
-def test_the_readmes_search_filters_find_the_sweeps_runs(tmp_path):
+def test_the_readmes_search_filters_find_the_sweeps_runs(grid_sweep):
     from mlflow.tracking import MlflowClient
 
-    uri = store_uri(tmp_path)
-    result = run_cli(
-        "train", "-m", *FAST, "optimizer.mu=1e-3,3e-3", "force.weight=0.1", f"tracking.uri={uri}", cwd=tmp_path
-    )
+    result, uri = grid_sweep.result, grid_sweep.uri
     assert result.returncode == 0, result.stderr
     readme = (ROOT / "README.md").read_text()
     block = readme.split("<!-- search filters")[1].split("```text\n", 1)[1].split("```", 1)[0]

@@ -18,7 +18,7 @@ from aenet_exp.model import Potential
 from aenet_exp.training import run
 from aenet_exp.training.checkpoint import load_checkpoint
 
-from conftest import FAST
+from conftest import FAST, compose_train
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +43,22 @@ def kill_after(process: subprocess.Popen, condition, delay: float, timeout: floa
     process.wait()
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """Final metrics of a run in this process, by its overrides after FAST: trained once, shared by the seeds."""
+    trained = {}
+
+    def metrics(*overrides):
+        if overrides not in trained:
+            cfg = compose_train(*FAST, "tracking.enabled=false", *overrides)  # as fast_config composes it
+            trained[overrides] = run(cfg, tmp_path_factory.mktemp("uninterrupted"))
+        return trained[overrides]
+
+    return metrics
+
+
 @pytest.mark.parametrize("seed", [1, 2])
-def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, fast_config, seed):
+def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, fast_config, uninterrupted, seed):
     run_dir = tmp_path / "run"
     process = start(["train", *TRAINING, f"hydra.run.dir={run_dir}"], tmp_path)
     checkpoint = run_dir / "checkpoint.pt"
@@ -56,7 +70,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, fast_conf
         elif name == "potential.pt":
             Potential.load(run_dir / name)
     resumed = run(fast_config(*TRAINING[len(FAST):], f"resume={run_dir}"), run_dir)
-    whole = run(fast_config(*TRAINING[len(FAST):]), tmp_path / "whole")
+    whole = uninterrupted(*TRAINING[len(FAST):])
     for key in (k for k in whole if not k.startswith("time/")):
         assert resumed[key] == pytest.approx(whole[key], rel=1e-10), key
 
@@ -80,7 +94,7 @@ def test_killed_database_build_leaves_nothing_corrupt(tmp_path, seed):
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_killed_cache_write_leaves_only_whole_entries(tmp_path, fast_config, seed):
+def test_killed_cache_write_leaves_only_whole_entries(tmp_path, fast_config, uninterrupted, seed):
     import numpy as np
 
     cache = tmp_path / "cache"
@@ -91,7 +105,7 @@ def test_killed_cache_write_leaves_only_whole_entries(tmp_path, fast_config, see
         with np.load(entry, allow_pickle=False) as stored:
             assert stored.files
     again = run(fast_config(*args[len(FAST):]), tmp_path / "again")
-    plain = run(fast_config(*TRAINING[len(FAST):], "iterations=2"), tmp_path / "plain")
+    plain = uninterrupted(*TRAINING[len(FAST):], "iterations=2")
     for key in (k for k in plain if not k.startswith("time/")):
         assert again[key] == pytest.approx(plain[key], rel=1e-10), key
 

@@ -43,10 +43,24 @@ FLAG_CASES = [  # (the run, the speed flags added to it)
 MEMORY_KEYS = {"memory/derivative_cache_mb"}
 
 
+@pytest.fixture(scope="module")
+def reference_runs(tmp_path_factory):
+    """The run of a setup without speed flags, trained once and shared by every case that flags that setup:
+    ``reference(fast_config, base)`` gives its final metrics and :class:`Recorder` (read only)."""
+    trained = {}
+
+    def reference(fast_config, base):
+        if tuple(base) not in trained:
+            trained[tuple(base)] = train(fast_config(*base), tmp_path_factory.mktemp("reference"))
+        return trained[tuple(base)]
+
+    return reference
+
+
 @pytest.mark.parametrize("setup, flags", FLAG_CASES)
-def test_speed_flags_never_change_results(fast_config, tmp_path, setup, flags):
+def test_speed_flags_never_change_results(fast_config, tmp_path, reference_runs, setup, flags):
     base = [*setup, "precision=float64", "iterations=3"]
-    reference, ref_run = train(fast_config(*base), tmp_path / "a")
+    reference, ref_run = reference_runs(fast_config, base)
     flagged, flag_run = train(fast_config(*base, *flags), tmp_path / "b")
     epochs = [(r, f) for r, f in zip(ref_run.epochs, flag_run.epochs)] + [(reference, flagged)]
     for ref_metrics, flag_metrics in epochs:
