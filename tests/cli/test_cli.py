@@ -85,12 +85,6 @@ def test_missing_shared_data_says_so(tmp_path):  # run where no shared folder is
     assert f"{SHARED_PREFIX}data/tio2-1000/dir_xsf.tar.gz" in result.stderr and "shared data folder" in result.stderr
 
 
-def test_typo_fails_at_composition(tmp_path):
-    result = run_cli("train", "optimizer.mus=0.1", cwd=tmp_path)
-    assert result.returncode != 0 and "optimizer.mus" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
 def test_unknown_command_and_help(tmp_path):
     assert "usage: python -m aenet_exp {train,build-db,export,select,ensemble}" in run_cli("--help", cwd=tmp_path).stdout
     result = run_cli("fly", cwd=tmp_path)
