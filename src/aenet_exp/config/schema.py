@@ -58,6 +58,14 @@ def param(
     return field(default=default, metadata=metadata)
 
 
+def chosen_option(group: str, options: tuple[str, ...], meaning: str) -> Any:
+    """The ``name`` field of a group whose options each set it: ``meaning``, and a rule naming the options."""
+    quoted = [f"'{option}'" for option in options]
+    listed = f"{', '.join(quoted[:-1])} or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+    return param(MISSING, f"{meaning} (chosen by the {group} group)", None,
+                 Rule(one_of(*options), f"{listed} (choose with {group}=...)"))
+
+
 EPOCHS = Rule(positive, "a positive number of epochs")
 FRACTION_OPEN_AT_ZERO = Rule(within(0, 1, low_open=True), "a fraction in (0, 1]")
 WATCHED_METRIC = Rule(one_of(*EPOCH_METRICS), f"one of {list(EPOCH_METRICS)}")
@@ -291,10 +299,7 @@ class CachingConfig:
 
 @dataclass
 class SchedulerConfig:
-    name: str = param(
-        MISSING, "learning-rate schedule per epoch: none | plateau | cosine (chosen by the scheduler group)", None,
-        Rule(one_of(*SCHEDULERS), "'none', 'plateau' or 'cosine' (choose with scheduler=...)"),
-    )
+    name: str = chosen_option("scheduler", SCHEDULERS, "learning-rate schedule per epoch: none | plateau | cosine")
     warmup_epochs: int = param(
         0, "epochs of linear warm-up from warmup_start_factor × lr to lr, before the schedule", None,
         Rule(non_negative, "a non-negative number of epochs"),
@@ -320,11 +325,10 @@ class SchedulerConfig:
 
 @dataclass
 class SamplingConfig:
-    name: str = param(
-        MISSING, "which training structures fill an epoch: uniform (each once, shuffled) | energy_weighted (drawn "
-        "with replacement, lower energy per atom more often) | error_weighted (drawn with replacement in proportion "
-        "to the latest energy error) (chosen by the sampling group)", None,
-        Rule(one_of(*SAMPLING_POLICIES), "'uniform', 'energy_weighted' or 'error_weighted' (choose with sampling=...)"),
+    name: str = chosen_option(
+        "sampling", SAMPLING_POLICIES, "which training structures fill an epoch: uniform (each once, shuffled) | "
+        "energy_weighted (drawn with replacement, lower energy per atom more often) | error_weighted (drawn with "
+        "replacement in proportion to the latest energy error)",
     )
 
 
@@ -333,12 +337,10 @@ SEED = Rule(lambda x: non_negative(x) and below(SEED_LIMIT)(x), "a non-negative 
 
 @dataclass
 class AugmentConfig:
-    name: str = param(
-        MISSING, "training structures added from the training split's structures with forces: none | taylor (each "
-        "such structure's `children` copies, every atom displaced by a seeded Gaussian δ and labelled with the "
-        "first-order energy E − Σ δ·F, no forces; Cooper et al., npj Comput. Mater. 6, 54 (2020)) (chosen by the "
-        "augment group)", None,
-        Rule(one_of(*AUGMENT_METHODS), "'none' or 'taylor' (choose with augment=...)"),
+    name: str = chosen_option(
+        "augment", AUGMENT_METHODS, "training structures added from the training split's structures with forces: "
+        "none | taylor (each such structure's `children` copies, every atom displaced by a seeded Gaussian δ and "
+        "labelled with the first-order energy E − Σ δ·F, no forces; Cooper et al., npj Comput. Mater. 6, 54 (2020))",
     )
     children: int = param(
         4, "taylor: children per training structure with forces", None,
@@ -358,11 +360,10 @@ class AugmentConfig:
 
 @dataclass
 class CommitteeConfig:
-    name: str = param(
-        MISSING, "uncertainty from a committee: none (one network per species) | deep (a deep ensemble: `members` "
-        "networks per species from different seeds, trained side by side in one pass over shared features; the "
-        "prediction is their mean, the uncertainty their standard deviation) (chosen by the committee group)", None,
-        Rule(one_of(*COMMITTEES), "'none' or 'deep' (choose with committee=...)"),
+    name: str = chosen_option(
+        "committee", COMMITTEES, "uncertainty from a committee: none (one network per species) | deep (a deep "
+        "ensemble: `members` networks per species from different seeds, trained side by side in one pass over shared "
+        "features; the prediction is their mean, the uncertainty their standard deviation)",
     )
     members: int = param(
         1, "deep: committee members, each with its own networks and loss (1 trains exactly the single model)", None,
