@@ -18,11 +18,15 @@ weight averaging), eval (test set); "other" is the rest of the epoch (losses, me
 whole list R times, interleaved (K = 1, 5, 10, singles, K = 1, ...), and reports the median over repeats, so that
 a change of load on a shared machine hits every row alike.
 
+``--profile`` then runs the second epoch of K = 1 and of K = 5 under torch.profiler and prints their operators by
+self CPU time (profiled epochs run slower: compare the two tables, not with the s/epoch above).
+
 The goal (issue item 7): K = 5 costs at most 1.5 × K = 1 per epoch.
 
 Usage::
 
     python scripts/bench_committee.py [--shared PATH] [--epochs 8] [--members 1,5,10] [--singles 5] [--repeats 1]
+        [--profile]
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ COMMON = ("experiment=tio2_fast", "normalization.E_atomic={O: -432.503149303, Ti
           "checkpoint.every=100000")
 PHASES = ("data", "featurize", "forward", "backward", "optimizer")
 GOAL = 1.5  # K = 5 at most this many times K = 1's seconds per epoch
+PROFILE_ROWS = 15
 
 
 class Job(NamedTuple):
@@ -64,11 +69,32 @@ class EpochsDone(Exception):
 
 
 class StopAfterEpochs(Recorder):
+    """Records the epochs and stops after the last; with ``profile``, runs epoch 1 (the second) under torch.profiler
+    and keeps its operator table (self CPU time)."""
+
+    def __init__(self, profile: bool = False):
+        super().__init__()
+        self.profile, self.profiler, self.table = profile, None, None
+
+    def on_epoch_start(self, epoch: int) -> None:
+        if self.profile and epoch == 1:
+            import torch.profiler
+
+            self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+            self.profiler.__enter__()
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        super().on_epoch_end(epoch, metrics)
+        if self.profiler is not None and epoch == 1:
+            self.profiler.__exit__(None, None, None)
+            self.table = self.profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=PROFILE_ROWS)
+            self.profiler = None
+
     def on_fit_end(self, epochs_done: int) -> None:
         raise EpochsDone
 
 
-def train_epochs(overrides: list[str]) -> dict:
+def train_epochs(overrides: list[str], profile: bool = False) -> dict:
     """Train one configuration in this process, its epochs only; per-epoch metrics, the seconds from the start of
     ``training.run`` to the end of the last epoch, the peak RSS (MB). Training's prints go to stderr."""
     import tempfile
@@ -76,13 +102,13 @@ def train_epochs(overrides: list[str]) -> dict:
     from aenet_exp import training
 
     cfg = compose_train(overrides)
-    recorder = StopAfterEpochs()
+    recorder = StopAfterEpochs(profile)
     with tempfile.TemporaryDirectory() as output_dir, contextlib.redirect_stdout(sys.stderr):
         start = time.perf_counter()
         with contextlib.suppress(EpochsDone):
             training.run(cfg, output_dir, [recorder])
         wall = time.perf_counter() - start
-    return {"epochs": recorder.epochs, "wall_s": wall, "peak_rss_mb": peak_rss_mb()}
+    return {"epochs": recorder.epochs, "wall_s": wall, "peak_rss_mb": peak_rss_mb(), "profile": recorder.table}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -92,6 +118,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--members", default="1,5,10", help="committee sizes K, comma-separated")
     parser.add_argument("--singles", type=int, default=5, help="separate single-network runs (seeds 0, 1, ...)")
     parser.add_argument("--repeats", type=int, default=1, help="run the whole list this many times, interleaved")
+    parser.add_argument("--profile", action="store_true", help="then profile the second epoch of K = 1 and K = 5 "
+                        "(torch.profiler, operators by self CPU time)")
+    parser.add_argument("--profile-one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--one", help=argparse.SUPPRESS)  # JSON overrides: train them here, print the report
     return parser.parse_args(argv)
 
@@ -164,13 +193,19 @@ def benchmark(args: argparse.Namespace, tarball: Path) -> int:
         print(f"Goal K = 5 ≤ {GOAL} × K = 1 per epoch: {ratio:.2f} × — {'met' if ratio <= GOAL else 'MISSED'}")
         grown = {p: done["K=5"][p] - done["K=1"][p] for p in (*PHASES, "eval", "other")}
         print("growth K=1 → K=5 by phase (s/epoch): " + ", ".join(f"{p} {v:+.3f}" for p, v in grown.items()))
+    if args.profile:
+        for k in (1, 5):
+            overrides = [*common, "committee=deep", "committee.calibrate=false", f"committee.members={k}"]
+            report, error = run_child(__file__, ["--profile-one", "--one", json.dumps(overrides)])
+            print(f"\ntorch.profiler, the second epoch of K = {k}, top {PROFILE_ROWS} operators by self CPU time:")
+            print(report["profile"] if report is not None else f"failed:\n{error}", flush=True)
     return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.one is not None:  # the child: epochs only (benchlib.train_one would also predict every structure)
-        print(json.dumps(train_epochs(json.loads(args.one))))
+        print(json.dumps(train_epochs(json.loads(args.one), args.profile_one)))
         return 0
     return bench_main(args, benchmark)
 
