@@ -111,6 +111,10 @@ def test_calibration_scales_sigma_by_the_logged_factor_and_keeps_the_ranking(fas
 def test_uncertainty_metrics_equal_their_closed_forms():
     errors, sigma = np.array([1.0, -2.0, 0.5]), np.array([1.0, 1.0, 0.5])
     assert calibration_factor(errors, sigma) == pytest.approx(math.sqrt(2.0), rel=1e-15)  # mean(e²/σ²) = (1+4+1)/3
+    # a component zero by symmetry in every member (σ ~ 1e-6) with a DFT residual says nothing: it is left out
+    symmetric = np.append(errors, 1.6e-3), np.append(sigma, 1e-6)
+    assert calibration_factor(*symmetric) == pytest.approx(math.sqrt(2.0), rel=1e-15)
+    assert gaussian_nll(*symmetric) == pytest.approx(gaussian_nll(errors, sigma), rel=1e-15)
     nll = np.mean([0.5 * math.log(2 * math.pi * s * s) + e * e / (2 * s * s) for e, s in zip(errors, sigma)])
     assert gaussian_nll(errors, sigma) == pytest.approx(nll, rel=1e-15)
     assert rank_correlation(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4])) == pytest.approx(0.8)  # 1 − 6·2/60

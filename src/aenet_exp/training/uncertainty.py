@@ -2,7 +2,8 @@
 
 Every function takes the errors ``e`` of the committee's mean prediction and its standard deviations ``σ``
 (arrays of the same shape, same unit) of one quantity: energies per atom (one entry per structure) or
-force components (one per atom and direction).
+force components (one per atom and direction). Entries whose σ is (near) zero are left out of the fit and
+the scores (:func:`usable`); the rank correlation takes every entry.
 """
 
 from __future__ import annotations
@@ -18,10 +19,18 @@ from aenet_exp.training.events import Predictions
 COVERAGE_LEVELS = np.linspace(0.01, 0.99, 99)
 
 
+# A σ below this fraction of the set's median says nothing about the error: force components that vanish by
+# symmetry agree in every member to ~1e-6 eV/Å, while their DFT labels keep residuals of ~1e-3 eV/Å; such
+# entries would rule a likelihood fit (|e|/σ in the thousands).
+SIGMA_FLOOR = 1e-3
+
+
 def usable(errors: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The entries with a positive, finite σ (a zero σ says nothing about the error), flattened."""
+    """The entries whose σ is finite and at least :data:`SIGMA_FLOOR` times the median σ, flattened."""
     errors, sigma = np.ravel(errors), np.ravel(sigma)
     keep = np.isfinite(sigma) & (sigma > 0)
+    if keep.any():
+        keep &= sigma >= SIGMA_FLOOR * np.median(sigma[keep])
     return errors[keep], sigma[keep]
 
 
