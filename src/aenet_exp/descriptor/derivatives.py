@@ -27,12 +27,14 @@ class FeatureJacobian(NamedTuple):
     def forces(self, feature_gradient: torch.Tensor, n_atoms: int) -> torch.Tensor:
         """``−Σ_i ∂E/∂f_i · ∂f_i/∂x_a`` ``(..., n_atoms, 3)`` from ``∂E/∂f`` ``(..., n_atoms, n_features)`` (leading
         axes: e.g. a committee's members, each with its own gradient)."""
-        # index_select, not feature_gradient[..., self.center, :]: the same rows, but its backward is an index_add
-        # (an indexing's is an accumulating index_put, several times slower on CPU); the sums are the same
-        atoms_axis = feature_gradient.dim() - 2
-        per_entry = torch.einsum("...ef,efc->...ec", feature_gradient.index_select(atoms_axis, self.center), self.blocks)
+        # Atoms first, (members, features) as one contiguous row per atom: each Jacobian entry gathers one row with
+        # index_select (not feature_gradient[..., self.center, :]: the same rows, but its backward is an index_add,
+        # an indexing's an accumulating index_put, several times slower on CPU), and scatters one back.
         leading = feature_gradient.shape[:-2]
-        return -per_entry.new_zeros(*leading, n_atoms, 3).index_add_(atoms_axis, self.atom, per_entry)
+        rows = feature_gradient.reshape(-1, *feature_gradient.shape[-2:]).transpose(0, 1).contiguous()  # (n, L, F)
+        per_entry = torch.einsum("elf,efc->elc", rows.index_select(0, self.center), self.blocks)
+        forces = per_entry.new_zeros(n_atoms, per_entry.shape[1], 3).index_add_(0, self.atom, per_entry)
+        return -forces.transpose(0, 1).reshape(*leading, n_atoms, 3)
 
     def shifted(self, offset: int) -> "FeatureJacobian":
         """The same blocks with atom indices moved by ``offset`` (for concatenating structures)."""
