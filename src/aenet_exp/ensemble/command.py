@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aenet_exp.arguments import ArgumentError, parse_key_values, usage
 from aenet_exp.calculator import Calculator
-from aenet_exp.ensemble.combine import Incompatible, combine
+from aenet_exp.ensemble.combine import Incompatible, check_compatible, combine
 from aenet_exp.files import write_atomically
 from aenet_exp.rundir import CONFIG_FILE, MODEL_FILE
 from aenet_exp.tracking.locate import DEFAULT_TRACKING_URI, RUNS_SCHEME, download_artifact, load_potential
@@ -119,7 +119,7 @@ def combined(potentials, locations: Sequence[str]):
     """The committee of all runs' members; an error naming the first run that does not fit the first one."""
     for potential, location in zip(potentials[1:], locations[1:]):
         try:
-            combine([potentials[0], potential])
+            check_compatible(potentials[0], potential)
         except Incompatible as error:
             raise ArgumentError(f"runs: {location} cannot join {locations[0]} in a committee: {error}") from None
     return combine(potentials)
