@@ -107,12 +107,17 @@ class ChebyshevDescriptor(nn.Module):
         return self(graph)
 
     @staticmethod
-    def pair_geometry(graph: AtomGraph) -> tuple[torch.Tensor, torch.Tensor]:
-        """Distances ``(n_pairs,)`` Å and unit vectors ``(n_pairs, 3)`` from the live positions and cells."""
+    def pair_vectors(graph: AtomGraph) -> torch.Tensor:
+        """Pair vectors ``(n_pairs, 3)`` Å, neighbour − centre plus its lattice shift, from the live positions and cells."""
         pairs, positions = graph.pairs, graph.positions
         pair_cells = graph.cells[graph.structure[pairs.center]]
         offsets = torch.bmm(pairs.shift.to(positions.dtype).unsqueeze(1), pair_cells).squeeze(1)
-        vectors = positions[pairs.neighbor] - positions[pairs.center] + offsets
+        return positions[pairs.neighbor] - positions[pairs.center] + offsets
+
+    @classmethod
+    def pair_geometry(cls, graph: AtomGraph) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distances ``(n_pairs,)`` Å and unit vectors ``(n_pairs, 3)`` from the live positions and cells."""
+        vectors = cls.pair_vectors(graph)
         distances = torch.linalg.vector_norm(vectors, dim=-1)
         return distances, vectors / distances.unsqueeze(-1)
 

@@ -6,7 +6,10 @@ derivative is the input:
 - :class:`GraphInputs`: the descriptor runs on an atom graph under autograd (positions, and an
   optional homogeneous strain of cell and positions, are leaves that require grad);
 - :class:`JacobianInputs`: features of a fixed geometry with their cached sparse Jacobian
-  ``∂f/∂x`` (``caching.derivatives``): forces are ``−(∂E/∂f)·(∂f/∂x)``, equal to autograd's.
+  ``∂f/∂x`` (``caching.derivatives``): forces are ``−(∂E/∂f)·(∂f/∂x)``, equal to autograd's;
+- :class:`AnalyticInputs` (inference): features computed without autograd and the analytic derivatives of each
+  centre's features with respect to its pair vectors; forces and the strain derivative are scattered from
+  ``(∂E/∂f)·(∂f/∂v)`` per pair, with no autograd graph of the descriptor (only of the small networks).
 
 With ``create_graph`` (training) the forces stay differentiable, so a force loss reaches the weights.
 
@@ -23,6 +26,7 @@ import torch
 
 from aenet_exp.descriptor.blocks import FeatureBlock
 from aenet_exp.descriptor.chebyshev import ChebyshevDescriptor
+from aenet_exp.descriptor.analytic import AnalyticFeatures
 from aenet_exp.descriptor.derivatives import FeatureJacobian
 from aenet_exp.descriptor.graph import AtomGraph
 from aenet_exp.model.potential import Potential
@@ -72,6 +76,34 @@ class JacobianInputs:
         return self.jacobian.forces(gradient, self.block.features.shape[0]), None
 
 
+class AnalyticInputs:
+    """Features of ``graph`` computed without autograd, with what their analytic derivatives need
+    (:class:`~aenet_exp.descriptor.analytic.AnalyticFeatures`)."""
+
+    def __init__(self, descriptor: ChebyshevDescriptor, graph: AtomGraph, strain: bool = False):
+        self.analytic = AnalyticFeatures(descriptor, graph)
+        self.graph, self.strain = graph, strain
+        features = self.analytic.features.requires_grad_(True)  # a leaf: ∂E/∂f through the networks alone
+        self.block = FeatureBlock(features, graph.species, graph.structure, graph.n_structures)
+
+    def derivatives(
+        self, energy: torch.Tensor, member_features: torch.Tensor, create_graph: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Each member's forces ``(members, n_atoms, 3)`` eV/Å and, with strain, ``∂E/∂ε`` ``(members, 3, 3)`` eV
+        (summed over the graph's structures) of ``energy`` ``(members, n_structures)``: with ``g_p = ∂E/∂v_p`` for
+        each pair ``p = i → j``, ``∂E/∂x_j += g_p``, ``∂E/∂x_i −= g_p`` and ``∂E/∂ε = Σ_p v_p ⊗ g_p``."""
+        if create_graph:
+            raise ValueError("analytic inputs are for inference: their forces cannot be differentiated again")
+        (gradient,) = torch.autograd.grad(energy.sum(), member_features)  # (members, n_atoms, n_features)
+        with torch.no_grad():
+            per_pair = self.analytic.pair_gradient(gradient)  # (n_pairs, members, 3)
+            pairs = self.graph.pairs
+            d_energy = per_pair.new_zeros(gradient.shape[1], gradient.shape[0], 3)
+            d_energy.index_add_(0, pairs.neighbor, per_pair).index_add_(0, pairs.center, per_pair, alpha=-1)
+            strain = torch.einsum("pa,pkb->kab", self.analytic.vectors, per_pair) if self.strain else None
+        return -d_energy.transpose(0, 1), strain
+
+
 @dataclass
 class Evaluation:
     """What :func:`evaluate` computed for a batch of ``n_structures`` structures of ``n_atoms`` atoms, per
@@ -85,7 +117,7 @@ class Evaluation:
 
 def evaluate(
     potential: Potential,
-    inputs: GraphInputs | JacobianInputs,
+    inputs: GraphInputs | JacobianInputs | AnalyticInputs,
     *,
     forces: bool = True,
     create_graph: bool = False,

@@ -1,0 +1,58 @@
+"""Neighbour lists reused between MD steps: built once with a skin, kept while no atom has moved more than half
+of it (and the atoms and cell are the same), the geometry recomputed from the live positions every call.
+
+Pairs between the cutoff and the cutoff plus the skin contribute exactly zero (the cosine cutoff and its slope
+vanish there), so a reused list gives the same features and forces as a fresh one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from aenet_exp.data.structure import Structure
+from aenet_exp.descriptor.chebyshev import ChebyshevDescriptor
+from aenet_exp.descriptor.graph import AtomGraph, build_graph, find_pairs
+
+DEFAULT_SKIN = 1.0  # Å
+
+
+class NeighborReuse:
+    """The graph of one structure at a time for ``descriptor``, its lists built with ``skin`` (Å) and reused.
+
+    Attributes:
+        builds: how many times the lists were built (the rest of the calls reused them).
+    """
+
+    def __init__(self, descriptor: ChebyshevDescriptor, skin: float = DEFAULT_SKIN):
+        if skin < 0:
+            raise ValueError(f"skin must be >= 0 Å, got {skin}")
+        # with a minimal pair distance, a pair may cross it without any atom moving far: no reuse
+        self.skin = float(skin) if descriptor.min_cutoff == 0 else 0.0
+        self.descriptor = descriptor
+        self.builds = 0
+        self._graph: AtomGraph | None = None
+        self._reference: tuple | None = None  # species, cell, pbc, positions of the last build
+
+    def graph(self, structure: Structure) -> AtomGraph:
+        """``structure``'s graph: the kept lists with its positions, or new lists when they may have gone stale."""
+        if self._reusable(structure):
+            return self._graph._replace(positions=torch.from_numpy(structure.positions.copy()))
+        d = self.descriptor
+        neighbors = find_pairs(structure, max(d.rad_cutoff, d.ang_cutoff) + self.skin, d.min_cutoff)
+        self._graph = build_graph(structure, d.species, d.rad_cutoff, d.ang_cutoff + self.skin, d.min_cutoff, neighbors)
+        cell = None if structure.cell is None else structure.cell.copy()
+        self._reference = (structure.species, cell, structure.pbc.copy(), structure.positions.copy())
+        self.builds += 1
+        return self._graph
+
+    def _reusable(self, structure: Structure) -> bool:
+        if self._reference is None or self.skin == 0:
+            return False
+        species, cell, pbc, positions = self._reference
+        same_cell = (cell is None and structure.cell is None) or (
+            cell is not None and structure.cell is not None and np.array_equal(cell, structure.cell))
+        if structure.species != species or not same_cell or not np.array_equal(pbc, structure.pbc):
+            return False
+        moved = np.linalg.norm(structure.positions - positions, axis=1)
+        return bool(moved.max(initial=0.0) < 0.5 * self.skin)
