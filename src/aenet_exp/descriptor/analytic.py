@@ -11,6 +11,11 @@ u_z^c`` turns each couple sum into moments of the centre's pairs:
 the same numbers as the triplet sums (to rounding), at a cost per centre of (pairs × monomials) instead of pairs².
 Given every member's ``∂E/∂f``, the energy gradient with respect to each pair vector follows from the moments too
 (:meth:`AnalyticFeatures.pair_gradient`); the geometry, polynomials and monomials are computed once for all members.
+
+On the unit sphere a monomial of degree m equals itself times ``|u|^(2k)``: every polynomial of degree ≤ A in ``u``
+is, there, one in the monomials of degrees A and A − 1 alone (:func:`sphere_tables`), whose gradient differs from the
+original's only along ``u`` — which the pair gradient projects out. Pairs therefore carry the monomials of degrees
+A, A − 1 and A − 2 only, and the lower-degree moments follow from the top ones.
 """
 
 from __future__ import annotations
@@ -25,21 +30,50 @@ from aenet_exp.descriptor.chebyshev import ChebyshevDescriptor
 from aenet_exp.descriptor.graph import AtomGraph
 
 
+def exponents_of_degree(m: int) -> list[tuple[int, int, int]]:
+    """The exponents ``(a, b, c)`` of the monomials ``u_x^a u_y^b u_z^c`` of degree ``m``."""
+    return [(a, b, m - a - b) for a in range(m, -1, -1) for b in range(m - a, -1, -1)]
+
+
+def multinomial(alpha) -> float:
+    return math.factorial(sum(alpha)) / math.prod(math.factorial(e) for e in alpha)
+
+
 @lru_cache(maxsize=None)
-def monomial_tables(order: int) -> tuple[np.ndarray, ...]:
-    """For the monomials ``u^α`` of degree 0..``order``: exponents ``(n_mono, 3)``, degrees, multinomials ``m!/α!``,
-    and for each direction d the index of ``u^(α + e_d)`` (``n_mono``, a zero column, where that exceeds ``order``)."""
-    exponents = np.array([(a, m - a - b, b) for m in range(order + 1) for a in range(m, -1, -1) for b in range(m - a + 1)])
-    exponents = np.array([(a, c, b) for a, b, c in exponents])  # (x, y, z) exponents
-    degree = exponents.sum(1)
-    multinomial = np.array([math.factorial(m) / np.prod([math.factorial(e) for e in alpha])
-                            for alpha, m in zip(exponents, degree)])
-    index = {tuple(alpha): k for k, alpha in enumerate(exponents)}
-    raised = np.full((len(exponents), 3), len(exponents))
-    for k, alpha in enumerate(exponents):
+def sphere_tables(order: int) -> dict[str, np.ndarray]:
+    """What the moment form needs for angular order ``order`` (A):
+
+    - ``exponents`` ``(n_all, 3)`` of every monomial of degree 0..A, by degree; ``degree``, ``multinomial`` ``m!/α!``;
+    - ``carried`` ``(n_carried, 3)``: the monomials a pair carries, degrees A, A − 1, A − 2 in that order; the first
+      ``n_top`` (degrees A, A − 1) are the values' basis, those from ``n_a`` on (A − 1, A − 2) the gradient's;
+    - ``lift`` ``(n_all, n_top)``: ``u^α = Σ_β lift[α, β] u^β`` on the unit sphere;
+    - ``transform`` ``(n_all, n_top + 3·n_grad)``: coefficients ``Q_α`` of a polynomial to those of its lifted form on the
+      values' basis and of its lifted form's ∂/∂u_x, ∂/∂u_y, ∂/∂u_z on the gradient's basis.
+    """
+    exponents = [alpha for m in range(order + 1) for alpha in exponents_of_degree(m)]
+    top_degrees = [m for m in (order, order - 1) if m >= 0]
+    grad_degrees = [m for m in (order - 1, order - 2) if m >= 0]
+    carried = [alpha for m in dict.fromkeys(top_degrees + grad_degrees) for alpha in exponents_of_degree(m)]
+    n_a = len(exponents_of_degree(order))
+    n_top = sum(len(exponents_of_degree(m)) for m in top_degrees)
+    top, grad = carried[:n_top], carried[n_a:]
+    top_index, grad_index = {alpha: k for k, alpha in enumerate(top)}, {alpha: k for k, alpha in enumerate(grad)}
+    lift = np.zeros((len(exponents), len(top)))
+    for row, alpha in enumerate(exponents):
+        target = order if (order - sum(alpha)) % 2 == 0 else order - 1
+        for power in exponents_of_degree((target - sum(alpha)) // 2):  # (u_x² + u_y² + u_z²)^k expanded
+            lift[row, top_index[tuple(a + 2 * p for a, p in zip(alpha, power))]] += multinomial(power)
+    derivatives = np.zeros((3, len(top), len(grad)))
+    for column, beta in enumerate(top):
         for d in range(3):
-            raised[k, d] = index.get(tuple(alpha + np.eye(3, dtype=int)[d]), len(exponents))
-    return exponents, degree, multinomial, raised
+            if beta[d] > 0:
+                lowered = tuple(b - (i == d) for i, b in enumerate(beta))
+                derivatives[d, column, grad_index[lowered]] = beta[d]
+    transform = np.concatenate([lift, *(lift @ derivatives[d] for d in range(3))], axis=1)
+    exponents = np.array(exponents)
+    return {"exponents": exponents, "degree": exponents.sum(1), "multinomial": np.array([multinomial(a) for a in exponents]),
+            "carried": np.array(carried), "n_top": n_top, "n_a": n_a, "n_grad": len(grad), "lift": lift,
+            "transform": transform}
 
 
 @lru_cache(maxsize=None)
@@ -103,12 +137,13 @@ class AnalyticFeatures:
         slope = (derivatives * (2.0 / cutoff) * envelope
                  + polynomials * radial.cutoff_fn.derivative(self.distances).unsqueeze(-1))  # 1/Å
         self.radial_sums = terms.new_zeros(self.n_keys, terms.shape[1]).index_add_(0, self.key, terms)
-        self.radial_slot, width = slots(self.key, self.n_keys)
-        self.radial_slopes = by_center(slope, self.key, self.radial_slot, self.n_keys, width)  # (n_keys, width, R+1)
+        self.radial_slope = slope
+        self.radial_slot, self.radial_width = slots(self.key, self.n_keys)
 
     def _angular(self, descriptor: ChebyshevDescriptor) -> None:
-        """The pairs within the angular cutoff: cutoff values and slopes, monomials ``u^α`` laid out by key; per key
-        ``Σ_p fc_p u_p^α`` ``(n_atoms, n_species, n_mono)`` and ``Σ_p fc_p²`` ``(n_atoms, n_species)``."""
+        """The pairs within the angular cutoff: cutoff values and slopes, their monomials of degrees A, A − 1, A − 2
+        laid out by key; per key the moments ``Σ_p fc_p u_p^α`` of every degree ``(n_atoms, n_species, n_all)`` (lifted
+        from the top two) and ``Σ_p fc_p²`` ``(n_atoms, n_species)``."""
         angular = descriptor.angular
         self.angular_pairs = torch.nonzero(self.distances < angular.cutoff_fn.cutoff).squeeze(-1)  # (n_ang,)
         r = self.distances[self.angular_pairs]
@@ -116,22 +151,25 @@ class AnalyticFeatures:
         self.inverse_distance = 1.0 / r
         self.angular_units = self.units[self.angular_pairs]
         self.angular_key = self.key[self.angular_pairs]
-        exponents, degree, multinomial, raised = monomial_tables(angular.order)
+        tables = sphere_tables(angular.order)
         dtype, device = r.dtype, r.device
-        self.degree_index = torch.as_tensor(degree, device=device)
-        self.multinomial = torch.as_tensor(multinomial, dtype=dtype, device=device)
-        self.by_degree = torch.zeros(len(degree), angular.order + 1, dtype=dtype, device=device)  # Σ_{|α|=m}
-        self.by_degree[torch.arange(len(degree)), self.degree_index] = 1.0
+        as_tensor = lambda name: torch.as_tensor(tables[name], dtype=dtype, device=device)  # noqa: E731
+        self.n_top, self.n_a, self.n_grad = tables["n_top"], tables["n_a"], tables["n_grad"]
+        self.degree_index = torch.as_tensor(tables["degree"], device=device)
+        self.degree_sizes = np.bincount(tables["degree"]).tolist()  # monomials per degree, in order
+        self.multinomial, self.transform = as_tensor("multinomial"), as_tensor("transform")
+        self.by_degree = torch.zeros(len(tables["degree"]), angular.order + 1, dtype=dtype, device=device)  # Σ_{|α|=m}
+        self.by_degree[torch.arange(len(tables["degree"])), self.degree_index] = 1.0
         self.coefficients = torch.as_tensor(chebyshev_coefficients(angular.order), dtype=dtype, device=device)
-        self.raised = torch.as_tensor(raised, device=device)  # (n_mono, 3) index of β + e_d
-        self.raised_factor = torch.as_tensor(exponents + 1, dtype=dtype, device=device)  # β_d + 1
-        powers = [chebyshev_powers(self.angular_units[:, d], angular.order) for d in range(3)]  # (n_ang, A+1) each
-        exps = torch.as_tensor(exponents, device=device)
-        monomials = powers[0][:, exps[:, 0]] * powers[1][:, exps[:, 1]] * powers[2][:, exps[:, 2]]  # (n_ang, n_mono)
+        powers = [chebyshev_powers(self.angular_units[:, d], angular.order).T for d in range(3)]  # (A+1, n_ang) each
+        carried = torch.as_tensor(tables["carried"], device=device)
+        monomials = (powers[0].index_select(0, carried[:, 0]) * powers[1].index_select(0, carried[:, 1])
+                     * powers[2].index_select(0, carried[:, 2])).T  # (n_ang, n_carried); rows gathered, not columns
         self.angular_slot, width = slots(self.angular_key, self.n_keys)
         self.monomials = by_center(monomials, self.angular_key, self.angular_slot, self.n_keys, width)
         cut = by_center(self.cut.unsqueeze(-1), self.angular_key, self.angular_slot, self.n_keys, width)
-        self.key_moments = torch.bmm(cut.transpose(1, 2), self.monomials).view(self.n_atoms, self.n_species, -1)
+        top = torch.bmm(cut.transpose(1, 2), self.monomials[..., : self.n_top]).view(self.n_atoms, self.n_species, -1)
+        self.key_moments = top @ as_tensor("lift").T  # every degree's moments from the top two's
         self.key_squares = (cut * cut).sum((1, 2)).view(self.n_atoms, self.n_species)
 
     def _radial_features(self) -> list[torch.Tensor]:
@@ -148,44 +186,64 @@ class AnalyticFeatures:
         couples = 0.5 * (per_degree - squares.unsqueeze(-1))
         return list((couples @ self.coefficients.T).unbind(1))
 
-    def _angular_weights(self, angular_gradient: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-key weights of the monomials ``(n_keys, n_mono, 4·members)``: of ``u^α`` and, for d = x, y, z, of ``u^β``
-        in ``Σ_α Q_α ∂u^α/∂u_d = Σ_β (β_d + 1) Q_{β+e_d} u^β``; and ``Σ_m B_m`` per key ``(n_keys, members)``. ``E``
-        depends on a channel through ``Σ_m B_m (Σ_α C_α M_α² − Σ w²)`` with ``B_m = ½ Σ_n ∂E/∂F_n a_nm``, so
-        ``∂E/∂M_α = 2 B_|α| C_α M_α``; a key's pairs carry its species' factor of each channel.
-        ``angular_gradient``: ``(n_atoms, members, channels, A+1)``."""
+    def _force_layouts(self) -> None:
+        """What the forces of every member share, made on the first request: the radial slopes laid out by key
+        ``(n_keys, width, R+1)``, and per atom ``H`` ``(n_atoms, channels·(A+1), n_top + 3·n_grad)``
+        (:meth:`_angular_coefficients`)."""
+        self.radial_slopes = by_center(self.radial_slope, self.key, self.radial_slot, self.n_keys, self.radial_width)
+        weighted = 2.0 * self.multinomial * self.moments  # (n_atoms, C, n_all)
+        per_degree = torch.stack([w @ t for w, t in zip(weighted.split(self.degree_sizes, dim=-1),
+                                                       self.transform.split(self.degree_sizes, dim=0))], dim=2)
+        self.moment_transform = per_degree.flatten(1, 2)  # (n_atoms, C·(A+1), T)
+
+    def _angular_coefficients(self, angular_gradient: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per key, the coefficients of ``P(u) = Σ_α Q_α u^α`` lifted onto the values' basis ``(n_keys, n_top,
+        members)`` and of its gradient on the gradient's basis ``(n_keys, n_grad, 3·members)``; and ``Σ_m B_m``
+        ``(n_keys, members)``.
+
+        ``E`` depends on a channel through ``Σ_m B_m (Σ_α C_α M_α² − Σ w²)`` with ``B_m = ½ Σ_n ∂E/∂F_n a_nm``, so
+        ``Q_α = ∂E/∂M_α = 2 B_|α| C_α M_α``: the members differ only in ``B`` ``(A+1)`` per channel, and the transformed
+        coefficients are ``B @ H`` with ``H_m = Σ_{|α|=m} 2 C_α M_α transform[α]`` (times the key's channel factor)
+        shared by all members. ``angular_gradient``: ``(n_atoms, members, channels, A+1)``.
+        """
         b = 0.5 * angular_gradient @ self.coefficients  # (n_atoms, members, channels, A+1)
-        q = 2.0 * b[..., self.degree_index] * (self.multinomial * self.moments).unsqueeze(1)  # (.., n_mono)
-        q = torch.einsum("akcm,sc->askm", q, self.channel_factors)  # (n_atoms, n_species, members, n_mono)
-        squares = torch.einsum("akc,sc->ask", b.sum(-1), self.channel_factors**2).reshape(self.n_keys, -1)
-        padded = torch.cat([q, q.new_zeros(*q.shape[:-1], 1)], dim=-1)
-        raised = [padded[..., self.raised[:, d]] * self.raised_factor[:, d] for d in range(3)]
-        weights = torch.stack([q, *raised], dim=2)  # (n_atoms, n_species, 4, members, n_mono)
-        return weights.reshape(self.n_keys, -1, q.shape[-1]).transpose(1, 2), squares
+        members = b.shape[1]
+        per_key = torch.einsum("akcd,sc->askcd", b, self.channel_factors).reshape(self.n_atoms, -1,
+                                                                                   self.moment_transform.shape[1])
+        coefficients = torch.bmm(per_key, self.moment_transform).view(self.n_keys, members, -1)  # (n_keys, members, T)
+        squares = torch.einsum("akc,sc->ask", b.sum(-1), self.channel_factors**2).reshape(self.n_keys, members)
+        values = coefficients[..., : self.n_top].transpose(1, 2)
+        gradient = coefficients[..., self.n_top:].reshape(self.n_keys, members * 3, self.n_grad).transpose(1, 2)
+        return values, gradient, squares
 
     def pair_gradient(self, feature_gradient: torch.Tensor) -> torch.Tensor:
         """``∂E/∂v_p`` ``(n_pairs, members, 3)`` eV/Å of every pair vector from ``∂E/∂f`` ``(members, n_atoms,
         n_features)``."""
+        if not hasattr(self, "moment_transform"):
+            self._force_layouts()
         members, channels = feature_gradient.shape[0], self.channel_factors.shape[1]
         n_angular = self.coefficients.shape[0]
         n_radial = feature_gradient.shape[-1] // channels - n_angular
         per_atom = feature_gradient.transpose(0, 1).reshape(self.n_atoms, members, channels, n_radial + n_angular)
         radial_gradient, angular_gradient = per_atom.split([n_radial, n_angular], dim=-1)
-        # radial: Σ_n (Σ_c factor_c ∂E/∂F_cn) d/dr[T_n fc] along u
+        # radial: Σ_c factor_c Σ_n ∂E/∂F_cn d/dr[T_n fc] along u
         radial_weights = torch.einsum("akcn,sc->asnk", radial_gradient, self.channel_factors)
-        slopes = torch.bmm(self.radial_slopes, radial_weights.reshape(self.n_keys, n_radial, members))
-        gradient = slopes[self.key, self.radial_slot].unsqueeze(-1) * self.units.unsqueeze(1)  # (n_pairs, members, 3)
-        # angular: P(u) = Σ_α Q_α u^α and ∇P of each pair, from its monomials; u·∇P = Σ_α |α| Q_α u^α
-        weights, squares = self._angular_weights(angular_gradient)
-        sums = torch.bmm(self.monomials, weights)[self.angular_key, self.angular_slot].view(-1, 4, members)
-        values, along = sums[:, 0], sums[:, 1:].transpose(1, 2)  # (n_ang, members), (n_ang, members, 3)
+        radial_weights = radial_weights.reshape(self.n_keys, n_radial, members)  # per key: Σ_c factor_c ∂E/∂F_c
+        slopes = torch.bmm(self.radial_slopes, radial_weights)[self.key, self.radial_slot]  # (n_pairs, members)
+        gradient = slopes.unsqueeze(-1) * self.units.unsqueeze(1)  # (n_pairs, members, 3)
+        # angular: P(u) and ∇P of each pair from its monomials (the lifted forms: equal on the sphere, and ∇P up to a
+        # part along u that is projected out below)
+        value_weights, gradient_weights, squares = self._angular_coefficients(angular_gradient)
+        at = (self.angular_key, self.angular_slot)
+        values = torch.bmm(self.monomials[..., : self.n_top], value_weights)[at]  # (n_ang, members)
+        along = torch.bmm(self.monomials[..., self.n_a:], gradient_weights)[at].view(-1, members, 3)
         u = self.angular_units.unsqueeze(1)
-        degrees = (along * u).sum(-1, keepdim=True)
-        # with w = fc: ∂(w u^α)/∂v = fc' u^α u + (fc/r)(∂u^α/∂u − |α| u^α u), ∂(w²)/∂v = 2 fc fc' u
+        tangential = along - (along * u).sum(-1, keepdim=True) * u
+        # with w = fc: ∂(w P(u))/∂v = fc' P u + (fc/r) (∇P − (u·∇P) u), ∂(w²)/∂v = 2 fc fc' u
         cut, slope = self.cut.view(-1, 1, 1), self.cut_slope.view(-1, 1, 1)
         square = squares[self.angular_key]
         angular = ((values - 2.0 * square * self.cut.unsqueeze(-1)).unsqueeze(-1) * slope * u
-                   + cut * self.inverse_distance.view(-1, 1, 1) * (along - degrees * u))
+                   + cut * self.inverse_distance.view(-1, 1, 1) * tangential)
         return gradient.index_add_(0, self.angular_pairs, angular)
 
 
