@@ -116,3 +116,112 @@ def test_predicting_nothing_gives_nothing(calculator):
     predicted = calculator.predict([])
     energies, forces = predicted.energies, predicted.forces
     assert energies.shape == (0,) and forces == []
+
+
+class AutogradCalculator(Calculator):
+    """The calculator as it was before the analytic path: the descriptor under autograd, fresh lists every call."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=None):
+        from ase.calculators.calculator import Calculator as AseCalculator
+
+        from aenet_exp.calculator import structure_of
+        from aenet_exp.model.forces import GraphInputs, evaluate
+
+        AseCalculator.calculate(self, atoms, properties, system_changes or [])
+        structure = structure_of(self.atoms)
+        graph = self.potential.descriptor.graph(structure).to(self.device, self.dtype)
+        result = evaluate(self.potential, GraphInputs(self.potential.descriptor, graph, strain=True))
+        self.results["energy"] = float(result.energy.detach().mean(0).sum())
+        self.results["forces"] = result.forces.detach().mean(0).double().numpy()
+        if self.potential.members > 1:
+            self.results["energy_std"] = float(result.energy.detach().std(0)[0]) * float(self.potential.sigma_scale[0])
+            self.results["forces_std"] = result.forces.detach().std(0).double().numpy() * float(self.potential.sigma_scale[1])
+        if structure.is_periodic:
+            d_strain = result.strain_derivative.detach().mean(0)
+            sigma = 0.5 * (d_strain + d_strain.T).double().numpy() / abs(float(np.linalg.det(structure.cell)))
+            self.results["stress"] = sigma[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+
+
+def committee_of(potential, members: int):
+    from aenet_exp.model import Potential
+
+    committee = Potential(potential.descriptor, potential.architecture["hidden"], potential.architecture["activations"],
+                          members=members, seeds=list(range(members)))
+    normalisation = {k: v for k, v in potential.state_dict().items() if not k.startswith("networks")}
+    committee.load_state_dict({**committee.state_dict(), **normalisation, "sigma_scale": torch.tensor([1.7, 2.3])})
+    return committee
+
+
+def fast_path_cases(data_dir):
+    return {
+        "periodic": atoms_of(read_structures(data_dir / "tio2/structure0822.xsf")[0]),
+        "molecule": atoms_of(read_structures(data_dir / "ethanol/ethanol5.xyz")[0]),
+        "isolated-atom": Atoms("OTiO", positions=[[0, 0, 0], [9.0, 0, 0], [10.8, 0.4, 0]]),
+    }
+
+
+@pytest.mark.parametrize("members", [1, 4], ids=["single", "committee"])
+@pytest.mark.parametrize("case", ["periodic", "molecule", "isolated-atom"])
+def test_the_analytic_path_equals_autograd(data_dir, case, members):
+    atoms = fast_path_cases(data_dir)[case]
+    species = sorted(set(atoms.get_chemical_symbols()))
+    potential = committee_of(make_potential(species), members)
+    fast, reference = Calculator(potential), AutogradCalculator(potential)
+    properties = ["energy", "forces", *(["stress"] if atoms.pbc.any() else [])]
+    properties += ["energy_std", "forces_std"] if members > 1 else []
+    for name in properties:
+        expected = reference.get_property(name, atoms)
+        np.testing.assert_allclose(fast.get_property(name, atoms), expected, rtol=0, atol=1e-10, err_msg=name)
+    assert np.abs(reference.get_property("forces", atoms)).max() > 1e-4  # forces that say something
+
+
+def test_md_with_kept_neighbour_lists_equals_fresh_lists(tio2):
+    from ase.md.verlet import VelocityVerlet
+    from ase.units import fs
+
+    potential = make_potential(["O", "Ti"])
+    kept, fresh = Calculator(potential, skin=1.0), Calculator(potential, skin=0.0)
+    atoms = tio2.copy()
+    atoms.rattle(0.02, seed=1)
+    atoms.set_velocities(np.random.default_rng(0).normal(0, 0.02, atoms.positions.shape))
+    atoms.calc = kept
+    steps = []
+    dynamics = VelocityVerlet(atoms, 1.0 * fs)
+    dynamics.attach(lambda: steps.append((atoms.get_potential_energy(), atoms.get_forces().copy(), atoms.copy())))
+    dynamics.run(20)
+    for energy, forces, snapshot in steps:
+        assert fresh.get_potential_energy(snapshot) == pytest.approx(energy, abs=1e-10)
+        np.testing.assert_allclose(fresh.get_forces(snapshot), forces, rtol=0, atol=1e-10)
+    assert kept.neighbors.builds < len(steps) / 2  # reused
+    assert fresh.neighbors.builds == len(steps)
+
+
+def test_new_atoms_or_a_new_cell_between_calls_are_evaluated_anew(data_dir, tio2):
+    potential = make_potential(["O", "Ti"])
+    calculator, reference = Calculator(potential), AutogradCalculator(potential)
+    other = fast_path_cases(data_dir)["periodic"]
+    strained = tio2.copy()
+    strained.set_cell(tio2.cell * 1.02, scale_atoms=True)
+    fewer = tio2[:-2]
+    for atoms in (tio2, other, strained, fewer, tio2):
+        assert calculator.get_potential_energy(atoms) == pytest.approx(reference.get_potential_energy(atoms), abs=1e-10)
+        np.testing.assert_allclose(calculator.get_forces(atoms), reference.get_forces(atoms), rtol=0, atol=1e-10)
+
+
+def test_energy_drift_in_nve_is_no_worse_than_the_autograd_paths(tio2):
+    from ase.md.verlet import VelocityVerlet
+    from ase.units import fs
+
+    def drift(calculator) -> float:
+        atoms = tio2.copy()
+        atoms.calc = calculator
+        atoms.set_velocities(np.random.default_rng(3).normal(0, 0.01, atoms.positions.shape))
+        totals = []
+        dynamics = VelocityVerlet(atoms, 0.5 * fs)
+        dynamics.attach(lambda: totals.append(atoms.get_total_energy()))
+        dynamics.run(200)
+        return abs(totals[-1] - totals[0])
+
+    potential = make_potential(["O", "Ti"])
+    reference = drift(AutogradCalculator(potential))
+    assert drift(Calculator(potential)) <= max(1.05 * reference, 1e-9)

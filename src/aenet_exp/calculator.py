@@ -14,8 +14,9 @@ from ase.calculators.calculator import all_changes
 
 from aenet_exp.data import Structure
 from aenet_exp.data.geometry import overlap_message
-from aenet_exp.descriptor.graph import AtomGraph, collate_graphs
-from aenet_exp.model.forces import GraphInputs, evaluate
+from aenet_exp.descriptor.graph import collate_graphs
+from aenet_exp.descriptor.neighbors import DEFAULT_SKIN, NeighborReuse, pair_graph
+from aenet_exp.model.forces import AnalyticInputs, evaluate
 from aenet_exp.model.potential import Potential
 
 
@@ -51,7 +52,12 @@ def spread(values: torch.Tensor, factor: torch.Tensor) -> np.ndarray:
 
 
 class Calculator(AseCalculator):
-    """ASE calculator evaluating a :class:`Potential`, float64 by default.
+    """ASE calculator evaluating a :class:`Potential`, float64 by default (float32 for long MD).
+
+    Energies, forces and stress come from the descriptor's analytic derivatives, without an autograd graph of the
+    descriptor (:class:`~aenet_exp.model.forces.AnalyticInputs`); a committee's members are evaluated in one pass over
+    shared features. Between calls the neighbour list is kept, built with ``skin`` (Å) beyond the cutoff, until some
+    atom has moved more than half of it or the atoms or the cell change.
 
     Stress (periodic cells) is ``(1/V) ∂E/∂ε`` under a homogeneous strain ε of cell and positions,
     in ASE's Voigt order (xx, yy, zz, yz, xz, xy) and units (eV/Å³). A committee gives ASE its members'
@@ -61,11 +67,13 @@ class Calculator(AseCalculator):
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "energy_std", "forces_std"]
 
-    def __init__(self, potential: Potential, dtype: torch.dtype = torch.float64, device: str = "cpu", **kwargs):
+    def __init__(self, potential: Potential, dtype: torch.dtype = torch.float64, device: str = "cpu",
+                 skin: float = DEFAULT_SKIN, **kwargs):
         super().__init__(**kwargs)
         self.device = torch.device(device)
         self.potential = potential.astype(dtype).to(self.device).eval()
         self.dtype = dtype
+        self.neighbors = NeighborReuse(self.potential.descriptor, skin)
 
     @classmethod
     def load(
@@ -76,14 +84,11 @@ class Calculator(AseCalculator):
 
         return cls(load_potential(location, tracking_uri), dtype=dtype, device=device)
 
-    def _graph(self, structure: Structure) -> AtomGraph:
-        return self.potential.descriptor.graph(structure).to(self.device, self.dtype)
-
     def calculate(self, atoms: Atoms | None = None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
         structure = structure_of(self.atoms)
-        inputs = GraphInputs(self.potential.descriptor, self._graph(structure), strain=True)
-        result = evaluate(self.potential, inputs)
+        graph = self.neighbors.graph(structure).to(self.device, self.dtype)
+        result = evaluate(self.potential, AnalyticInputs(self.potential.descriptor, graph, strain=structure.is_periodic))
         check_finite(structure, result.forces)
         self.results["energy"] = self.results["free_energy"] = float(result.energy.detach().mean(0).sum())
         self.results["energies"] = result.atom_energies.detach().mean(0).cpu().double().numpy()
@@ -105,8 +110,8 @@ class Calculator(AseCalculator):
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             split_at = np.cumsum([s.n_atoms for s in chunk])[:-1]
-            batch = collate_graphs([self.potential.descriptor.graph(s) for s in chunk]).to(self.device, self.dtype)
-            result = evaluate(self.potential, GraphInputs(self.potential.descriptor, batch))
+            batch = collate_graphs([pair_graph(self.potential.descriptor, s) for s in chunk]).to(self.device, self.dtype)
+            result = evaluate(self.potential, AnalyticInputs(self.potential.descriptor, batch))
             for structure, force in zip(chunk, result.forces.split([s.n_atoms for s in chunk], dim=1)):
                 check_finite(structure, force)
             energies.append(result.energy.detach().mean(0).cpu().double().numpy())

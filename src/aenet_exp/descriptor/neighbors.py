@@ -12,7 +12,7 @@ import torch
 
 from aenet_exp.data.structure import Structure
 from aenet_exp.descriptor.chebyshev import ChebyshevDescriptor
-from aenet_exp.descriptor.graph import AtomGraph, build_graph, find_pairs
+from aenet_exp.descriptor.graph import AtomGraph, Triplets, build_graph, find_pairs
 
 DEFAULT_SKIN = 1.0  # Å
 
@@ -38,9 +38,7 @@ class NeighborReuse:
         """``structure``'s graph: the kept lists with its positions, or new lists when they may have gone stale."""
         if self._reusable(structure):
             return self._graph._replace(positions=torch.from_numpy(structure.positions.copy()))
-        d = self.descriptor
-        neighbors = find_pairs(structure, max(d.rad_cutoff, d.ang_cutoff) + self.skin, d.min_cutoff)
-        self._graph = build_graph(structure, d.species, d.rad_cutoff, d.ang_cutoff + self.skin, d.min_cutoff, neighbors)
+        self._graph = pair_graph(self.descriptor, structure, self.skin)
         cell = None if structure.cell is None else structure.cell.copy()
         self._reference = (structure.species, cell, structure.pbc.copy(), structure.positions.copy())
         self.builds += 1
@@ -56,3 +54,16 @@ class NeighborReuse:
             return False
         moved = np.linalg.norm(structure.positions - positions, axis=1)
         return bool(moved.max(initial=0.0) < 0.5 * self.skin)
+
+
+def no_triplets() -> Triplets:
+    empty = torch.zeros(0, dtype=torch.int64)
+    return Triplets(empty, empty, empty)
+
+
+def pair_graph(descriptor: ChebyshevDescriptor, structure: Structure, skin: float = 0.0) -> AtomGraph:
+    """``structure``'s graph with the pairs within the larger cutoff plus ``skin`` (Å) and no triplets: what the
+    analytic inference path (:mod:`aenet_exp.descriptor.analytic`) reads."""
+    d = descriptor
+    neighbors = find_pairs(structure, max(d.rad_cutoff, d.ang_cutoff) + skin, d.min_cutoff)
+    return build_graph(structure, d.species, d.rad_cutoff, d.ang_cutoff, d.min_cutoff, neighbors, no_triplets())
