@@ -11,14 +11,10 @@ import os
 import sys
 import warnings
 
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
-
 import aenet_exp.config  # noqa: F401  registers the schema and resolvers
 from aenet_exp.cli.common import fail
 from aenet_exp.cli.help import command_help, usage
 from aenet_exp.config.commands import COMMANDS
-from aenet_exp.config.explain import composition_error_line
 from aenet_exp.errors import AenetWarning
 
 
@@ -60,12 +56,6 @@ def main(argv: list[str] | None = None) -> None:
     if "--help" in rest or "-h" in rest:
         print(command_help(name))
         return
-    from aenet_exp.build.apps import APPS  # start-up: Hydra's apps only for a command that runs
+    from aenet_exp.build.apps import launch  # start-up: Hydra's apps only for a command that runs
 
-    extra = launch_overrides(rest) if name == "train" else []
-    sys.argv = [f"aenet_exp {name}", *rest, *extra]
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach us (below), not Hydra's multi-line report
-    try:
-        APPS[name]()
-    except (HydraException, OmegaConfBaseException) as error:
-        fail(composition_error_line(error, COMMANDS[name].schema))
+    launch(name, [*rest, *(launch_overrides(rest) if name == "train" else [])])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 
 from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
@@ -13,6 +14,7 @@ from aenet_exp.config.store import GROUP_SCHEMAS
 from aenet_exp.errors import first_line
 
 GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
+AMBIGUOUS = re.compile(r"^Ambiguous value for argument '([^=]+)=(.*)'$")
 
 
 def schema_keys(root: type = TrainConfig) -> list[str]:
@@ -63,6 +65,11 @@ def composition_error_line(error: Exception, root: type = TrainConfig) -> str:
         return first_line(error)
     if isinstance(error, OverrideParseException):
         return f"cannot parse the override: {first_line(error)} (grammar: {GRAMMAR})"
+    ambiguous = AMBIGUOUS.search(first_line(error))
+    if ambiguous:  # key=a,b without -m
+        key, values = ambiguous.group(1), ambiguous.group(2)
+        return (f"{key}: {values} is several values; write a list as {key}=[{values}], a text with commas as "
+                f"{key}='{values}', or sweep over them with -m (train)")
     cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
     key = getattr(cause, "full_key", None) or override_key(error)
     if "not in struct" in str(cause) or "Could not override" in str(error):
