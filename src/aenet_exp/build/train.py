@@ -1,4 +1,4 @@
-"""What ``train``'s Hydra app (:func:`aenet_exp.build.apps.train`) composes around training: the MLflow observer,
+"""What ``train``'s Hydra app (:func:`aenet_exp.build.apps.train_app`) composes around training: the MLflow observer,
 the checks before Hydra makes the run folder, and the run's last lines and returned metric."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from aenet_exp.cli.common import fail
 from aenet_exp.build.prepare import prepare
+from aenet_exp.cli.common import fail
 from aenet_exp.config.validation import OPTIMIZED_METRICS
 from aenet_exp.errors import UserError
 from aenet_exp.report import final_errors, open_command
