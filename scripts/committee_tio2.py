@@ -11,7 +11,7 @@
    unlabelled variants — cell and positions scaled by 1 − ``--strain`` and by 1 + ``--strain``, and the positions
    rattled by a Gaussian of ``--rattle`` Å per component (seeded with ``--seed``).
 3. Runs ``python -m aenet_exp select run=<run dir> pool=<pool.xyz> n=--n by=energy`` and ``by=forces``
-   (``tracking=false``) and reports (a) the fraction of the selected structures that are perturbed (against the
+   (``tracking.enabled=false``) and reports (a) the fraction of the selected structures that are perturbed (against the
    pool's fraction, what a random pick gives), and (b) for the selected unperturbed (labelled) structures, the
    fraction whose actual error of the committee's mean — |ΔE| per atom, and the largest per-atom |ΔF| — is above
    the median over the labelled pool structures (a random pick: 0.5). As the perturbed structures fill nearly all of
@@ -175,7 +175,7 @@ def select(run_dir: Path, pool: Path, n: int, by: str, out: Path) -> list[dict]:
     import ase.io
 
     command = [sys.executable, "-m", "aenet_exp", "select", f"run={run_dir}", f"pool={pool}", f"n={n}", f"out={out}",
-               f"by={by}", "tracking=false"]
+               f"by={by}", "tracking.enabled=false"]
     print(f"== {' '.join(command[3:])}", flush=True)
     subprocess.run(command, cwd=ROOT, check=True)
     return [dict(atoms.info) for atoms in ase.io.read(out, index=":")]

@@ -21,6 +21,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 import aenet_exp.config  # noqa: F401  registers the schema
+from aenet_exp.build.apps import run_command
+from aenet_exp.config.commands import COMMANDS
 from aenet_exp.descriptor import ChebyshevDescriptor
 from aenet_exp.model import Potential
 from aenet_exp.training import run
@@ -56,11 +58,22 @@ def data_dir() -> Path:
     return DATA
 
 
-def compose_train(*overrides: str) -> DictConfig:
-    """The composed ``train`` config with ``overrides``, as the CLI would build it."""
+def compose_command(name: str, *overrides: str) -> DictConfig:
+    """The composed config of the command ``name`` with ``overrides``, as the CLI would build it."""
     GlobalHydra.instance().clear()
     with initialize_config_module("aenet_exp.conf", version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+        return compose(COMMANDS[name].config_name, overrides=list(overrides))
+
+
+def compose_train(*overrides: str) -> DictConfig:
+    """The composed ``train`` config with ``overrides``, as the CLI would build it."""
+    return compose_command("train", *overrides)
+
+
+def command(name: str, args: list[str]) -> list[Path]:
+    """Run the command ``name`` (export, select, ensemble) with ``key=value`` ``args`` in this process, as the CLI
+    does: composed, validated, typed; the files it wrote (UserError on bad input)."""
+    return run_command(name, compose_command(name, *args))
 
 
 @pytest.fixture

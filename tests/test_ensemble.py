@@ -14,7 +14,6 @@ from aenet_exp import training
 from aenet_exp.data import read_structures
 from aenet_exp.descriptor import collate_graphs
 from aenet_exp.ensemble.combine import Incompatible, combine
-from aenet_exp.ensemble.command import ensemble
 from aenet_exp.errors import UserError
 from aenet_exp.model import Potential, energy_and_forces
 from aenet_exp.model.forces import GraphInputs, evaluate
@@ -22,7 +21,11 @@ from aenet_exp.tracking.mlflow_run import MlflowRun
 from aenet_exp.tracking.observer import MlflowObserver, recorded_run_id
 from aenet_exp.tracking.sweep import ROLE_TAG, SWEEP_DIR_TAG
 
-from conftest import FAST, SMALL, compose_train, make_potential
+from conftest import FAST, SMALL, command, compose_train, make_potential
+
+
+def ensemble(args: list[str]):
+    return command("ensemble", args)
 
 
 def differently_normalised(seed: int, members: int = 1) -> Potential:
@@ -96,7 +99,7 @@ def test_a_sweeps_jobs_become_a_calibrated_committee(sweep, tmp_path):
     root, uri, jobs, _, parent = sweep
     out = tmp_path / "committee"
     with redirect_stdout(io.StringIO()) as printed:
-        written = ensemble([f"sweep={parent}", f"out={out}", f"tracking_uri={uri}"])
+        written = ensemble([f"sweep={parent}", f"out={out}", f"tracking.uri={uri}"])
     assert written == [out / "potential.pt"]
     assert "committee of 2 members from 2 runs; 4 structures none of them trained on: 2 calibrate σ, 2 test it" \
         in printed.getvalue()
@@ -124,13 +127,13 @@ def test_runs_that_cannot_form_a_committee_are_named(sweep, tmp_path, fast_confi
     root, uri, jobs, other_split, _ = sweep
     other_basis = tmp_path / "basis"
     training.run(fast_config("descriptor.rad_order=5"), other_basis)
-    common = [f"out={tmp_path / 'never'}", "tracking=false", f"tracking_uri={uri}"]
+    common = [f"out={tmp_path / 'never'}", "tracking.enabled=false", f"tracking.uri={uri}"]
     cases = [
-        ([f"runs={jobs[0]},{other_basis}"], rf"^runs: {other_basis} cannot join runs:/{jobs[0]} in a committee: its "
+        ([f"runs=[{jobs[0]},{other_basis}]"], rf"^runs: {other_basis} cannot join runs:/{jobs[0]} in a committee: its "
                                              r"descriptor differs \(rad_order: 5 vs 4\)"),
-        ([f"runs={jobs[0]},{other_split}"], r"^runs: [01] structure\(s\) are held out of every run's training"),
-        ([f"runs={jobs[0]}"], "^runs: a committee needs at least two runs, got 1"),
-        ([f"runs={jobs[0]}", "sweep=x"], "^runs: give the runs"),
+        ([f"runs=[{jobs[0]},{other_split}]"], r"^runs: [01] structure\(s\) are held out of every run's training"),
+        ([f"runs=[{jobs[0]}]"], "^runs: a committee needs at least two runs, got 1"),
+        ([f"runs=[{jobs[0]}]", "sweep=x"], "^runs: give the runs"),
         (["sweep=0123456789abcdef"], "^sweep: no run 0123456789abcdef"),
     ]
     for args, message in cases:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
+from aenet_exp.config.commands import COMMANDS
 from aenet_exp.config.docs import configuration_markdown
 
 from conftest import ROOT
@@ -25,3 +29,17 @@ def test_configuration_reference_names_every_reference_parameter():
                  "method.weight_decay"]:
         assert f"`{name}`" in text, name
 
+
+
+def test_configuration_reference_has_a_section_per_command_with_its_keys():
+    text = configuration_markdown()
+    sections = re.split(r"^## ", text, flags=re.MULTILINE)[1:]
+    by_command = {section.split("\n", 1)[0].strip("`"): section for section in sections}
+    assert list(by_command) == list(COMMANDS)
+    for name, command in COMMANDS.items():
+        for f in dataclasses.fields(command.schema):
+            if "meaning" in f.metadata:
+                assert f"| `{f.name}` |" in by_command[name], (name, f.name)
+    assert "| `run` | (required) |" in by_command["select"]
+    assert "[`tracking`](#tracking) (default `default`)" in by_command["ensemble"]
+    assert "[`data`](#data) (default `sample`), [`augment`](#augment) (default `none`)" in by_command["build-db"]

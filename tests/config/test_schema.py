@@ -14,7 +14,7 @@ from conftest import FAST, ROOT, compose_train, run_cli
 
 GROUP_OPTIONS = sorted(
     (path.parent.name, path.stem)
-    for path in (ROOT / "conf").glob("*/*.yaml")
+    for path in (ROOT / "src" / "aenet_exp" / "conf").glob("*/*.yaml")
     if path.parent.name not in ("experiment", "hparams_search")  # tested in test_schedule.py / test_sweeps.py
 )
 

@@ -13,10 +13,9 @@ import torch
 from aenet_exp.data import DataError, read_structures
 from aenet_exp.descriptor import ChebyshevDescriptor, collate_graphs
 from aenet_exp.export import read_aenet_ascii, write_aenet_ascii
-from aenet_exp.export.command import export as export_command
 from aenet_exp.model import Potential, energy_and_forces
 
-from conftest import FAST, SMALL, run_cli
+from conftest import FAST, SMALL, command, run_cli
 
 SPECIES = ["O", "Ti"]
 
@@ -279,7 +278,7 @@ def test_a_committee_exports_one_potential_per_member_and_how_to_combine_them(st
     committee.load_state_dict({**single.state_dict(), **{k: v for k, v in committee.state_dict().items()
                                                          if k.startswith("networks.")}, "sigma_scale": torch.tensor([1.5, 2.5])})
     committee.eval()
-    written = export_command([f"run={save(committee, tmp_path)}", f"out={tmp_path / 'aenet'}"])
+    written = command("export", [f"run={save(committee, tmp_path)}", f"out={tmp_path / 'aenet'}"])
     assert [p.relative_to(tmp_path / "aenet").as_posix() for p in written] == [
         f"member_{k:03d}/{s}.pytorch.nn.ascii" for k in range(3) for s in SPECIES] + ["committee.json"]
     recipe = json.loads((tmp_path / "aenet" / "committee.json").read_text())

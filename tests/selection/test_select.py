@@ -8,15 +8,18 @@ from ase import Atoms
 from ase.io import read, write
 from mlflow.tracking import MlflowClient
 
-from aenet_exp.arguments import ArgumentError
 from aenet_exp.calculator import Calculator
 from aenet_exp.data import DataError, read_structures
 from aenet_exp.data.hdf5 import build_database
+from aenet_exp.errors import ConfigError
 from aenet_exp.model import Potential
-from aenet_exp.selection.command import select
 from aenet_exp.selection.ranking import disagreement
 
-from conftest import FAST, SMALL, compose_train, run_cli, train
+from conftest import FAST, SMALL, command, compose_train, run_cli, train
+
+
+def select(args: list[str]):
+    return command("select", args)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,7 @@ def pool_file(tmp_path_factory):
 @pytest.mark.parametrize("by, far", [("energy", 5), ("forces", 6)])
 def test_a_structure_far_from_the_training_data_is_selected_first(committee, pool_file, tmp_path, by, far):
     out = tmp_path / "selected.xyz"
-    written = select([f"run={committee}", f"pool={pool_file}", "n=3", f"out={out}", f"by={by}", "tracking=false"])
+    written = select([f"run={committee}", f"pool={pool_file}", "n=3", f"out={out}", f"by={by}", "tracking.enabled=false"])
     assert written == [out]
     frames = read(out, index=":")
     assert len(frames) == 3
@@ -78,8 +81,8 @@ def test_the_ranking_is_the_calculators_spread(committee, pool_file):
 def test_an_hdf5_pool_ranks_as_its_files(committee, pool_file, tmp_path):
     database = tmp_path / "pool.h5"
     build_database(str(pool_file), database)
-    from_files = select([f"run={committee}", f"pool={pool_file}", "n=7", f"out={tmp_path / 'a.xyz'}", "tracking=false"])
-    from_database = select([f"run={committee}", f"pool={database}", "n=7", f"out={tmp_path / 'b.xyz'}", "tracking=false",
+    from_files = select([f"run={committee}", f"pool={pool_file}", "n=7", f"out={tmp_path / 'a.xyz'}", "tracking.enabled=false"])
+    from_database = select([f"run={committee}", f"pool={database}", "n=7", f"out={tmp_path / 'b.xyz'}", "tracking.enabled=false",
                             "batch_size=2"])
     first, second = read(from_files[0], index=":"), read(from_database[0], index=":")
     assert [f.info["pool_index"] for f in first] == [f.info["pool_index"] for f in second]
@@ -89,7 +92,7 @@ def test_an_hdf5_pool_ranks_as_its_files(committee, pool_file, tmp_path):
 
 def test_the_selection_is_recorded_in_mlflow(committee, pool_file, tmp_path, capsys):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    select([f"run={committee}", f"pool={pool_file}", "n=2", f"out={tmp_path / 'selected.xyz'}", f"tracking_uri={uri}"])
+    select([f"run={committee}", f"pool={pool_file}", "n=2", f"out={tmp_path / 'selected.xyz'}", f"tracking.uri={uri}"])
     printed = capsys.readouterr().out
     assert "σE (meV/atom)" in printed and "selected 2 of 7 structures" in printed
     client = MlflowClient(uri)
@@ -103,18 +106,18 @@ def test_bad_arguments_and_pools_name_what_is_wrong(committee, pool_file, tmp_pa
     single = tmp_path / "single"
     train(fast_config(), single)
     cases = [
-        ([f"pool={pool_file}"], ArgumentError, "^run: expected"),
-        ([f"run={committee}", f"pool={pool_file}", "by=stress"], ArgumentError, "^by: expected one of"),
-        ([f"run={committee}", f"pool={pool_file}", "n=0"], ArgumentError, "^n: expected a positive integer, got '0'"),
-        ([f"run={single}", f"pool={pool_file}"], ArgumentError, "is a single potential"),
-        ([f"run={committee}", f"pool={tmp_path / 'missing.h5'}"], ArgumentError, "^pool: no database"),
+        ([f"pool={pool_file}"], ConfigError, "^run: expected"),
+        ([f"run={committee}", f"pool={pool_file}", "by=stress"], ConfigError, "^by: expected one of"),
+        ([f"run={committee}", f"pool={pool_file}", "n=0"], ConfigError, "^n: expected a positive integer, got 0"),
+        ([f"run={single}", f"pool={pool_file}"], ConfigError, "is a single potential"),
+        ([f"run={committee}", f"pool={tmp_path / 'missing.h5'}"], ConfigError, "^pool: no database"),
     ]
     broken = tmp_path / "broken.xyz"
     broken.write_text("2\nProperties=species:S:1:pos:R:3\nTi 0 0 0\nO 0 zero 1\n")
     cases.append(([f"run={committee}", f"pool={broken}"], DataError, "broken.xyz"))
     for args, error, message in cases:
         with pytest.raises(error, match=message):
-            select([*args, "tracking=false", f"out={tmp_path / 'never.xyz'}"])
+            select([*args, "tracking.enabled=false", f"out={tmp_path / 'never.xyz'}"])
     assert not (tmp_path / "never.xyz").exists()
 
 
@@ -130,7 +133,7 @@ def test_a_committee_trained_and_selected_on_the_command_line(pool_file, tmp_pat
     assert {"final/calibration/energy_factor", "final/test/energy_nll", "final/test/energy_miscalibration_area",
             "final/test/force_spearman"} <= run.data.metrics.keys()
     assert {"calibration.png", "error_vs_sigma.png"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
-    result = run_cli("select", f"run=runs:/{run.info.run_id}", f"pool={pool_file}", "n=2", f"tracking_uri={uri}",
+    result = run_cli("select", f"run=runs:/{run.info.run_id}", f"pool={pool_file}", "n=2", f"tracking.uri={uri}",
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "selected.xyz"

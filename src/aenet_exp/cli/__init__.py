@@ -1,4 +1,5 @@
-"""``python -m aenet_exp <command>``: compose and validate the config, then run the command.
+"""``python -m aenet_exp <command> ...``: dispatch the command line to the command's Hydra app
+(:mod:`aenet_exp.build.apps`), or print its help.
 
 User errors (a bad config value, a malformed data file) print one line naming the key or
 file and exit with status 2, before anything is recorded; warnings are one line each.
@@ -10,36 +11,11 @@ import os
 import sys
 import warnings
 
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
-
 import aenet_exp.config  # noqa: F401  registers the schema and resolvers
-from aenet_exp.cli.commands import KEY_VALUE_COMMANDS, key_value_command
 from aenet_exp.cli.common import fail
-from aenet_exp.config.explain import composition_error_line
+from aenet_exp.cli.help import command_help, usage
+from aenet_exp.config.commands import COMMANDS
 from aenet_exp.errors import AenetWarning
-
-USAGE = """usage: python -m aenet_exp {train,build-db,export,select,ensemble} [-m] [key=value ...] [hydra options]
-
-commands:
-  train     train a potential (Hydra overrides; -m sweeps; --cfg job prints the config; --help lists every key)
-  build-db  build the HDF5 database data.database from data.path (streaming, atomic)
-  export    write a trained potential in ænet's network format: run=<run dir | model file | runs:/<id>>
-            format=aenet [out=<dir>] [rmin=<Å>] (docs/aenet_format.md)
-  select    rank candidate structures by a committee's disagreement and write the top n for DFT: run=<committee>
-            pool=<structures | .h5> [n=50] [out=selected.xyz] [by=energy|forces]
-  ensemble  combine finished runs (same data and descriptor) into one calibrated committee: runs=<id,id,...> or
-            sweep=<parent run id> [out=<dir>]
-
-examples:
-  python -m aenet_exp train optimizer=adam force=subsampled
-  python -m aenet_exp train -m optimizer.mu=1e-3,3e-3 force.weight=0.1,0.3
-  python -m aenet_exp build-db data.path='dft/*.xsf' data.database=dft.h5
-  python -m aenet_exp export run=outputs/runs/<time> format=aenet
-  python -m aenet_exp select run=outputs/runs/<time> pool='md/*.xyz' n=50 by=forces
-"""
-# build-db writes the database and nothing else: no run folder, no .hydra record.
-BUILD_DB_OVERRIDES = ["hydra.run.dir=.", "hydra.output_subdir=null"]
 
 
 def launch_overrides(args: list[str]) -> list[str]:
@@ -68,34 +44,18 @@ def show_warnings() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Dispatch ``python -m aenet_exp <command> ...`` to the command's Hydra entry point."""
+    """Dispatch ``python -m aenet_exp <command> ...`` to the command's Hydra app."""
     show_warnings()
     args = sys.argv[1:] if argv is None else list(argv)
     if not args or args[0] in ("-h", "--help", "help"):
-        print(USAGE)
+        print(usage())
         return
     name, rest = args[0], args[1:]
-    if name == "train" and ("--help" in rest or "-h" in rest):
-        from aenet_exp.cli.help import train_help
-
-        print(train_help())
+    if name not in COMMANDS:
+        fail(f"unknown command {name!r}; expected one of {sorted(COMMANDS)}")
+    if "--help" in rest or "-h" in rest:
+        print(command_help(name))
         return
-    if name in KEY_VALUE_COMMANDS:
-        key_value_command(name, rest)
-        return
-    if name == "train":
-        from aenet_exp.cli.train import train as command
+    from aenet_exp.build.apps import launch  # start-up: Hydra's apps only for a command that runs
 
-        extra = launch_overrides(rest)
-    elif name == "build-db":
-        from aenet_exp.cli.build_db import build_db as command
-
-        extra = BUILD_DB_OVERRIDES
-    else:
-        fail(f"unknown command {name!r}; expected one of ['build-db', 'ensemble', 'export', 'select', 'train']")
-    sys.argv = [f"aenet_exp {name}", *rest, *extra]
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach us (below), not Hydra's multi-line report
-    try:
-        command()
-    except (HydraException, OmegaConfBaseException) as error:
-        fail(composition_error_line(error))
+    launch(name, [*rest, *(launch_overrides(rest) if name == "train" else [])])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 
 from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
@@ -13,31 +14,35 @@ from aenet_exp.config.store import GROUP_SCHEMAS
 from aenet_exp.errors import first_line
 
 GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
+AMBIGUOUS = re.compile(r"^Ambiguous value for argument '([^=]+)=(.*)'$")
 
 
-def schema_keys() -> list[str]:
-    """Every dotted key the schema knows (the optimizer's of all its options)."""
-    keys = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in GROUP_SCHEMAS and f.name != "optimizer"]
-    groups = {**GROUP_SCHEMAS, **{f"optimizer:{name}": node for name, node in OPTIMIZER_SCHEMAS.items()}}
+def schema_keys(root: type = TrainConfig) -> list[str]:
+    """Every dotted key the command whose schema is ``root`` knows (the optimizer's of all its options)."""
+    names = [f.name for f in dataclasses.fields(root)]
+    keys = [name for name in names if name not in GROUP_SCHEMAS and name != "optimizer"]
+    groups = {group: node for group, node in GROUP_SCHEMAS.items() if group in names}
+    if "optimizer" in names:
+        groups |= {f"optimizer:{name}": node for name, node in OPTIMIZER_SCHEMAS.items()}
     for group, node in groups.items():
         prefix = group.split(":")[0]
         keys += [f"{prefix}.{f.name}" for f in dataclasses.fields(node) if f"{prefix}.{f.name}" not in keys]
     return keys
 
 
-def did_you_mean(key: str) -> str:
-    """`` (did you mean a, b?)`` with the schema keys closest to ``key``, or nothing."""
-    known = schema_keys()
+def did_you_mean(key: str, root: type = TrainConfig) -> str:
+    """`` (did you mean a, b?)`` with the keys of ``root``'s command closest to ``key``, or nothing."""
+    known = schema_keys(root)
     group = key.rsplit(".", 1)[0] if "." in key else None
     candidates = [k for k in known if group is None or k.startswith(f"{group}.")] or known
     close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.6)
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
-def unknown_key(key: str) -> str:
-    """The message (after ``key:``) for a key the schema does not have."""
+def unknown_key(key: str, root: type = TrainConfig) -> str:
+    """The message (after ``key:``) for a key that the schema ``root`` of the command does not have."""
     group = key.rsplit(".", 1)[0] if "." in key else "the top level"
-    return f"no such key in {group}{did_you_mean(key)}"
+    return f"no such key in {group}{did_you_mean(key, root)}"
 
 
 def group_options(group: str) -> list[str]:
@@ -46,8 +51,9 @@ def group_options(group: str) -> list[str]:
     return options(group)
 
 
-def composition_error_line(error: Exception) -> str:
-    """One line for a Hydra or OmegaConf error raised while composing the config from the command line."""
+def composition_error_line(error: Exception, root: type = TrainConfig) -> str:
+    """One line for a Hydra or OmegaConf error raised while composing the config (schema ``root``) from the
+    command line."""
     if isinstance(error, MissingConfigException):
         missing = str(getattr(error, "missing_cfg_file", "") or "")
         group, _, option = missing.rpartition("/")
@@ -59,10 +65,15 @@ def composition_error_line(error: Exception) -> str:
         return first_line(error)
     if isinstance(error, OverrideParseException):
         return f"cannot parse the override: {first_line(error)} (grammar: {GRAMMAR})"
+    ambiguous = AMBIGUOUS.search(first_line(error))
+    if ambiguous:  # key=a,b without -m
+        key, values = ambiguous.group(1), ambiguous.group(2)
+        return (f"{key}: {values} is several values; write a list as {key}=[{values}], a text with commas as "
+                f"{key}='{values}', or sweep over them with -m (train)")
     cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
     key = getattr(cause, "full_key", None) or override_key(error)
     if "not in struct" in str(cause) or "Could not override" in str(error):
-        return f"{key}: {unknown_key(key)}" if key else first_line(error)
+        return f"{key}: {unknown_key(key, root)}" if key else first_line(error)
     return f"{key}: {first_line(cause)}" if key else first_line(error)
 
 

@@ -1,4 +1,5 @@
-"""The structured config of ``python -m aenet_exp train``: one dataclass per Hydra group.
+"""The structured configs of every command: ``train``'s, one dataclass per Hydra group, and one primary
+dataclass per other command (``build-db``, ``export``, ``select``, ``ensemble``), which composes the groups it needs.
 
 Each group's YAML options under ``conf/<group>/`` are validated against the dataclass stored
 under the same group here (see :mod:`aenet_exp.config.store`). The dataclasses hold the defaults
@@ -46,6 +47,14 @@ SAMPLING_POLICIES = ("uniform", "energy_weighted", "error_weighted")
 AUGMENT_METHODS = ("none", "taylor")
 # The committee group's options (model.potential.Potential with members; training.uncertainty).
 COMMITTEES = ("none", "deep")
+# Where runs are recorded unless tracking.uri says otherwise (relative to the working directory), and in which
+# experiment; ``tracking.locate`` falls back to the same store for ``runs:/`` locations given without one.
+TRACKING_URI = "sqlite:///outputs/mlflow.db"
+EXPERIMENT = "aenet_exp"
+# select's ranking criteria (selection.ranking.CRITERIA, by name).
+SELECTION_CRITERIA = ("energy", "forces")
+# export's output formats.
+EXPORT_FORMATS = ("aenet",)
 
 
 def param(
@@ -491,10 +500,10 @@ def registrable_model_name(x) -> bool:
 class TrackingConfig:
     enabled: bool = param(True, "record the run in MLflow")
     uri: str = param(
-        "sqlite:///outputs/mlflow.db", "MLflow tracking store (relative to the working directory)", None,
+        TRACKING_URI, "MLflow tracking store (relative to the working directory)", None,
         Rule(non_blank, "an MLflow tracking URI"),
     )
-    experiment: str = param("aenet_exp", "MLflow experiment name", None, Rule(non_blank, "a non-empty experiment name"))
+    experiment: str = param(EXPERIMENT, "MLflow experiment name", None, Rule(non_blank, "a non-empty experiment name"))
     run_name: Optional[str] = param(None, "MLflow run name (null: generated)")
     log_model: bool = param(
         True, "log the potential as the MLflow pyfunc model runs:/<run_id>/model (predict: structures → energies, eV)"
@@ -548,4 +557,73 @@ class TrainConfig:
     dataloader: DataLoaderConfig = MISSING
     precision: PrecisionConfig = MISSING
     normalization: NormalizationConfig = MISSING
+    tracking: TrackingConfig = MISSING
+
+
+RUN = "a run directory, a model file or runs:/<run_id>[/path]"
+
+
+def required(meaning: str, example: str) -> Any:
+    """A key without a default: the command needs it (``meaning``, e.g. ``example``)."""
+    return param(MISSING, meaning, None, Rule(non_blank, f"{meaning}, e.g. {example}"))
+
+
+@dataclass
+class BuildDbConfig:
+    """``python -m aenet_exp build-db``: the data group (``data.database`` is built from ``data.path``) and the
+    training augmentation, whose Taylor children the database then holds."""
+
+    seed: int = param(0, "seed of the augmentation (augment.seed null: seed + 3, as training draws them)", None, SEED)
+    show_progress: bool = param(True, "progress bar (on a terminal)")
+    data: DataConfig = MISSING
+    augment: AugmentConfig = MISSING
+
+
+@dataclass
+class ExportConfig:
+    """``python -m aenet_exp export``: a trained potential in another program's format."""
+
+    run: str = required(f"the potential: {RUN}", "run=outputs/runs/<time>")
+    format: str = param("aenet", "the output format: aenet (docs/aenet_format.md)", None,
+                        Rule(one_of(*EXPORT_FORMATS), f"one of {list(EXPORT_FORMATS)}"))
+    out: Optional[str] = param(
+        None, "the output directory (null: <run dir>/aenet, aenet beside a model file, or ./aenet-<run_id>)"
+    )
+    rmin: Optional[float] = param(
+        None, "ænet's minimal interatomic distance (null: the descriptor's min_cutoff, else 0.5 Å)", None,
+        Rule(optional(positive), "a positive distance in Å, or null"), unit="Å",
+    )
+    tracking: TrackingConfig = MISSING
+
+
+@dataclass
+class SelectConfig:
+    """``python -m aenet_exp select``: pool structures ranked by a committee's disagreement, the top written."""
+
+    run: str = required(f"the committee: {RUN}", "run=outputs/runs/<time>")
+    pool: str = required(
+        "the candidate structures: files, a directory, a glob, a tar archive or an HDF5 database (.h5)",
+        "pool='candidates/*.xyz'",
+    )
+    n: int = param(50, "how many structures to select", None, Rule(positive, "a positive integer"), unit="structures")
+    out: str = param("selected.xyz", "the extended XYZ file written", None, Rule(non_blank, "a file name"))
+    by: str = param(
+        "energy", "energy (σ of the energy per atom) | forces (largest per-atom |σ_F|)", None,
+        Rule(one_of(*SELECTION_CRITERIA), f"one of {list(SELECTION_CRITERIA)}"),
+    )
+    batch_size: int = param(64, "structures evaluated at a time", None, Rule(positive, "a positive integer"),
+                            unit="structures")
+    tracking: TrackingConfig = MISSING
+
+
+@dataclass
+class EnsembleConfig:
+    """``python -m aenet_exp ensemble``: finished runs (same data, descriptor and layout) as one calibrated
+    committee."""
+
+    runs: Optional[list[str]] = param(
+        None, "the finished runs: MLflow run ids, run directories or runs:/<run_id>, as a list: runs=[id,id,...]"
+    )
+    sweep: Optional[str] = param(None, "instead of runs: the parent run of a sweep (its FINISHED jobs)")
+    out: Optional[str] = param(None, "the directory written (null: outputs/ensembles/<time>)")
     tracking: TrackingConfig = MISSING

@@ -1,4 +1,5 @@
-"""Registers the schema in Hydra's ConfigStore: ``conf/<group>/<option>.yaml`` extends ``base_<group>``.
+"""Registers the schema in Hydra's ConfigStore: ``conf/<group>/<option>.yaml`` extends ``base_<group>``, and
+``conf/<command>.yaml`` extends ``base_<command>`` (see :mod:`aenet_exp.config.commands`).
 
 The optimizer, scheduler, sampling, augment and committee groups have one base per option (``base_adam``, ``base_cosine``, ...),
 which is where an option's ``name`` is set: the YAML never repeats it.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from hydra.core.config_store import ConfigStore
 
 from aenet_exp.config import schema
+from aenet_exp.config.commands import COMMANDS
 
 GROUP_SCHEMAS = {
     "data": schema.DataConfig,
@@ -33,9 +35,11 @@ PER_OPTION_GROUPS = ("optimizer", "scheduler", "sampling", "augment", "committee
 
 
 def register_configs() -> None:
-    """Store ``base_train``, one ``base_<group>`` per group and ``base_<option>`` for optimizers and schedulers."""
+    """Store ``base_<command>`` per command, one ``base_<group>`` per group and ``base_<option>`` for the groups
+    with one base per option."""
     store = ConfigStore.instance()
-    store.store(name="base_train", node=schema.TrainConfig)
+    for command in COMMANDS.values():
+        store.store(name=f"base_{command.config_name}", node=command.schema)
     for group, node in GROUP_SCHEMAS.items():
         if group not in PER_OPTION_GROUPS:
             store.store(group=group, name=f"base_{group}", node=node)

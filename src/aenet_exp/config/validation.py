@@ -20,31 +20,37 @@ from aenet_exp.config.schema import EPOCH_METRICS, OPTIMIZER_SCHEMAS
 from aenet_exp.errors import ConfigError
 from aenet_exp.rundir import CHECKPOINT_FILE
 
-__all__ = ["ConfigError", "EPOCH_METRICS", "OPTIMIZED_METRICS", "validate"]
+__all__ = ["ConfigError", "EPOCH_METRICS", "OPTIMIZED_METRICS", "validate", "validate_build_db", "validate_ensemble"]
 
 OPTIMIZED_METRICS = EPOCH_METRICS
 
 
-def check_rules(node: DictConfig, prefix: str = "") -> None:
-    """Apply the range rule of every field of ``node``'s schema, then of its typed child nodes."""
+def check_rules(node: DictConfig, prefix: str = "", root: type | None = None) -> None:
+    """Apply the range rule of every field of ``node``'s schema, then of its typed child nodes; a key with a rule
+    and no value (``???``) is one the command needs. ``root``: the command's schema (``node``'s at the top)."""
     schema = OmegaConf.get_type(node)
     if not dataclasses.is_dataclass(schema):
         return
+    root = root or schema
     known = {f.name for f in dataclasses.fields(schema)}
     for key in node:
         if key not in known:  # added with '+key=', which Hydra lets through
-            raise ConfigError(f"{prefix}{key}", unknown_key(f"{prefix}{key}"))
+            raise ConfigError(f"{prefix}{key}", unknown_key(f"{prefix}{key}", root))
     for f in dataclasses.fields(schema):
-        if f.name not in node:
+        if f.name not in node.keys():
+            continue
+        rule = f.metadata.get("rule")
+        if OmegaConf.is_missing(node, f.name):
+            if rule is not None:
+                raise ConfigError(f"{prefix}{f.name}", f"expected {rule.expected}")
             continue
         value = node[f.name]
         if "float" in str(f.type) and not finite(value):
             raise ConfigError(f"{prefix}{f.name}", f"expected a finite number, got {value!r}")
-        rule = f.metadata.get("rule")
         if rule is not None and not rule.holds(plain(value)):
             raise ConfigError(f"{prefix}{f.name}", f"expected {rule.expected}, got {plain(value)!r}")
         if isinstance(value, DictConfig):
-            check_rules(value, f"{prefix}{f.name}.")
+            check_rules(value, f"{prefix}{f.name}.", root)
 
 
 def check_optimizer_choice(cfg: DictConfig) -> None:
@@ -274,3 +280,18 @@ def validate(cfg: DictConfig) -> None:
     check_device(cfg)
     check_launch(cfg)
     check_combinations(cfg)
+
+
+def validate_build_db(cfg: DictConfig) -> None:
+    """``build-db``'s config: the rules, the compression, and a database to build."""
+    check_rules(cfg)
+    check_compression(cfg)
+    if not cfg.data.database:
+        raise ConfigError("data.database", "expected the path of the HDF5 database to build, e.g. data.database=train.h5")
+
+
+def validate_ensemble(cfg: DictConfig) -> None:
+    """``ensemble``'s config: the rules, and either the runs or a sweep."""
+    check_rules(cfg)
+    if bool(cfg.runs) == bool(cfg.sweep):
+        raise ConfigError("runs", "give the runs (runs=[id,id,...]) or a sweep's parent run (sweep=<run id>), one of them")

@@ -1,4 +1,5 @@
-"""``python -m aenet_exp ensemble runs=<id|dir,...> | sweep=<parent run id>``: finished runs as one committee.
+"""``python -m aenet_exp ensemble runs=[<id|dir>,...] | sweep=<parent run id>``: finished runs as one committee
+(options: :class:`~aenet_exp.config.schema.EnsembleConfig`).
 
 The runs must share the data and the descriptor and network layout (:mod:`aenet_exp.ensemble.combine`). The
 committee is evaluated on the structures none of the runs trained on (the intersection of their held-out
@@ -15,52 +16,37 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
-
-from aenet_exp.arguments import ArgumentError, parse_key_values, usage
+from aenet_exp.build.stored import StoredRun, stored_run, yaml_text
 from aenet_exp.calculator import Calculator
+from aenet_exp.config.schema import EnsembleConfig
 from aenet_exp.ensemble.combine import Incompatible, check_compatible, combine
+from aenet_exp.errors import ConfigError
 from aenet_exp.files import write_atomically
 from aenet_exp.rundir import CONFIG_FILE, MODEL_FILE
-from aenet_exp.tracking.locate import DEFAULT_TRACKING_URI, RUNS_SCHEME, download_artifact, load_potential
+from aenet_exp.tracking.locate import RUNS_SCHEME, load_potential
 from aenet_exp.training.dataset import PreparedData, held_out
 from aenet_exp.training.events import Predictions, TrainingResult
 from aenet_exp.training.metrics import metrics_of
 from aenet_exp.training.outputs import write_predictions
-from aenet_exp.training.run import CALIBRATION_SEED_OFFSET, prepared_data
+from aenet_exp.training.run import CALIBRATION_SEED_OFFSET
 from aenet_exp.training.uncertainty import calibration_factors, calibration_metrics, uncertainty_metrics
 
-KEYS = {
-    "runs": "the finished runs, comma-separated: MLflow run ids, run directories or runs:/<run_id>",
-    "sweep": "instead of runs: the parent run of a sweep (its FINISHED jobs)",
-    "out": "the directory written (default outputs/ensembles/<time>)",
-    "tracking": "record the committee as an MLflow run: true (default) | false",
-    "tracking_uri": "the MLflow store (default sqlite:///outputs/mlflow.db, as train's)",
-    "experiment": "the MLflow experiment (default aenet_exp)",
-}
-USAGE = usage("ensemble runs=<id,id,...> | sweep=<parent run id> [out=<dir>]", KEYS)
 ENSEMBLE_FILE = "ensemble.yaml"  # which runs the members came from
 
 
-def ensemble(args: Sequence[str]) -> list[Path]:
-    """Run ``ensemble`` with command-line ``args``; returns the committee's model file."""
-    options = parse_key_values(args, KEYS, {})
-    if bool(options.get("runs")) == bool(options.get("sweep")):
-        raise ArgumentError("runs: give the runs (runs=<id,id,...>) or a sweep's parent run (sweep=<run id>), one of them")
-    tracked = options.get("tracking", "true")
-    if tracked not in ("true", "false"):
-        raise ArgumentError(f"tracking: expected true or false, got {tracked!r}")
-    uri = options.get("tracking_uri", DEFAULT_TRACKING_URI)
-    locations = sweep_jobs(options["sweep"], uri) if options.get("sweep") else run_locations(options["runs"])
+def ensemble(options: EnsembleConfig) -> list[Path]:
+    """Run ``ensemble`` with its ``options``; returns the committee's model file."""
+    uri = options.tracking.uri
+    locations = sweep_jobs(options.sweep, uri) if options.sweep else run_locations(options.runs)
     if len(locations) < 2:
-        raise ArgumentError(f"runs: a committee needs at least two runs, got {len(locations)}")
+        raise ConfigError("runs", f"a committee needs at least two runs, got {len(locations)}")
     potentials = [load_potential(location, uri, key="runs") for location in locations]
-    configs = [run_config(location, uri) for location in locations]
+    runs = [stored_run(location, uri) for location in locations]
     committee = combined(potentials, locations)
-    data, held = common_held_out(configs, locations)
-    test, calibration = held_out(held, 50.0, configs[0].seed + CALIBRATION_SEED_OFFSET)
+    data, held = common_held_out(runs, locations)
+    test, calibration = held_out(held, 50.0, runs[0].seed + CALIBRATION_SEED_OFFSET)
     calculator = Calculator(committee)
-    references = data.atomic_energies if configs[0].normalization.energy_target == "cohesive" else None
+    references = data.atomic_energies if runs[0].cohesive else None
     factors = calibration_factors(predict(calculator, data, calibration, references))
     scale = (factors["energy"], factors.get("force", 1.0))
     committee.sigma_scale.copy_(torch.tensor(scale, dtype=committee.sigma_scale.dtype))
@@ -68,20 +54,20 @@ def ensemble(args: Sequence[str]) -> list[Path]:
     metrics = {f"final/{k}": v for k, v in metrics_of(predictions["test"], "test").items()}
     metrics |= {f"final/{k}": v for k, v in uncertainty_metrics(predictions["test"], "test", scale).items()}
     metrics |= calibration_metrics(factors, len(calibration))
-    out = Path(options.get("out") or f"outputs/ensembles/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
-    save(out, committee, configs[0], locations, data, predictions)
+    out = Path(options.out or f"outputs/ensembles/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
+    save(out, committee, runs[0], locations, data, predictions)
     print(f"committee of {committee.members} members from {len(locations)} runs; {len(held)} structures none of them "
           f"trained on: {len(calibration)} calibrate σ, {len(test)} test it")
     print(f"  test: energy RMSE {1000 * metrics['final/test/energy_rmse']:.2f} meV/atom, NLL "
           f"{metrics['final/test/energy_nll']:.3f}, Spearman ρ {metrics['final/test/energy_spearman']:.3f}")
-    if tracked == "true":
-        record(options, uri, configs[0], locations, committee, data, held, TrainingResult({}, metrics, predictions, out))
+    if options.tracking.enabled:
+        record(options, runs[0], locations, committee, data, held, TrainingResult({}, metrics, predictions, out))
     return [out / MODEL_FILE]
 
 
-def run_locations(text: str) -> list[str]:
+def run_locations(runs: Sequence[str]) -> list[str]:
     """``runs=`` items: an existing path as it is, anything else as an MLflow run id (``runs:/<id>``)."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
+    items = [item.strip() for item in runs if item.strip()]
     return [item if item.startswith(RUNS_SCHEME) or Path(item).exists() else f"{RUNS_SCHEME}{item}" for item in items]
 
 
@@ -92,27 +78,11 @@ def sweep_jobs(parent: str, uri: str) -> list[str]:
     try:
         jobs = MlflowRun.read(uri, parent).children()
     except Exception as error:  # MLflow's errors for an unknown run or store
-        raise ArgumentError(f"sweep: no run {parent} in {uri} ({str(error).splitlines()[0]})") from None
+        raise ConfigError("sweep", f"no run {parent} in {uri} ({str(error).splitlines()[0]})") from None
     finished = sorted((run for run in jobs if run.info.status == "FINISHED"), key=lambda run: run.info.start_time)
     if not finished:
-        raise ArgumentError(f"sweep: run {parent} has no FINISHED job")
+        raise ConfigError("sweep", f"run {parent} has no FINISHED job")
     return [f"{RUNS_SCHEME}{run.info.run_id}" for run in finished]
-
-
-def run_config(location: str, uri: str) -> DictConfig:
-    """The resolved config a run trained with (its ``config.yaml``)."""
-    if location.startswith(RUNS_SCHEME):
-        run_id = location.removeprefix(RUNS_SCHEME).strip("/").split("/")[0]
-        try:
-            path = download_artifact(run_id, CONFIG_FILE, uri)
-        except Exception as error:  # MLflow's errors for a missing artifact
-            raise ArgumentError(f"runs: {location} has no {CONFIG_FILE} ({str(error).splitlines()[0]})") from None
-    else:
-        path = Path(location)
-        path = path / CONFIG_FILE if path.is_dir() else path.parent / CONFIG_FILE
-        if not path.is_file():
-            raise ArgumentError(f"runs: {location} has no {CONFIG_FILE} beside its model")
-    return OmegaConf.load(path)
 
 
 def combined(potentials, locations: Sequence[str]):
@@ -121,24 +91,24 @@ def combined(potentials, locations: Sequence[str]):
         try:
             check_compatible(potentials[0], potential)
         except Incompatible as error:
-            raise ArgumentError(f"runs: {location} cannot join {locations[0]} in a committee: {error}") from None
+            raise ConfigError("runs", f"{location} cannot join {locations[0]} in a committee: {error}") from None
     return combine(potentials)
 
 
-def common_held_out(configs: Sequence[DictConfig], locations: Sequence[str]) -> tuple[PreparedData, np.ndarray]:
+def common_held_out(runs: Sequence[StoredRun], locations: Sequence[str]) -> tuple[PreparedData, np.ndarray]:
     """The first run's data and the structures none of the runs trained on; errors naming a run on other data."""
-    prepared = [prepared_data(cfg) for cfg in configs]
+    prepared = [run.prepared_data() for run in runs]
     digest = prepared[0].columns.digest()
     for data, location in zip(prepared[1:], locations[1:]):
         if data.columns.digest() != digest or len(data.structures) != len(prepared[0].structures):
-            raise ArgumentError(f"runs: {location} trained on other data than {locations[0]}")
+            raise ConfigError("runs", f"{location} trained on other data than {locations[0]}")
     held = set(range(len(prepared[0].structures)))
     for data in prepared:
         held -= set(int(i) for i in data.train)
     held = np.array(sorted(held), dtype=int)
     if len(held) < 2:
-        raise ArgumentError(f"runs: {len(held)} structure(s) are held out of every run's training (each run splits "
-                            "with its own seed); train the runs with one test set, data.test_path=<file>")
+        raise ConfigError("runs", f"{len(held)} structure(s) are held out of every run's training (each run splits "
+                          "with its own seed); train the runs with one test set, data.test_path=<file>")
     return prepared[0], held
 
 
@@ -157,28 +127,28 @@ def predict(calculator: Calculator, data: PreparedData, indices: np.ndarray, ref
     )
 
 
-def save(out: Path, committee, config: DictConfig, locations: Sequence[str], data: PreparedData,
+def save(out: Path, committee, first: StoredRun, locations: Sequence[str], data: PreparedData,
          predictions: dict[str, Predictions]) -> None:
-    """The committee, where its members came from, and its test predictions, in ``out``."""
+    """The committee, the first run's config, where its members came from, and its test predictions, in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     committee.save(out / MODEL_FILE)
-    write_atomically(out / CONFIG_FILE, OmegaConf.to_yaml(config, resolve=True))
-    write_atomically(out / ENSEMBLE_FILE, OmegaConf.to_yaml({"runs": list(locations), "members": committee.members}))
+    write_atomically(out / CONFIG_FILE, first.yaml())
+    write_atomically(out / ENSEMBLE_FILE, yaml_text({"runs": list(locations), "members": committee.members}))
     write_predictions(out, data.structures, predictions, energies=True, forces=True)
 
 
-def record(options: dict[str, str], uri: str, config: DictConfig, locations: Sequence[str], committee,
-           data: PreparedData, held: np.ndarray, result: TrainingResult) -> None:
+def record(options: EnsembleConfig, first: StoredRun, locations: Sequence[str], committee, data: PreparedData,
+           held: np.ndarray, result: TrainingResult) -> None:
     """The committee as its own MLflow run: the first run's config, the runs it was made of, metrics, plots, model."""
     from aenet_exp.tracking.observer import MlflowObserver
 
-    tracking = {**OmegaConf.to_container(config.tracking, resolve=True), "uri": uri,
-                "experiment": options.get("experiment", "aenet_exp"), "run_name": f"ensemble of {len(locations)} runs",
+    tracking = {**first.settings["tracking"], "uri": options.tracking.uri, "experiment": options.tracking.experiment,
+                "run_name": f"ensemble of {len(locations)} runs",
                 "log_model": True}  # the committee is the product, whatever its runs did
     observer = MlflowObserver(tracking, overrides=[f"ensemble runs={','.join(locations)}"], run_dir=result.output_dir)
     facts = {**data.facts(), "ensemble.runs": ",".join(locations), "ensemble.members": committee.members,
              "ensemble.held_out_structures": len(held)}
-    cfg = OmegaConf.to_container(config, resolve=True)
-    cfg["committee"] = {**cfg.get("committee", {}), "name": "ensemble", "members": committee.members}
-    observer.on_start(cfg, facts)
+    settings = {**first.settings, "committee": {**first.settings.get("committee", {}), "name": "ensemble",
+                                                "members": committee.members}}
+    observer.on_start(settings, facts)
     observer.on_end(result)

@@ -1,28 +1,18 @@
-"""``python -m aenet_exp export run=<run dir | model file | runs:/<run_id>[/path]> format=aenet [out=DIR] [rmin=Å]``."""
+"""``python -m aenet_exp export run=<run dir | model file | runs:/<run_id>[/path]> format=aenet [out=DIR] [rmin=Å]``
+(options: :class:`~aenet_exp.config.schema.ExportConfig`)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
 
-from aenet_exp.arguments import ArgumentError, parse_key_values, usage
+from aenet_exp.config.schema import ExportConfig
+from aenet_exp.errors import UserError
 from aenet_exp.files import write_atomically
 
-KEYS = {
-    "run": "a run directory, a model file or runs:/<run_id>[/path]",
-    "format": "the output format: aenet",
-    "out": "the output directory (default: <run dir>/aenet, beside the model file, or ./aenet-<run_id>)",
-    "rmin": "ænet's minimal interatomic distance in Å (default: the descriptor's min_cutoff, else 0.5)",
-}
-FORMATS = ("aenet",)
-USAGE = usage("export run=<...> format=aenet [out=<dir>] [rmin=<Å>]", KEYS)
-ExportError = ArgumentError
 
-
-def parse_arguments(args: Sequence[str]) -> dict[str, str]:
-    """``key=value`` arguments -> ``{key: value}`` (keys of :data:`KEYS`; ``run`` required)."""
-    return parse_key_values(args, KEYS, {"run": "outputs/runs/<time>"})
+class ExportError(UserError):
+    """A potential that cannot be written in the format, or an output directory that cannot be written."""
 
 
 def default_out(location: str) -> Path:
@@ -58,25 +48,18 @@ def write_committee(potential, out: Path, rmin: float | None) -> list[Path]:
     return written
 
 
-def export(args: Sequence[str]) -> list[Path]:
-    """Run ``export`` with command-line ``args``; returns the files written (ExportError on bad input)."""
+def export(options: ExportConfig) -> list[Path]:
+    """Run ``export`` with its ``options``; returns the files written (UserError on bad input)."""
     from aenet_exp.export.aenet_ascii import write_aenet_ascii
     from aenet_exp.tracking.locate import load_potential
 
-    options = parse_arguments(args)
-    if options.get("format", "aenet") not in FORMATS:
-        raise ExportError(f"format: expected one of {list(FORMATS)}, got {options['format']!r}")
-    try:
-        rmin = float(options["rmin"]) if "rmin" in options else None
-    except ValueError:
-        raise ExportError(f"rmin: expected a distance in Å, got {options['rmin']!r}") from None
-    location = options["run"]
-    potential = load_potential(location, key="run")
-    out = Path(options["out"]) if options.get("out") else default_out(location)
+    location = options.run
+    potential = load_potential(location, options.tracking.uri, key="run")
+    out = Path(options.out) if options.out else default_out(location)
     try:
         if potential.members == 1:
-            return write_aenet_ascii(potential, out, rmin)
-        return write_committee(potential, out, rmin)
+            return write_aenet_ascii(potential, out, options.rmin)
+        return write_committee(potential, out, options.rmin)
     except ValueError as error:
         raise ExportError(f"cannot export {location} to ænet's format: {error}") from None
     except OSError as error:

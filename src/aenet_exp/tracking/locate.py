@@ -1,7 +1,7 @@
 """Where a trained potential is: a run directory, an MLflow model directory, a model file, or ``runs:/<run_id>``.
 
 ``runs:/`` locations are downloaded from the MLflow store at ``tracking.uri`` (the argument), else
-``MLFLOW_TRACKING_URI``, else the project default; the store is only opened for them.
+``MLFLOW_TRACKING_URI``, else the schema's default ``tracking.uri``; the store is only opened for them.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from aenet_exp.config.schema import TRACKING_URI
 from aenet_exp.errors import UserError, first_line
 from aenet_exp.rundir import MODEL_FILE
 
-DEFAULT_TRACKING_URI = "sqlite:///outputs/mlflow.db"
 # Where a directory keeps the model: a run's output directory; an MLflow pyfunc model (runs:/<run_id>/model).
 MODEL_FILE_IN_DIR = (MODEL_FILE, f"artifacts/{MODEL_FILE}")
 RUNS_SCHEME = "runs:/"
@@ -26,7 +26,7 @@ def download_artifact(run_id: str, artifact_path: str, tracking_uri: str | None 
     """Local path of ``artifact_path`` of run ``run_id`` in the store at ``tracking_uri`` (see the module)."""
     import mlflow
 
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", TRACKING_URI)
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, tracking_uri=uri)
     return Path(local)
 

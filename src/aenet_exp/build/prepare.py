@@ -1,4 +1,4 @@
-"""From the composed config to the one training will run: data options that no longer describe the data,
+"""``train``: from the composed config to the one training will run: data options that no longer describe the data,
 validation, a resume's allowed changes, and warnings about keys that change nothing."""
 
 from __future__ import annotations

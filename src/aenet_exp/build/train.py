@@ -1,24 +1,23 @@
-"""``python -m aenet_exp train [overrides]``: prepare the config, train, and say where the results are."""
+"""What ``train``'s Hydra app (:func:`aenet_exp.build.apps.train_app`) composes around training: the MLflow observer,
+the checks before Hydra makes the run folder, and the run's last lines and returned metric."""
 
 from __future__ import annotations
 
 import copy
 import os
-import sys
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from aenet_exp.build.prepare import prepare
 from aenet_exp.cli.common import fail
-from aenet_exp.cli.prepare import prepare
 from aenet_exp.config.validation import OPTIMIZED_METRICS
 from aenet_exp.errors import UserError
 from aenet_exp.report import final_errors, open_command
-from aenet_exp.rundir import KEY, refusal, remove_unused_run_directory
+from aenet_exp.rundir import KEY, refusal
 
 
 def observers_for(cfg: DictConfig) -> list:
@@ -37,34 +36,6 @@ def observers_for(cfg: DictConfig) -> list:
     run_dir = cfg.resume or hydra_cfg.runtime.output_dir
     resume_id = recorded_run_id(cfg.resume) if cfg.resume else None
     return [MlflowObserver(tracking, list(hydra_cfg.overrides.task), sweep_dir, run_dir, resume_id)]
-
-
-@hydra.main(config_path="pkg://aenet_exp.conf", config_name="train", version_base="1.3")
-def train(cfg: DictConfig) -> float | None:
-    """Hydra task: prepare, train, print the final errors and where to look; returns ``optimized_metric``."""
-    from aenet_exp import training
-    from aenet_exp.training.distributed import launch_rank
-    from aenet_exp.training.loop import Terminated
-
-    hydra_cfg = HydraConfig.get()
-    output_dir = hydra_cfg.runtime.output_dir
-    try:
-        prepare(cfg, list(hydra_cfg.overrides.task))
-        observers = observers_for(cfg)
-        metrics = training.run(cfg, output_dir, observers)  # rank 0's observe
-    except UserError as error:
-        if not cfg.resume:
-            remove_unused_run_directory(Path(output_dir))
-        fail(str(error).splitlines()[0])
-    except KeyboardInterrupt as error:
-        where = cfg.resume or output_dir
-        print(f"aenet_exp: interrupted ({error or 'SIGINT'}): the run is marked KILLED; its last finished epoch is "
-              f"checkpointed in {where}: resume={where} continues", file=sys.stderr)
-        sys.exit(143 if isinstance(error, Terminated) else 130)
-    if launch_rank() > 0:  # under torchrun, rank 0 reports
-        return None
-    print(ending(metrics, cfg.resume or output_dir, observers))
-    return optimized_value(metrics, cfg.optimized_metric)
 
 
 def ending(metrics: dict[str, float], run_dir: str, observers: list) -> str:
