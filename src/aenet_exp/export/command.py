@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Sequence
 
 from aenet_exp.arguments import ArgumentError, parse_key_values, usage
+from aenet_exp.export.aenet_ascii import check_exportable, write_aenet_ascii
 from aenet_exp.files import write_atomically
+from aenet_exp.model.locate import load_potential
 
 KEYS = {
     "run": "a run directory, a model file or runs:/<run_id>[/path]",
@@ -38,20 +40,18 @@ COMMITTEE_FILE = "committee.json"
 def write_committee(potential, out: Path, rmin: float | None) -> list[Path]:
     """A committee's members as ænet potentials in ``out/member_000``, ``member_001``, ... and ``committee.json``
     saying how to combine them (every member is checked before any file is written)."""
-    from aenet_exp.export.aenet_ascii import check_exportable, write_aenet_ascii
-
     members = [potential.member(k) for k in range(potential.members)]
     for member in members:
         check_exportable(member)
     written = []
     for k, member in enumerate(members):
         written += write_aenet_ascii(member, out / f"member_{k:03d}", rmin)
-    energy_factor, force_factor = potential.sigma_scale.tolist()
+    calibration = potential.calibration
     recipe = {
         "members": [f"member_{k:03d}" for k in range(potential.members)],
         "energy": "the mean of the members' energies (eV); forces likewise (eV/Å)",
         "uncertainty": "the members' standard deviation (unbiased, n - 1) times sigma_scale",
-        "sigma_scale": {"energy": energy_factor, "forces": force_factor},
+        "sigma_scale": {"energy": calibration.energy, "forces": calibration.factor("force")},
     }
     written.append(out / COMMITTEE_FILE)
     write_atomically(written[-1], json.dumps(recipe, indent=2) + "\n")
@@ -60,9 +60,6 @@ def write_committee(potential, out: Path, rmin: float | None) -> list[Path]:
 
 def export(args: Sequence[str]) -> list[Path]:
     """Run ``export`` with command-line ``args``; returns the files written (ExportError on bad input)."""
-    from aenet_exp.export.aenet_ascii import write_aenet_ascii
-    from aenet_exp.tracking.locate import load_potential
-
     options = parse_arguments(args)
     if options.get("format", "aenet") not in FORMATS:
         raise ExportError(f"format: expected one of {list(FORMATS)}, got {options['format']!r}")
