@@ -86,7 +86,7 @@ def run_locations(text: str) -> list[str]:
 
 def sweep_jobs(parent: str, uri: str) -> list[str]:
     """The FINISHED jobs of the sweep whose parent run is ``parent``, as ``runs:/<id>``, oldest first."""
-    from aenet_exp.tracking.mlflow_run import MlflowRun
+    from aenet_exp.tracking.mlflow_run import MlflowRun  # mlflow, seconds to import: only for a sweep's runs
 
     try:
         jobs = MlflowRun.read(uri, parent).children()
@@ -163,7 +163,7 @@ def save(out: Path, committee, config: DictConfig, locations: Sequence[str], dat
 def record(options: dict[str, str], uri: str, config: DictConfig, locations: Sequence[str], committee,
            data: PreparedData, held: np.ndarray, result: TrainingResult) -> None:
     """The committee as its own MLflow run: the first run's config, the runs it was made of, metrics, plots, model."""
-    from aenet_exp.tracking.observer import MlflowObserver
+    from aenet_exp.tracking.observer import MlflowObserver  # mlflow, seconds to import: only when recorded
 
     tracking = {**OmegaConf.to_container(config.tracking, resolve=True), "uri": uri,
                 "experiment": options.get("experiment", "aenet_exp"), "run_name": f"ensemble of {len(locations)} runs",

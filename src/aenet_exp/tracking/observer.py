@@ -17,9 +17,9 @@ from aenet_exp.files import write_atomically
 from aenet_exp.rundir import MODEL_FILE, RUN_ID_FILE
 from aenet_exp.tracking.flatten import flatten_params
 from aenet_exp.tracking.git import project_git_commit
-from aenet_exp.tracking.mlflow_run import MlflowRun
+from aenet_exp.tracking.mlflow_run import MlflowRun, open_client
 from aenet_exp.tracking.plots import calibration_png, error_vs_sigma_png, learning_curve_png, parity_png
-from aenet_exp.tracking.sweep import find_sweep_parent
+from aenet_exp.tracking.sweep import SWEPT_TAG, find_sweep_parent
 from aenet_exp.training.events import Callback
 
 LEARNING_CURVE = "learning_curve.png"
@@ -75,9 +75,6 @@ def swept_of(uri: str, parent: str | None) -> list[str] | None:
     """The keys the sweep ``parent`` varies (None outside a sweep)."""
     if parent is None:
         return None
-    from aenet_exp.tracking.mlflow_run import open_client
-    from aenet_exp.tracking.sweep import SWEPT_TAG
-
     tag = open_client(uri).get_run(parent).data.tags.get(SWEPT_TAG, "")
     return [key for key in tag.split(",") if key]
 
