@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 
-import torch
 from omegaconf import OmegaConf
 
 import aenet_exp.config  # noqa: F401  registers the schema
 from aenet_exp.calculator import Calculator
 from aenet_exp.ensemble.command import predict
+from aenet_exp.evaluation.errors import metrics_of
+from aenet_exp.evaluation.uncertainty import calibrate, uncertainty_metrics
 from aenet_exp.model import Potential
-from aenet_exp.training.metrics import metrics_of
 from aenet_exp.training.run import prepared_data
-from aenet_exp.training.uncertainty import calibration_factors, uncertainty_metrics
 
 
 def main() -> None:
@@ -30,16 +29,13 @@ def main() -> None:
     cfg = OmegaConf.load(f"{run}/config.yaml")
     data = prepared_data(cfg)
     potential = Potential.load(f"{run}/potential.pt")
-    saved = potential.sigma_scale.tolist()
-    potential.sigma_scale.fill_(1.0)
+    saved = potential.calibration
     calculator = Calculator(potential)
     references = data.atomic_energies if cfg.normalization.energy_target == "cohesive" else None
-    factors = calibration_factors(predict(calculator, data, data.calibration, references))
-    scale = (factors["energy"], factors.get("force", 1.0))
-    potential.sigma_scale.copy_(torch.tensor(scale, dtype=potential.sigma_scale.dtype))
+    refitted = calibrate(potential, lambda: predict(calculator, data, data.calibration, references))
     test = predict(calculator, data, data.test, references)
-    print(f"factors saved with the run {saved}, refitted {list(scale)} on {len(data.calibration)} structures")
-    for name, value in sorted({**metrics_of(test, "test"), **uncertainty_metrics(test, "test", scale)}.items()):
+    print(f"factors saved with the run {saved}, refitted {refitted} on {len(data.calibration)} structures")
+    for name, value in sorted({**metrics_of(test, "test"), **uncertainty_metrics(test, "test", potential.calibration)}.items()):
         print(f"{name:48s} {value:.4f}")
 
 

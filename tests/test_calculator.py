@@ -9,7 +9,8 @@ from ase import Atoms
 
 from aenet_exp.calculator import Calculator
 from aenet_exp.data import read_structures
-from aenet_exp.tracking.locate import model_path
+from aenet_exp.model import Potential
+from aenet_exp.model.locate import model_path
 
 from conftest import make_potential
 
@@ -84,7 +85,7 @@ def test_molecule_has_no_stress(data_dir, calculator):
 def test_predict_batches_equal_single_evaluations(data_dir, calculator):
     structures = read_structures(str(data_dir / "tio2-small" / "*.xsf"))[:7]
     predicted = calculator.predict(structures, batch_size=3)
-    energies, forces = predicted.energies, predicted.forces
+    energies, forces = predicted.energy_pred, predicted.force_pred
     for structure, energy, force in zip(structures, energies, forces):
         atoms = atoms_of(structure)
         atoms.calc = calculator
@@ -114,7 +115,7 @@ def test_coincident_atoms_are_named_not_given_nan_forces():
 
 def test_predicting_nothing_gives_nothing(calculator):
     predicted = calculator.predict([])
-    energies, forces = predicted.energies, predicted.forces
+    energies, forces = predicted.energy_pred, predicted.force_pred
     assert energies.shape == (0,) and forces == []
 
 
@@ -131,11 +132,11 @@ class AutogradCalculator(Calculator):
         structure = structure_of(self.atoms)
         graph = self.potential.descriptor.graph(structure).to(self.device, self.dtype)
         result = evaluate(self.potential, GraphInputs(self.potential.descriptor, graph, strain=True))
-        self.results["energy"] = float(result.energy.detach().mean(0).sum())
-        self.results["forces"] = result.forces.detach().mean(0).double().numpy()
-        if self.potential.members > 1:
-            self.results["energy_std"] = float(result.energy.detach().std(0)[0]) * float(self.potential.sigma_scale[0])
-            self.results["forces_std"] = result.forces.detach().std(0).double().numpy() * float(self.potential.sigma_scale[1])
+        energy, energy_std = self.potential.calibration.apply(result.energy.detach().double(), "energy")
+        forces, forces_std = self.potential.calibration.apply(result.forces.detach().double(), "force")
+        self.results["energy"], self.results["forces"] = float(energy[0]), forces.numpy()
+        if energy_std is not None:
+            self.results["energy_std"], self.results["forces_std"] = float(energy_std[0]), forces_std.numpy()
         if structure.is_periodic:
             d_strain = result.strain_derivative.detach().mean(0)
             sigma = 0.5 * (d_strain + d_strain.T).double().numpy() / abs(float(np.linalg.det(structure.cell)))
@@ -225,3 +226,30 @@ def test_energy_drift_in_nve_is_no_worse_than_the_autograd_paths(tio2):
     potential = make_potential(["O", "Ti"])
     reference = drift(AutogradCalculator(potential))
     assert drift(Calculator(potential)) <= max(1.05 * reference, 1e-9)
+
+
+def test_the_calculator_gives_the_members_mean_and_spread(data_dir):
+    single = make_potential(["Ti", "O"], seed=1)
+    committee = Potential(single.descriptor, single.architecture["hidden"], single.architecture["activations"],
+                          members=3, seeds=[1, 2, 3])
+    committee.load_state_dict({**single.state_dict(), **{k: v for k, v in committee.state_dict().items()
+                                                         if k.startswith("networks.")}, "sigma_scale": torch.tensor([1.5, 2.0])})
+    structure = read_structures(data_dir / "tio2/structure0407.xsf")[0]
+    atoms = Atoms(structure.species, positions=structure.positions, cell=structure.cell, pbc=True)
+    members = []
+    for k in range(3):
+        atoms.calc = Calculator(committee.member(k))
+        members.append((atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()))
+        assert "energy_std" not in atoms.calc.results  # a single potential has no spread
+    atoms.calc = Calculator(committee)
+    energies, forces, stresses = (np.array([m[i] for m in members]) for i in range(3))
+    assert atoms.get_potential_energy() == pytest.approx(energies.mean(), rel=1e-13)
+    np.testing.assert_allclose(atoms.get_forces(), forces.mean(0), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(atoms.get_stress(), stresses.mean(0), rtol=1e-12, atol=1e-14)
+    assert atoms.calc.results["energy_std"] == pytest.approx(1.5 * energies.std(ddof=1), rel=1e-10)
+    forces_std = atoms.calc.results["forces_std"]
+    assert forces_std.dtype == np.float64 and forces_std.shape == (len(structure.species), 3)
+    np.testing.assert_allclose(forces_std, 2.0 * forces.std(0, ddof=1), rtol=1e-10, atol=1e-14)
+    batched = Calculator(committee).predict([atoms, atoms], batch_size=2)
+    np.testing.assert_allclose(batched.energy_std, [atoms.calc.results["energy_std"]] * 2, rtol=1e-12)
+    np.testing.assert_allclose(batched.force_std[1], forces_std, rtol=1e-12, atol=1e-15)

@@ -118,7 +118,7 @@ def test_a_sweeps_jobs_become_a_calibrated_committee(sweep, tmp_path):
     assert {"final/calibration/energy_factor", "final/test/energy_nll", "final/test/energy_spearman"} <= run.data.metrics.keys()
     assert {"calibration.png", "error_vs_sigma.png", "potential.pt", "energies.test.predicted"} <= \
         {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert committee.sigma_scale[0] == pytest.approx(run.data.metrics["final/calibration/energy_factor"], rel=1e-6)
+    assert committee.calibration.energy == pytest.approx(run.data.metrics["final/calibration/energy_factor"], rel=1e-6)
     assert [m.name for m in client.search_logged_models([run.info.experiment_id],
                                                         filter_string=f"source_run_id = '{run.info.run_id}'")] == ["model"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,9 @@ from aenet_exp.data import Structure
 from aenet_exp.data.geometry import overlap_message
 from aenet_exp.descriptor.graph import collate_graphs
 from aenet_exp.descriptor.neighbors import DEFAULT_SKIN, NeighborReuse, pair_graph
+from aenet_exp.evaluation.predictions import BatchOutput, DataSet, Predictions, predictions_of
 from aenet_exp.model.forces import AnalyticInputs, evaluate
+from aenet_exp.model.locate import load_potential
 from aenet_exp.model.potential import Potential
 
 
@@ -34,21 +36,6 @@ def check_finite(structure: Structure, forces: torch.Tensor) -> None:
         return
     overlap = overlap_message(structure)
     raise ValueError(f"{structure.source}: {overlap or 'the forces are not finite'}; the potential cannot evaluate this structure")
-
-
-@dataclass
-class Predicted:
-    """What :meth:`Calculator.predict` returns: a committee's mean and (calibrated) standard deviation."""
-
-    energies: np.ndarray  # (n_structures,) eV
-    forces: list[np.ndarray]  # per structure (n_atoms, 3) eV/Å
-    energy_std: np.ndarray | None  # (n_structures,) eV; None for a single potential
-    forces_std: list[np.ndarray] | None  # per structure (n_atoms, 3) eV/Å; None for a single potential
-
-
-def spread(values: torch.Tensor, factor: torch.Tensor) -> np.ndarray:
-    """The members' standard deviation (axis 0, unbiased) of ``values``, times the calibration ``factor``, float64."""
-    return (values.detach().std(0) * factor).cpu().double().numpy()
 
 
 class Calculator(AseCalculator):
@@ -79,9 +66,7 @@ class Calculator(AseCalculator):
     def load(
         cls, location: str | Path, dtype: torch.dtype = torch.float64, device: str = "cpu", tracking_uri: str | None = None
     ) -> "Calculator":
-        """A calculator for the model at ``location`` (see :func:`aenet_exp.tracking.locate.model_path`)."""
-        from aenet_exp.tracking.locate import load_potential
-
+        """A calculator for the model at ``location`` (see :func:`aenet_exp.model.locate.model_path`)."""
         return cls(load_potential(location, tracking_uri), dtype=dtype, device=device)
 
     def calculate(self, atoms: Atoms | None = None, properties=("energy",), system_changes=all_changes) -> None:
@@ -90,35 +75,40 @@ class Calculator(AseCalculator):
         graph = self.neighbors.graph(structure).to(self.device, self.dtype)
         result = evaluate(self.potential, AnalyticInputs(self.potential.descriptor, graph, strain=structure.is_periodic))
         check_finite(structure, result.forces)
-        self.results["energy"] = self.results["free_energy"] = float(result.energy.detach().mean(0).sum())
+        calibration = self.potential.calibration
+        energy, energy_std = calibration.apply(result.energy.detach().cpu().double(), "energy")
+        forces, forces_std = calibration.apply(result.forces.detach().cpu().double(), "force")
+        self.results["energy"] = self.results["free_energy"] = float(energy[0])
         self.results["energies"] = result.atom_energies.detach().mean(0).cpu().double().numpy()
-        self.results["forces"] = result.forces.detach().mean(0).cpu().double().numpy()
-        if self.potential.members > 1:
-            self.results["energy_std"] = float(spread(result.energy, self.potential.sigma_scale[0])[0])
-            self.results["forces_std"] = spread(result.forces, self.potential.sigma_scale[1])
+        self.results["forces"] = forces.numpy()
+        if energy_std is not None:
+            self.results["energy_std"] = float(energy_std[0])
+            self.results["forces_std"] = forces_std.numpy()
         if structure.is_periodic:
             volume = abs(float(np.linalg.det(structure.cell)))
             d_strain = result.strain_derivative.detach().mean(0)
             sigma = 0.5 * (d_strain + d_strain.T).cpu().double().numpy() / volume
             self.results["stress"] = sigma[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
 
-    def predict(self, structures: Sequence[Structure | Atoms], batch_size: int = 64) -> Predicted:
-        """Energies and forces of ``structures`` (a committee's mean and calibrated spread), evaluated in batches."""
+    def predict(self, structures: Sequence[Structure | Atoms], batch_size: int = 64) -> Predictions:
+        """Energies and forces of ``structures`` (a committee's mean and calibrated spread), evaluated ``batch_size``
+        at a time; with the structures' own energies and forces as the references (NaN and None where they have none).
+        """
         items = [s if isinstance(s, Structure) else structure_of(s) for s in structures]
-        committee = self.potential.members > 1
-        energies, forces, energy_std, forces_std = [np.zeros(0)], [], [np.zeros(0)], []
+        known = DataSet(
+            energy=np.array([np.nan if s.energy is None else s.energy for s in items], dtype=float),
+            n_atoms=np.array([s.n_atoms for s in items], dtype=int),
+        )
+        predictions = predictions_of(self.potential, self._outputs(items, batch_size), np.arange(len(items)), known)
+        return replace(predictions, force_ref=[s.forces for s in items])
+
+    def _outputs(self, items: list[Structure], batch_size: int) -> Iterator[BatchOutput]:
+        """Each batch's member energies (eV) and forces of every structure, checked to be finite."""
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
-            split_at = np.cumsum([s.n_atoms for s in chunk])[:-1]
             batch = collate_graphs([pair_graph(self.potential.descriptor, s) for s in chunk]).to(self.device, self.dtype)
             result = evaluate(self.potential, AnalyticInputs(self.potential.descriptor, batch))
             for structure, force in zip(chunk, result.forces.split([s.n_atoms for s in chunk], dim=1)):
                 check_finite(structure, force)
-            energies.append(result.energy.detach().mean(0).cpu().double().numpy())
-            forces += np.split(result.forces.detach().mean(0).cpu().double().numpy(), split_at)
-            if committee:
-                energy_std.append(spread(result.energy, self.potential.sigma_scale[0]))
-                forces_std += np.split(spread(result.forces, self.potential.sigma_scale[1]), split_at)
-        if not committee:
-            return Predicted(np.concatenate(energies), forces, None, None)
-        return Predicted(np.concatenate(energies), forces, np.concatenate(energy_std), forces_std)
+            order = list(range(start, start + len(chunk)))
+            yield BatchOutput(order, result.energy, order, result.forces, None)

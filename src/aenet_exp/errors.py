@@ -5,6 +5,8 @@ Every such error derives from :class:`UserError`; anything else is a bug and kee
 
 from __future__ import annotations
 
+import warnings
+
 
 class UserError(Exception):
     """Bad input (a config value, a data file, a checkpoint, a store): one line, exit 2, no traceback."""
@@ -66,6 +68,4 @@ class AenetWarning(UserWarning):
 
 def warn(message: str) -> None:
     """Tell the user ``message`` (one line; the command line prints it as ``aenet_exp: warning: ...``)."""
-    import warnings
-
     warnings.warn(message, AenetWarning, stacklevel=2)

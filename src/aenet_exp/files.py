@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from aenet_exp.errors import UnreadableFile, first_line
+
 TEMPORARY_SUFFIX = ".tmp"
 
 
@@ -83,9 +85,7 @@ def load_tensors(path: str | Path, what: str) -> dict:
     Any failure (missing, a directory, truncated, random bytes, a pickle of objects, not a dict)
     is an :class:`~aenet_exp.errors.UnreadableFile` naming ``path`` and ``what`` was expected.
     """
-    import torch
-
-    from aenet_exp.errors import UnreadableFile, first_line
+    import torch  # seconds to import: files is read by config validation and the data readers, which need no torch
 
     path = Path(path)
     if not path.is_file():

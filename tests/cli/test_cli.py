@@ -39,7 +39,7 @@ def test_train_records_a_complete_run(recorded_cli_run, monkeypatch):
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     calc = Calculator.load(f"runs:/{run.info.run_id}")
-    energies = calc.predict(read_structures(FAST[0].split("=", 1)[1])[:2]).energies
+    energies = calc.predict(read_structures(FAST[0].split("=", 1)[1])[:2]).energy_pred
     assert np.isfinite(energies).all()
 
 

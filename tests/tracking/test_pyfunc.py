@@ -80,7 +80,7 @@ def molecule(structure) -> Atoms:
 
 
 def reference(run_dir: Path, items) -> np.ndarray:
-    return Calculator.load(run_dir).predict(items).energies
+    return Calculator.load(run_dir).predict(items).energy_pred
 
 
 def test_pyfunc_predicts_the_calculators_energies(store: Trained, structures) -> None:
@@ -144,9 +144,9 @@ def test_each_run_registers_a_new_version(store: Trained, structures) -> None:
 
 def test_calculator_loads_the_logged_model(store: Trained, structures) -> None:
     logged = Calculator.load(f"runs:/{store.run_ids[0]}/model").predict(structures)
-    energies, forces = logged.energies, logged.forces
+    energies, forces = logged.energy_pred, logged.force_pred
     written = Calculator.load(store.run_dirs[0]).predict(structures)
-    expected, expected_forces = written.energies, written.forces
+    expected, expected_forces = written.energy_pred, written.force_pred
     np.testing.assert_array_equal(energies, expected)
     np.testing.assert_array_equal(np.concatenate(forces), np.concatenate(expected_forces))
 
@@ -207,6 +207,6 @@ def test_a_committee_run_records_its_calibration_and_its_model_returns_sigma(tmp
         mlflow.set_tracking_uri(None)
     expected = Calculator.load(tmp_path / "run").predict(structures)
     assert list(predicted.columns) == ["energy", "energy_std"]
-    np.testing.assert_allclose(predicted["energy"], expected.energies, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(predicted["energy"], expected.energy_pred, rtol=0, atol=1e-10)
     np.testing.assert_allclose(predicted["energy_std"], expected.energy_std, rtol=1e-10)
     assert (expected.energy_std > 0).all()

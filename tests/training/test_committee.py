@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
 import torch
-from ase import Atoms
 from committee_cases import CASES, REFERENCE, single_model_metrics
 
 from aenet_exp.calculator import Calculator
 from aenet_exp.config.effects import ineffective_keys
 from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.data import read_structures
+from aenet_exp.evaluation.uncertainty import rank_correlation
 from aenet_exp.model import Potential
+from aenet_exp.model.calibration import Calibration
 from aenet_exp.training.bootstrap import BatchWeights, MemberWeights
-from aenet_exp.training.events import Predictions
 from aenet_exp.training.supervision import ForceSupervision
-from aenet_exp.training.uncertainty import (
-    COVERAGE_LEVELS,
-    calibration_factor,
-    gaussian_nll,
-    miscalibration_area,
-    rank_correlation,
-    uncertainty_metrics,
-)
 
 from conftest import compose_train, make_potential, train
 
@@ -97,92 +88,16 @@ def test_calibration_scales_sigma_by_the_logged_factor_and_keeps_the_ranking(fas
     assert rec.facts["dataset.train_structures"] == 8
     factors = metrics["final/calibration/energy_factor"], metrics["final/calibration/force_factor"]
     potential = Potential.load(tmp_path / "potential.pt")
-    assert potential.sigma_scale.tolist() == pytest.approx(list(factors), rel=1e-6)  # float32 buffer
+    kept = potential.calibration
+    assert [kept.energy, kept.force] == pytest.approx(list(factors), rel=1e-6)  # float32 buffer
     structures = read_structures(data_dir / "tio2-small")[:5]
     calibrated = Calculator(potential).predict(structures)
-    potential.sigma_scale.fill_(1.0)
+    potential.calibration = Calibration()
     raw = Calculator(potential).predict(structures)
     np.testing.assert_allclose(calibrated.energy_std, raw.energy_std * np.float32(factors[0]), rtol=1e-12)
-    np.testing.assert_allclose(np.concatenate(calibrated.forces_std), np.concatenate(raw.forces_std) * np.float32(factors[1]),
+    np.testing.assert_allclose(np.concatenate(calibrated.force_std), np.concatenate(raw.force_std) * np.float32(factors[1]),
                                rtol=1e-12)
     assert rank_correlation(calibrated.energy_std, np.arange(5)) == rank_correlation(raw.energy_std, np.arange(5))
-
-
-def test_uncertainty_metrics_equal_their_closed_forms():
-    errors, sigma = np.array([1.0, -2.0, 0.5]), np.array([1.0, 1.0, 0.5])
-    assert calibration_factor(errors, sigma) == pytest.approx(math.sqrt(2.0), rel=1e-15)  # mean(e²/σ²) = (1+4+1)/3
-    # a component zero by symmetry in every member (σ ~ 1e-6) with a DFT residual says nothing: it is left out
-    symmetric = np.append(errors, 1.6e-3), np.append(sigma, 1e-6)
-    assert calibration_factor(*symmetric) == pytest.approx(math.sqrt(2.0), rel=1e-15)
-    assert gaussian_nll(*symmetric) == pytest.approx(gaussian_nll(errors, sigma), rel=1e-15)
-    nll = np.mean([0.5 * math.log(2 * math.pi * s * s) + e * e / (2 * s * s) for e, s in zip(errors, sigma)])
-    assert gaussian_nll(errors, sigma) == pytest.approx(nll, rel=1e-15)
-    assert rank_correlation(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4])) == pytest.approx(0.8)  # 1 − 6·2/60
-    # ties share their mean rank: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4)
-    tied = np.array([1.0, 2.5, 2.5, 4]) - 2.5
-    assert rank_correlation(np.array([0.1, 0.5, 0.5, 0.9]), np.arange(4.0)) == pytest.approx(
-        tied @ (np.arange(4.0) - 1.5) / math.sqrt((tied @ tied) * 5.0), rel=1e-15)
-    # no error: every interval covers everything (area mean(1 − p) = 0.5); huge errors: nothing (mean(p) = 0.5)
-    assert miscalibration_area(np.zeros(4), np.ones(4)) == pytest.approx(0.5)
-    assert miscalibration_area(np.full(4, 1e9), np.ones(4)) == pytest.approx(0.5)
-    # |z| = 0.1 and 3: half inside every interval wider than 0.1σ (p > erf(0.1/√2)), none reaches 3σ (p < 0.9973)
-    inside_half = COVERAGE_LEVELS > math.erf(0.1 / math.sqrt(2))
-    expected = np.mean(np.abs(np.where(inside_half, 0.5, 0.0) - COVERAGE_LEVELS))
-    assert miscalibration_area(np.array([0.1, -3.0]), np.ones(2)) == pytest.approx(expected, rel=1e-15)
-
-
-def test_uncalibrated_metrics_divide_sigma_by_the_factor():
-    predictions = Predictions(
-        indices=np.arange(4), energy_ref=np.array([0.0, 1.0, 2.0, 3.0]), energy_pred=np.array([0.3, 0.8, 2.9, 3.1]),
-        n_atoms=np.array([1, 2, 1, 2]), energy_std=np.array([0.2, 0.4, 0.5, 0.1]),
-    )
-    metrics = uncertainty_metrics(predictions, "test", (2.0, 1.0))
-    errors, sigma = np.array([0.3, -0.1, 0.9, 0.05]), np.array([0.2, 0.2, 0.5, 0.05])  # per atom
-    assert metrics["test/energy_nll"] == pytest.approx(gaussian_nll(errors, sigma), rel=1e-12)
-    assert metrics["test/energy_nll_uncalibrated"] == pytest.approx(gaussian_nll(errors, sigma / 2), rel=1e-12)
-    assert metrics["test/energy_spearman"] == pytest.approx(rank_correlation(sigma, np.abs(errors)))
-    assert not any(key.startswith("test/force") for key in metrics)
-
-
-def test_the_calculator_gives_the_members_mean_and_spread(data_dir):
-    single = make_potential(["Ti", "O"], seed=1)
-    committee = Potential(single.descriptor, single.architecture["hidden"], single.architecture["activations"],
-                          members=3, seeds=[1, 2, 3])
-    committee.load_state_dict({**single.state_dict(), **{k: v for k, v in committee.state_dict().items()
-                                                         if k.startswith("networks.")}, "sigma_scale": torch.tensor([1.5, 2.0])})
-    structure = read_structures(data_dir / "tio2/structure0407.xsf")[0]
-    atoms = Atoms(structure.species, positions=structure.positions, cell=structure.cell, pbc=True)
-    members = []
-    for k in range(3):
-        atoms.calc = Calculator(committee.member(k))
-        members.append((atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()))
-        assert "energy_std" not in atoms.calc.results  # a single potential has no spread
-    atoms.calc = Calculator(committee)
-    energies, forces, stresses = (np.array([m[i] for m in members]) for i in range(3))
-    assert atoms.get_potential_energy() == pytest.approx(energies.mean(), rel=1e-13)
-    np.testing.assert_allclose(atoms.get_forces(), forces.mean(0), rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(atoms.get_stress(), stresses.mean(0), rtol=1e-12, atol=1e-14)
-    assert atoms.calc.results["energy_std"] == pytest.approx(1.5 * energies.std(ddof=1), rel=1e-10)
-    forces_std = atoms.calc.results["forces_std"]
-    assert forces_std.dtype == np.float64 and forces_std.shape == (len(structure.species), 3)
-    np.testing.assert_allclose(forces_std, 2.0 * forces.std(0, ddof=1), rtol=1e-10, atol=1e-14)
-    batched = Calculator(committee).predict([atoms, atoms], batch_size=2)
-    np.testing.assert_allclose(batched.energy_std, [atoms.calc.results["energy_std"]] * 2, rtol=1e-12)
-    np.testing.assert_allclose(batched.forces_std[1], forces_std, rtol=1e-12, atol=1e-15)
-
-
-def test_a_model_saved_before_committees_loads_as_one_member(tmp_path, data_dir):
-    """Files of the single-network code: ``nn.Linear`` weights ``(n_out, n_in)``, no ``members``, no ``sigma_scale``."""
-    potential = make_potential(["Ti", "O"], seed=2)
-    state = {k: (v[0] if k.startswith("networks.") else v) for k, v in potential.state_dict().items() if k != "sigma_scale"}
-    settings = {k: v for k, v in potential.settings().items() if k != "members"}
-    torch.save({"settings": settings, "state_dict": state}, tmp_path / "old.pt")
-    loaded = Potential.load(tmp_path / "old.pt")
-    structure = read_structures(data_dir / "tio2/structure0407.xsf")[0]
-    graph = potential.descriptor.graph(structure)
-    assert loaded.members == 1 and loaded.sigma_scale.tolist() == [1.0, 1.0]
-    with torch.no_grad():
-        assert float(loaded(graph)) == float(potential(graph))
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from aenet_exp.errors import ConfigError, first_line
 from aenet_exp.rundir import CONFIG_FILE
-from aenet_exp.tracking.locate import RUNS_SCHEME, download_artifact
+from aenet_exp.model.locate import RUNS_SCHEME, download_artifact
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,10 @@ SCHEDULERS = ("none", "cosine", "plateau")
 SAMPLING_POLICIES = ("uniform", "energy_weighted", "error_weighted")
 # The augment group's options (training.augment; data.taylor makes the children).
 AUGMENT_METHODS = ("none", "taylor")
-# The committee group's options (model.potential.Potential with members; training.uncertainty).
+# The committee group's options (model.potential.Potential with members; evaluation.uncertainty).
 COMMITTEES = ("none", "deep")
 # Where runs are recorded unless tracking.uri says otherwise (relative to the working directory), and in which
-# experiment; ``tracking.locate`` falls back to the same store for ``runs:/`` locations given without one.
+# experiment; ``model.locate`` falls back to the same store for ``runs:/`` locations given without one.
 TRACKING_URI = "sqlite:///outputs/mlflow.db"
 EXPERIMENT = "aenet_exp"
 # select's ranking criteria (selection.ranking.CRITERIA, by name).

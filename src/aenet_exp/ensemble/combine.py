@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from aenet_exp.model.networks import linear_layers
+from aenet_exp.model.calibration import Calibration
 from aenet_exp.model.potential import Potential
 
 
@@ -53,7 +54,7 @@ def rebased_networks(member: Potential, reference: Potential) -> dict[str, torch
 
 def combine(potentials: Sequence[Potential]) -> Potential:
     """One committee of all members of ``potentials`` (single potentials or committees), in order, with the first
-    one's descriptor and normalisation (its ``sigma_scale`` reset to 1: the committee is calibrated anew)."""
+    one's descriptor and normalisation (its calibration reset to 1: the committee is calibrated anew)."""
     reference = potentials[0]
     for other in potentials[1:]:
         check_compatible(reference, other)
@@ -63,5 +64,6 @@ def combine(potentials: Sequence[Potential]) -> Potential:
     committee = Potential.from_settings({**settings, "members": len(members)}).astype(torch.float64)
     shared = {name: value for name, value in reference.state_dict().items() if not name.startswith("networks.")}
     stacked = {name: torch.cat([state[name] for state in states]) for name in states[0]}
-    committee.load_state_dict({**shared, **stacked, "sigma_scale": torch.ones(2)})
+    committee.load_state_dict({**shared, **stacked})
+    committee.calibration = Calibration()
     return committee

@@ -11,25 +11,26 @@ saved like a training run (``potential.pt``, prediction files, plots) and record
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 from aenet_exp.build.stored import StoredRun, stored_run, yaml_text
 from aenet_exp.calculator import Calculator
 from aenet_exp.config.schema import EnsembleConfig
 from aenet_exp.ensemble.combine import Incompatible, check_compatible, combine
 from aenet_exp.errors import ConfigError
+from aenet_exp.evaluation.errors import metrics_of
+from aenet_exp.evaluation.outputs import write_predictions
+from aenet_exp.evaluation.predictions import Predictions
+from aenet_exp.evaluation.uncertainty import calibrate, uncertainty_metrics
 from aenet_exp.files import write_atomically
+from aenet_exp.model.locate import RUNS_SCHEME, load_potential
 from aenet_exp.rundir import CONFIG_FILE, MODEL_FILE
-from aenet_exp.tracking.locate import RUNS_SCHEME, load_potential
 from aenet_exp.training.dataset import PreparedData, held_out
-from aenet_exp.training.events import Predictions, TrainingResult
-from aenet_exp.training.metrics import metrics_of
-from aenet_exp.training.outputs import write_predictions
+from aenet_exp.training.events import TrainingResult
 from aenet_exp.training.run import CALIBRATION_SEED_OFFSET
-from aenet_exp.training.uncertainty import calibration_factors, calibration_metrics, uncertainty_metrics
 
 ENSEMBLE_FILE = "ensemble.yaml"  # which runs the members came from
 
@@ -47,13 +48,11 @@ def ensemble(options: EnsembleConfig) -> list[Path]:
     test, calibration = held_out(held, 50.0, runs[0].seed + CALIBRATION_SEED_OFFSET)
     calculator = Calculator(committee)
     references = data.atomic_energies if runs[0].cohesive else None
-    factors = calibration_factors(predict(calculator, data, calibration, references))
-    scale = (factors["energy"], factors.get("force", 1.0))
-    committee.sigma_scale.copy_(torch.tensor(scale, dtype=committee.sigma_scale.dtype))
+    fitted = calibrate(committee, lambda: predict(calculator, data, calibration, references))
     predictions = {"test": predict(calculator, data, test, references)}
     metrics = {f"final/{k}": v for k, v in metrics_of(predictions["test"], "test").items()}
-    metrics |= {f"final/{k}": v for k, v in uncertainty_metrics(predictions["test"], "test", scale).items()}
-    metrics |= calibration_metrics(factors, len(calibration))
+    metrics |= {f"final/{k}": v for k, v in uncertainty_metrics(predictions["test"], "test", committee.calibration).items()}
+    metrics |= fitted.metrics(len(calibration))
     out = Path(options.out or f"outputs/ensembles/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     save(out, committee, runs[0], locations, data, predictions)
     print(f"committee of {committee.members} members from {len(locations)} runs; {len(held)} structures none of them "
@@ -73,7 +72,7 @@ def run_locations(runs: Sequence[str]) -> list[str]:
 
 def sweep_jobs(parent: str, uri: str) -> list[str]:
     """The FINISHED jobs of the sweep whose parent run is ``parent``, as ``runs:/<id>``, oldest first."""
-    from aenet_exp.tracking.mlflow_run import MlflowRun
+    from aenet_exp.tracking.mlflow_run import MlflowRun  # mlflow, seconds to import: only for a sweep's runs
 
     try:
         jobs = MlflowRun.read(uri, parent).children()
@@ -113,17 +112,11 @@ def common_held_out(runs: Sequence[StoredRun], locations: Sequence[str]) -> tupl
 
 
 def predict(calculator: Calculator, data: PreparedData, indices: np.ndarray, references) -> Predictions:
-    """The committee's predictions of ``data``'s structures ``indices`` (forces of those with reference forces)."""
-    structures = [data.structures[int(i)] for i in indices]
-    predicted = calculator.predict(structures)
-    has_forces = [s.forces is not None for s in structures]
-    return Predictions(
-        indices=np.asarray(indices), energy_ref=data.columns.energy[indices], energy_pred=predicted.energies,
-        n_atoms=data.columns.n_atoms[indices],
-        force_ref=[s.forces if f else None for s, f in zip(structures, has_forces)],
-        force_pred=[p if f else None for p, f in zip(predicted.forces, has_forces)],
+    """The committee's predictions of ``data``'s structures ``indices``, labelled as the data labels them."""
+    predicted = calculator.predict([data.structures[int(i)] for i in indices])
+    return replace(
+        predicted, indices=np.asarray(indices), energy_ref=data.columns.energy[indices],
         reference=data.columns.reference_energy(references)[indices] if references else None,
-        energy_std=predicted.energy_std, force_std=[p if f else None for p, f in zip(predicted.forces_std, has_forces)],
     )
 
 
@@ -140,7 +133,7 @@ def save(out: Path, committee, first: StoredRun, locations: Sequence[str], data:
 def record(options: EnsembleConfig, first: StoredRun, locations: Sequence[str], committee, data: PreparedData,
            held: np.ndarray, result: TrainingResult) -> None:
     """The committee as its own MLflow run: the first run's config, the runs it was made of, metrics, plots, model."""
-    from aenet_exp.tracking.observer import MlflowObserver
+    from aenet_exp.tracking.observer import MlflowObserver  # mlflow, seconds to import: only when recorded
 
     tracking = {**first.settings["tracking"], "uri": options.tracking.uri, "experiment": options.tracking.experiment,
                 "run_name": f"ensemble of {len(locations)} runs",

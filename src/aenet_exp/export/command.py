@@ -8,7 +8,9 @@ from pathlib import Path
 
 from aenet_exp.config.schema import ExportConfig
 from aenet_exp.errors import UserError
+from aenet_exp.export.aenet_ascii import check_exportable, write_aenet_ascii
 from aenet_exp.files import write_atomically
+from aenet_exp.model.locate import load_potential
 
 
 class ExportError(UserError):
@@ -28,20 +30,18 @@ COMMITTEE_FILE = "committee.json"
 def write_committee(potential, out: Path, rmin: float | None) -> list[Path]:
     """A committee's members as ænet potentials in ``out/member_000``, ``member_001``, ... and ``committee.json``
     saying how to combine them (every member is checked before any file is written)."""
-    from aenet_exp.export.aenet_ascii import check_exportable, write_aenet_ascii
-
     members = [potential.member(k) for k in range(potential.members)]
     for member in members:
         check_exportable(member)
     written = []
     for k, member in enumerate(members):
         written += write_aenet_ascii(member, out / f"member_{k:03d}", rmin)
-    energy_factor, force_factor = potential.sigma_scale.tolist()
+    calibration = potential.calibration
     recipe = {
         "members": [f"member_{k:03d}" for k in range(potential.members)],
         "energy": "the mean of the members' energies (eV); forces likewise (eV/Å)",
         "uncertainty": "the members' standard deviation (unbiased, n - 1) times sigma_scale",
-        "sigma_scale": {"energy": energy_factor, "forces": force_factor},
+        "sigma_scale": {"energy": calibration.energy, "forces": calibration.factor("force")},
     }
     written.append(out / COMMITTEE_FILE)
     write_atomically(written[-1], json.dumps(recipe, indent=2) + "\n")
@@ -50,9 +50,6 @@ def write_committee(potential, out: Path, rmin: float | None) -> list[Path]:
 
 def export(options: ExportConfig) -> list[Path]:
     """Run ``export`` with its ``options``; returns the files written (UserError on bad input)."""
-    from aenet_exp.export.aenet_ascii import write_aenet_ascii
-    from aenet_exp.tracking.locate import load_potential
-
     location = options.run
     potential = load_potential(location, options.tracking.uri, key="run")
     out = Path(options.out) if options.out else default_out(location)

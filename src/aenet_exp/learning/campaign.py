@@ -256,11 +256,8 @@ def errors(calculator, structures: Sequence[Atoms]) -> dict[str, float]:
     """The committee's RMSE of the energy per atom (eV/atom) and of the force components (eV/Å) on labelled
     ``structures``."""
     predicted = calculator.predict(list(structures))
-    n_atoms = np.array([len(a) for a in structures])
-    reference = np.array([a.get_potential_energy() for a in structures])
-    force_errors = np.concatenate([(p - a.get_forces()).ravel() for p, a in zip(predicted.forces, structures)])
-    return {"energy_rmse": float(np.sqrt(np.mean(((predicted.energies - reference) / n_atoms) ** 2))),
-            "force_rmse": float(np.sqrt(np.mean(force_errors**2)))}
+    energy, force = predicted.energy_errors(), predicted.force_errors()
+    return {"energy_rmse": float(np.sqrt(np.mean(energy[0] ** 2))), "force_rmse": float(np.sqrt(np.mean(force[0] ** 2)))}
 
 
 def frame_of(atoms: Atoms) -> Frame:

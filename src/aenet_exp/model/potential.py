@@ -11,6 +11,8 @@ from torch import nn
 from aenet_exp.descriptor import AtomGraph, ChebyshevDescriptor
 from aenet_exp.errors import UnreadableFile, first_line
 from aenet_exp.files import load_tensors, write_atomically
+from aenet_exp.model.calibration import BUFFER as CALIBRATION_BUFFER
+from aenet_exp.model.calibration import Calibration
 from aenet_exp.model.networks import SpeciesNetworks
 from aenet_exp.rundir import MODEL_FILE
 
@@ -27,8 +29,8 @@ class Potential(nn.Module):
 
     A committee's members differ only in their networks' weights; each predicts its own energies
     (leading axis ``members`` of :meth:`atom_energies` and :meth:`normalized_energy`), and :meth:`forward`
-    gives their mean. ``sigma_scale`` ``(2,)`` holds the calibration factors of the members' standard
-    deviation of energies and of forces (1 until calibrated).
+    gives their mean. :attr:`calibration` holds the factors of the members' standard deviation of energies and of
+    forces (1 until calibrated), saved as the buffer ``sigma_scale`` ``(2,)``.
     """
 
     def __init__(
@@ -52,7 +54,7 @@ class Potential(nn.Module):
         self.register_buffer("energy_shift", torch.zeros(()))
         self.register_buffer("energy_scale", torch.ones(()))
         self.register_buffer("atomic_energies", torch.zeros(n_species))
-        self.register_buffer("sigma_scale", torch.ones(2))
+        self.register_buffer(CALIBRATION_BUFFER, torch.ones(2))
         self._register_load_state_dict_pre_hook(uncalibrated_if_absent)
         self.to(descriptor.dtype)
 
@@ -65,6 +67,15 @@ class Potential(nn.Module):
         """This potential with descriptor, weights and buffers in ``dtype`` (in place)."""
         self.descriptor.dtype = dtype
         return self.to(dtype)
+
+    @property
+    def calibration(self) -> Calibration:
+        """The factors of the committee's σ (:class:`Calibration`)."""
+        return Calibration.read(self.get_buffer(CALIBRATION_BUFFER))
+
+    @calibration.setter
+    def calibration(self, value: Calibration) -> None:
+        value.write(self.get_buffer(CALIBRATION_BUFFER))
 
     @property
     def species(self) -> list[str]:
@@ -164,7 +175,7 @@ class Potential(nn.Module):
 
 
 def uncalibrated_if_absent(state: dict, prefix: str, *args) -> None:
-    """Load hook: models saved before committees have no ``sigma_scale``; theirs is 1."""
-    key = prefix + "sigma_scale"
+    """Load hook: models saved before committees have no calibration buffer (``sigma_scale``); theirs is 1."""
+    key = prefix + CALIBRATION_BUFFER
     if prefix + "energy_scale" in state and key not in state:
         state[key] = torch.ones(2, dtype=state[prefix + "energy_scale"].dtype)

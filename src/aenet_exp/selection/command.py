@@ -21,7 +21,7 @@ from aenet_exp.data import read_structures
 from aenet_exp.data.hdf5 import StructureDatabase
 from aenet_exp.errors import ConfigError
 from aenet_exp.selection.ranking import CRITERIA, Disagreement, disagreement, selected_atoms, top, write_extxyz
-from aenet_exp.tracking.locate import load_potential
+from aenet_exp.model.locate import load_potential
 from aenet_exp.tracking.mlflow_run import MlflowRun
 from aenet_exp.tracking.plots import sigma_histogram_png
 

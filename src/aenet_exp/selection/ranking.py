@@ -40,10 +40,9 @@ def disagreement(
     energy_std, force_std, energies = [], [], []
     for batch in batches(pool, batch_size):
         predicted = calculator.predict(batch, batch_size=batch_size)
-        n_atoms = np.array([s.n_atoms for s in batch])
-        energy_std.append(predicted.energy_std / n_atoms)
-        force_std.append(np.array([np.linalg.norm(std, axis=1).max(initial=0.0) for std in predicted.forces_std]))
-        energies.append(predicted.energies)
+        energy_std.append(predicted.energy_std_per_atom())
+        force_std.append(np.array([np.linalg.norm(std, axis=1).max(initial=0.0) for std in predicted.force_std]))
+        energies.append(predicted.energy_pred)
         progress(len(batch))
     joined = [np.concatenate(parts) if parts else np.zeros(0) for parts in (energy_std, force_std, energies)]
     return Disagreement(*joined)
@@ -82,6 +81,6 @@ def selected_atoms(pool: Sequence[Structure], chosen: np.ndarray, spread: Disagr
 
 def write_extxyz(path: Path, images: list[Atoms]) -> None:
     """``images`` as one extended XYZ file, written atomically."""
-    from ase.io import write
+    from ase.io import write  # ase.io loads every format's module: only when a selection is written
 
     write_atomically(path, lambda temporary: write(temporary, images, format="extxyz"))

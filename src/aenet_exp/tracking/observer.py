@@ -11,15 +11,16 @@ from pathlib import Path
 from mlflow.entities import LoggedModelStatus
 
 from aenet_exp.errors import UserError, first_line, root_cause, warn
+from aenet_exp.evaluation.predictions import Predictions
+from aenet_exp.evaluation.uncertainty import COVERAGE_LEVELS
 from aenet_exp.files import write_atomically
 from aenet_exp.rundir import MODEL_FILE, RUN_ID_FILE
 from aenet_exp.tracking.flatten import flatten_params
 from aenet_exp.tracking.git import project_git_commit
-from aenet_exp.tracking.mlflow_run import MlflowRun
+from aenet_exp.tracking.mlflow_run import MlflowRun, open_client
 from aenet_exp.tracking.plots import calibration_png, error_vs_sigma_png, learning_curve_png, parity_png
-from aenet_exp.tracking.sweep import find_sweep_parent
-from aenet_exp.training.events import Callback, Predictions
-from aenet_exp.training.uncertainty import COVERAGE_LEVELS, energy_errors, force_errors
+from aenet_exp.tracking.sweep import SWEPT_TAG, find_sweep_parent
+from aenet_exp.training.events import Callback
 
 LEARNING_CURVE = "learning_curve.png"
 PARITY = "parity.png"
@@ -32,9 +33,9 @@ def uncertainty_plots(predictions: Mapping[str, Predictions], out: Path) -> None
     shown = predictions.get("test") or predictions.get("train")
     if shown is None or shown.energy_std is None:
         return
-    quantities = {"energy per atom": (energy_errors(shown), "eV/atom")}
+    quantities = {"energy per atom": (shown.energy_errors(), "eV/atom")}
     if shown.force_components()[0].size:
-        quantities["force component"] = (force_errors(shown), "eV/Å")
+        quantities["force component"] = (shown.force_errors(), "eV/Å")
     calibration_png(out / CALIBRATION, {name: pair for name, (pair, _) in quantities.items()}, COVERAGE_LEVELS)
     error_vs_sigma_png(out / ERROR_VS_SIGMA, quantities)
 
@@ -74,9 +75,6 @@ def swept_of(uri: str, parent: str | None) -> list[str] | None:
     """The keys the sweep ``parent`` varies (None outside a sweep)."""
     if parent is None:
         return None
-    from aenet_exp.tracking.mlflow_run import open_client
-    from aenet_exp.tracking.sweep import SWEPT_TAG
-
     tag = open_client(uri).get_run(parent).data.tags.get(SWEPT_TAG, "")
     return [key for key in tag.split(",") if key]
 

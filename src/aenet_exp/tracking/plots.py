@@ -11,8 +11,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from aenet_exp.evaluation.uncertainty import miscalibration_area, observed_coverage
 from aenet_exp.files import write_atomically
-from aenet_exp.training.uncertainty import miscalibration_area, observed_coverage
 
 ArrayPair = tuple[Sequence[float] | np.ndarray, Sequence[float] | np.ndarray]
 PANEL_SIZE = (4.5, 4.0)

@@ -64,8 +64,8 @@ class PotentialModel(PythonModel):
         structures = structures_of(model_input)
         predicted = self.calculator.predict(structures)
         if predicted.energy_std is None:
-            return predicted.energies
-        return pd.DataFrame({"energy": predicted.energies, "energy_std": predicted.energy_std})
+            return predicted.energy_pred
+        return pd.DataFrame({"energy": predicted.energy_pred, "energy_std": predicted.energy_std})
 
 
 def structures_of(model_input: Any) -> list[Atoms | Structure]:

@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -81,8 +82,6 @@ class SweepParentCallback(Callback):
 def swept_keys(config: DictConfig) -> list[str]:
     """The keys a multirun varies: command-line overrides with several values (``a=1,2``, ``range(..)``, ...)
     and the keys a sweeper searches (``hydra.sweeper.params``)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     overrides = OverridesParser.create().parse_overrides(list(OmegaConf.select(config, "hydra.overrides.task", default=[])))
     keys = [o.get_key_element().lstrip("+~") for o in overrides if o.is_sweep_override()]
     searched = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
@@ -94,7 +93,7 @@ def find_sweep_parent(uri: str, experiment: str, sweep_dir: str) -> str | None:
 
     `sweep_dir` must be the same string the callback saw (``hydra.sweep.dir`` as configured).
     """
-    from aenet_exp.tracking.mlflow_run import open_client
+    from aenet_exp.tracking.mlflow_run import open_client  # mlflow: only for a tracked sweep
 
     client = open_client(uri)
     found = retry_locked(partial(client.get_experiment_by_name, experiment))

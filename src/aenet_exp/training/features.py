@@ -7,7 +7,6 @@ once, which caches it keeps; the trainer only asks it for each batch's outputs.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -18,22 +17,12 @@ from aenet_exp.descriptor.blocks import FeatureBlock, block_of, concat_blocks
 from aenet_exp.descriptor.chebyshev import ChebyshevDescriptor
 from aenet_exp.descriptor.derivatives import FeatureJacobian, concat_jacobians, feature_jacobian, tensor_bytes
 from aenet_exp.descriptor.graph import AtomGraph, species_indices
+from aenet_exp.evaluation.predictions import BatchOutput
 from aenet_exp.model.forces import GraphInputs, JacobianInputs, evaluate
 from aenet_exp.model.potential import Potential
 from aenet_exp.training.batching import BatchRequests, BuiltBatch, GraphDataset, atoms_per_structure, make_loader
 from aenet_exp.training.persist import DiskCache, structure_digest
 from aenet_exp.training.timing import PhaseTimer
-
-
-@dataclass
-class BatchOutput:
-    """A batch's energies (every structure) and forces (those supervised on forces)."""
-
-    order: list[int]  # structure indices in the order of ``energies``
-    energies: torch.Tensor  # (members, n) normalised energies Σ_i net(f̂_i) of each committee member
-    force_indices: list[int]  # structures of ``forces``, in order (the first of ``order``)
-    forces: torch.Tensor | None  # (members, n_force_atoms, 3) eV/Å of force_indices, atoms concatenated
-    reference_forces: torch.Tensor | None  # the same atoms' reference forces, eV/Å
 
 
 class FeatureCache:

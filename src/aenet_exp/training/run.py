@@ -16,7 +16,7 @@ group              object
 ``ema``            :class:`~aenet_exp.training.schedule.WeightAverage`
 ``committee``      the potential's members and their seeds, :class:`~aenet_exp.training.bootstrap.MemberWeights`;
                    the calibration split and factors
-                   (:mod:`~aenet_exp.training.uncertainty`)
+                   (:func:`~aenet_exp.evaluation.uncertainty.calibrate`)
 ``normalization``  :func:`~aenet_exp.training.normalization.fit_normalization`
 ``early_stopping`` :class:`~aenet_exp.training.callbacks.EarlyStopping`
 ``checkpoint``     :class:`~aenet_exp.training.callbacks.Checkpointer`
@@ -37,7 +37,11 @@ from omegaconf import DictConfig, OmegaConf
 from aenet_exp.data.taylor import TaylorExpansion
 from aenet_exp.descriptor.chebyshev import ChebyshevDescriptor
 from aenet_exp.errors import ConfigError
+from aenet_exp.evaluation.errors import metrics_of
+from aenet_exp.evaluation.outputs import write_predictions
+from aenet_exp.evaluation.uncertainty import calibrate, uncertainty_metrics
 from aenet_exp.files import write_atomically
+from aenet_exp.model.locate import load_potential
 from aenet_exp.model.potential import Potential
 from aenet_exp.rundir import CONFIG_FILE, MODEL_FILE, RunDirectory
 from aenet_exp.training.batching import plan_batches
@@ -57,17 +61,14 @@ from aenet_exp.training.events import Callback, TrainingResult
 from aenet_exp.training.features import FeatureSource
 from aenet_exp.training.loop import fit, notify, notify_failure, terminated_as_interrupt
 from aenet_exp.training.memory import Need, check_memory, jacobian_bytes, machine_memory, needs
-from aenet_exp.training.metrics import metrics_of
 from aenet_exp.training.normalization import fit_normalization
 from aenet_exp.training.optim import build_optimizer, step_kind
-from aenet_exp.training.outputs import write_predictions
 from aenet_exp.training.precision import resolve_device, resolve_dtype, storage_devices
 from aenet_exp.training.sampling import EpochSampling
 from aenet_exp.training.schedule import EpochSchedule, WeightAverage
 from aenet_exp.training.supervision import ForceSupervision
 from aenet_exp.training.timing import PhaseTimer
 from aenet_exp.training.trainer import Trainer
-from aenet_exp.training.uncertainty import calibration_factors, calibration_metrics, uncertainty_metrics
 
 # Independent random streams drawn from ``seed``: the split and the initial weights use ``seed``
 # itself, the force subsets, the batch shuffling and (without augment.seed) the Taylor children
@@ -384,8 +385,6 @@ def initial_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtyp
         potential.load_state_dict(checkpoint["model"])
         return potential
     if cfg.init_from:
-        from aenet_exp.tracking.locate import load_potential
-
         potential = load_potential(cfg.init_from, cfg.tracking.uri, key="init_from").astype(dtype)
         missing = sorted(set(species) - set(potential.species))
         if missing:
@@ -398,15 +397,6 @@ def initial_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtyp
     return build_potential(cfg, species, dtype)
 
 
-def calibrate(trainer: Trainer, calibration: np.ndarray, with_forces: bool) -> dict[str, float]:
-    """Fit the factors of the committee's energy and force σ on the held-out ``calibration`` structures and keep them
-    in the potential (``sigma_scale``); returns them as metrics, with the split's size."""
-    trainer.potential.sigma_scale.fill_(1.0)
-    factors = calibration_factors(trainer.predict(calibration, with_forces))
-    trainer.potential.sigma_scale.copy_(torch.tensor([factors["energy"], factors.get("force", 1.0)]))
-    return calibration_metrics(factors, len(calibration))
-
-
 def finish(trainer: Trainer, data: PreparedData, cfg: DictConfig, result: TrainingResult) -> None:
     """Final predictions, saved model, config and prediction files in the output directory."""
     sets = {"train": data.train, "test": data.test}
@@ -414,13 +404,14 @@ def finish(trainer: Trainer, data: PreparedData, cfg: DictConfig, result: Traini
     trainer.source.freeze()
     committee = trainer.potential.members > 1
     if committee and len(data.calibration):
-        result.metrics |= calibrate(trainer, data.calibration, with_forces)
+        fitted = calibrate(trainer.potential, lambda: trainer.predict(data.calibration, with_forces))
+        result.metrics |= fitted.metrics(len(data.calibration))
     result.predictions = {name: trainer.predict(idx, with_forces) for name, idx in sets.items() if len(idx)}
-    factors = tuple(trainer.potential.sigma_scale.tolist())
+    calibration = trainer.potential.calibration
     for name, pred in result.predictions.items():
         result.metrics.update({f"final/{k}": v for k, v in metrics_of(pred, name).items()})
         if committee:
-            result.metrics.update({f"final/{k}": v for k, v in uncertainty_metrics(pred, name, factors).items()})
+            result.metrics.update({f"final/{k}": v for k, v in uncertainty_metrics(pred, name, calibration).items()})
     out = result.output_dir
     trainer.potential.save(out / MODEL_FILE)
     write_atomically(out / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))

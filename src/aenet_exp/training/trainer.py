@@ -7,7 +7,6 @@ A :class:`Trainer` is built from objects, never from the config: the composition
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -15,14 +14,15 @@ from functools import partial
 import numpy as np
 import torch
 
+from aenet_exp.evaluation.errors import ErrorSums, error_sums
+from aenet_exp.evaluation.predictions import BatchOutput, DataSet, Predictions, predictions_of
 from aenet_exp.model.potential import Potential
 from aenet_exp.training.batching import plan_batches
 from aenet_exp.training.bootstrap import BatchWeights, MemberWeights
+from aenet_exp.training.checkpoint import CheckpointError
 from aenet_exp.training.columns import Columns
 from aenet_exp.training.distributed import SINGLE, Ranks
-from aenet_exp.training.events import Predictions
-from aenet_exp.training.features import BatchOutput, FeatureSource
-from aenet_exp.training.metrics import ErrorSums, error_sums
+from aenet_exp.training.features import FeatureSource
 from aenet_exp.training.normalization import Labels, feature_statistics
 from aenet_exp.training.sampling import EpochSampling
 from aenet_exp.training.schedule import EpochSchedule, WeightAverage
@@ -121,8 +121,6 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`; the data must split exactly as it did."""
-        from aenet_exp.training.checkpoint import CheckpointError
-
         split = state["split"]
         if not (np.array_equal(split["train"].numpy(), self.train_idx) and np.array_equal(split["test"].numpy(), self.test_idx)):
             raise CheckpointError("the data no longer splits as it did when the checkpoint was written (changed files?)")
@@ -287,43 +285,16 @@ class Trainer:
 
     def predict(self, indices: np.ndarray, with_forces: bool) -> Predictions:
         """Energies (and forces of force-labelled structures when ``with_forces``) of ``indices``: a committee's mean,
-        with its members' standard deviation times the potential's calibration factors (``sigma_scale``)."""
+        with its members' standard deviation times the potential's calibration (:func:`predictions_of`)."""
         self.potential.eval()
         force_set = frozenset(int(i) for i in indices if with_forces and self.columns.has_forces[i])
-        committee = self.potential.members > 1
-        energies: dict[int, tuple[float, float]] = {}
-        forces: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
         plan = plan_batches(indices, self.batchsize, None)
-        for _, out in self.source.outputs(self.potential, plan, force_set, create_graph=False):
-            if out is None:
-                continue
-            members = out.energies.detach().cpu().double()
-            spread = members.std(0).tolist() if committee else [math.nan] * members.shape[1]
-            energies.update(zip(out.order, zip(members.mean(0).tolist(), spread)))
-            if out.forces is not None:
-                split_at = np.cumsum(self.columns.n_atoms[out.force_indices])[:-1]
-                member_forces = out.forces.detach().cpu().double()
-                predicted = np.split(member_forces.mean(0).numpy(), split_at)
-                force_factor = float(self.potential.sigma_scale[1])
-                deviations = (np.split(force_factor * member_forces.std(0).numpy(), split_at) if committee
-                              else [None] * len(predicted))
-                reference = np.split(out.reference_forces.detach().cpu().double().numpy(), split_at)
-                forces.update(zip(out.force_indices, zip(reference, predicted, deviations)))
-        indices = np.asarray(indices, dtype=int)
-        normalised = np.array([energies[int(i)] for i in indices]).reshape(-1, 2)
-        scale = float(self.potential.energy_scale)
-        found = [forces.get(int(i), (None, None, None)) for i in indices]
-        return Predictions(
-            indices=indices,
-            energy_ref=self.columns.energy[indices],
-            energy_pred=self.labels.offset[indices] + scale * normalised[:, 0],
-            n_atoms=self.columns.n_atoms[indices],
-            force_ref=[f[0] for f in found],
-            force_pred=[f[1] for f in found],
-            reference=self.columns.reference_energy(self.references)[indices] if self.references else None,
-            energy_std=float(self.potential.sigma_scale[0]) * scale * normalised[:, 1] if committee else None,
-            force_std=[f[2] for f in found] if committee else [],
+        outputs = (out for _, out in self.source.outputs(self.potential, plan, force_set, create_graph=False))
+        data = DataSet(
+            energy=self.columns.energy, n_atoms=self.columns.n_atoms, offset=self.labels.offset,
+            reference=self.columns.reference_energy(self.references) if self.references else None,
         )
+        return predictions_of(self.potential, outputs, indices, data)
 
     def test_metrics(self) -> dict[str, float]:
         """Pooled ``test/*`` errors and loss of the evaluated weights (forces when training on forces).

@@ -1,4 +1,4 @@
-"""Where a trained potential is (tracking/locate.py): run directories, model files, runs:/ URIs in the configured store."""
+"""Where a trained potential is (model/locate.py): run directories, model files, runs:/ URIs in the configured store."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from omegaconf import OmegaConf
 
 from aenet_exp.errors import UserError
 from aenet_exp.model import Potential
+from aenet_exp.model.locate import ModelNotFound, load_potential, model_path
 from aenet_exp.model.potential import MODEL_FILE
-from aenet_exp.tracking.locate import ModelNotFound, load_potential, model_path
 from aenet_exp.tracking.observer import MlflowObserver, recorded_run_id
 from aenet_exp.training import run
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aenet_exp.config.schema import TRACKING_URI
 from aenet_exp.errors import UserError, first_line
+from aenet_exp.model.potential import Potential
 from aenet_exp.rundir import MODEL_FILE
 
 # Where a directory keeps the model: a run's output directory; an MLflow pyfunc model (runs:/<run_id>/model).
@@ -24,7 +25,7 @@ class ModelNotFound(UserError, FileNotFoundError):
 
 def download_artifact(run_id: str, artifact_path: str, tracking_uri: str | None = None) -> Path:
     """Local path of ``artifact_path`` of run ``run_id`` in the store at ``tracking_uri`` (see the module)."""
-    import mlflow
+    import mlflow  # seconds to import: only for runs:/ locations (the calculator and every command load this module)
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", TRACKING_URI)
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, tracking_uri=uri)
@@ -52,11 +53,9 @@ def model_path(location: str | Path, tracking_uri: str | None = None) -> Path:
     return path
 
 
-def load_potential(location: str | Path, tracking_uri: str | None = None, key: str | None = None):
+def load_potential(location: str | Path, tracking_uri: str | None = None, key: str | None = None) -> Potential:
     """The :class:`~aenet_exp.model.potential.Potential` at ``location``; a UserError naming ``key`` (the
     argument the user gave it as) when there is none or the file is not an aenet_exp model."""
-    from aenet_exp.model.potential import Potential
-
     try:
         return Potential.load(model_path(location, tracking_uri))
     except UserError as error:

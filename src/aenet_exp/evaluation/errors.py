@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 
-from aenet_exp.training.distributed import Ranks
-from aenet_exp.training.events import Predictions
+from aenet_exp.evaluation.predictions import Predictions
+from aenet_exp.model.calibration import mean_and_spread
+
+
+class Processes(Protocol):
+    """The processes that share an evaluation (:class:`aenet_exp.training.distributed.Ranks`)."""
+
+    size: int
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor: ...
 
 
 class ErrorSums:
@@ -32,14 +41,9 @@ class ErrorSums:
     def add_members(self, energy_error: torch.Tensor, force_error: torch.Tensor | None) -> None:
         """Add the members' errors ``(members, n)`` eV/atom and ``(members, n_force_atoms, 3)`` eV/Å: those of
         their mean, and with several members their spread (unbiased standard deviation over members)."""
-        energy_error = energy_error.detach()
-        force_error = force_error.detach() if force_error is not None else None
-        committee = energy_error.shape[0] > 1
-        self.add(
-            energy_error.mean(0), force_error.mean(0) if force_error is not None else None,
-            energy_error.std(0) if committee else None,
-            force_error.std(0) if committee and force_error is not None else None,
-        )
+        energy_mean, energy_std = mean_and_spread(energy_error.detach())
+        force_mean, force_std = mean_and_spread(force_error.detach()) if force_error is not None else (None, None)
+        self.add(energy_mean, force_mean, energy_std, force_std)
 
     def add(
         self, energy_error: torch.Tensor, force_error: torch.Tensor | None,
@@ -76,7 +80,7 @@ class ErrorSums:
             return self._values()[ErrorSums.SUMS.index(name)]
         raise AttributeError(name)
 
-    def sum_over(self, ranks: Ranks, device: torch.device) -> None:
+    def sum_over(self, ranks: Processes, device: torch.device) -> None:
         """Add these sums over ranks, in place: every rank then holds the errors of all ranks' structures."""
         if ranks.size == 1:
             return

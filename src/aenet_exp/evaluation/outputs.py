@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aenet_exp.data import Structure
 from aenet_exp.files import write_atomically
-from aenet_exp.training.events import Predictions
+from aenet_exp.evaluation.predictions import Predictions
 
 ENERGY_COLUMNS = "source frame n_atoms E_ref_eV E_pred_eV E_ref_eV_per_atom E_pred_eV_per_atom"
 FORCE_COLUMNS = "source frame atom species Fx_ref Fy_ref Fz_ref Fx_pred Fy_pred Fz_pred"

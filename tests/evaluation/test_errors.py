@@ -1,4 +1,4 @@
-"""Pooled errors and their metrics (training/metrics.py)."""
+"""Pooled errors and their metrics (evaluation/errors.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from aenet_exp.training.events import Predictions
-from aenet_exp.training.metrics import ErrorSums, metrics_of
+from aenet_exp.evaluation.errors import ErrorSums, metrics_of
+from aenet_exp.evaluation.predictions import Predictions
 
 
 def test_metrics_in_both_force_conventions_and_mae():
