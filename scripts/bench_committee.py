@@ -96,17 +96,17 @@ class StopAfterEpochs(Recorder):
 
 def train_epochs(overrides: list[str], profile: bool = False) -> dict:
     """Train one configuration in this process, its epochs only; per-epoch metrics, the seconds from the start of
-    ``training.run`` to the end of the last epoch, the peak RSS (MB). Training's prints go to stderr."""
+    ``run_training`` to the end of the last epoch, the peak RSS (MB). Training's prints go to stderr."""
     import tempfile
 
-    from aenet_exp import training
+    from aenet_exp.build.training import run_training
 
     cfg = compose_train(overrides)
     recorder = StopAfterEpochs(profile)
     with tempfile.TemporaryDirectory() as output_dir, contextlib.redirect_stdout(sys.stderr):
         start = time.perf_counter()
         with contextlib.suppress(EpochsDone):
-            training.run(cfg, output_dir, [recorder])
+            run_training(cfg, output_dir, [recorder])
         wall = time.perf_counter() - start
     return {"epochs": recorder.epochs, "wall_s": wall, "peak_rss_mb": peak_rss_mb(), "profile": recorder.table}
 
@@ -166,7 +166,7 @@ def benchmark(args: argparse.Namespace, tarball: Path) -> int:
             s = summary(report)
             results[job.label].append(s)
             print(f"  {job.label} (repeat {repeat + 1}): {s['epoch']:.3f} s/epoch, first epoch {s['first']:.2f} s, "
-                  f"epochs done {s['wall']:.1f} s after the start of training.run", flush=True)
+                  f"epochs done {s['wall']:.1f} s after the start of run_training", flush=True)
     done = {label: combine(runs) for label, runs in results.items() if runs}
     if "K=1" not in done:
         print("K = 1 failed: no ratios")

@@ -19,7 +19,7 @@ Every database build and every training runs in a fresh subprocess of this scrip
 
 - build s, structures/s, file MiB, build RSS: row 2 reads and parses the XSF files; the rattled
   rows generate the copies (reading the 1000 originals from the row-2 database is not timed).
-- run s: the wall time of ``training.run``: opening or reading the data, the feature-statistics
+- run s: the wall time of ``run_training``: opening or reading the data, the feature-statistics
   pass, the epoch, the final energy predictions for every structure (no force pass: energy only), saving.
 - s/epoch: the ``time/epoch_s`` metric (training pass plus test-set evaluation); train
   structures/s: training structures per s/epoch.

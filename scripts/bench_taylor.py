@@ -13,7 +13,7 @@ three ways, one row each:
 Each row trains in a fresh subprocess of this script (``--one``). The table gives the final test
 energy RMSE (meV/atom) and test force RMSE (eV/Å, per component); the energy-only rows compute the
 forces of the test structures after training (``tracking.save_forces=true``), so all three are
-compared on the same test forces. Wall time is that of ``training.run`` (data, children, epochs,
+compared on the same test forces. Wall time is that of ``run_training`` (data, children, epochs,
 final predictions); "training structures" counts the children (row 2) with their parents.
 
 Usage::

@@ -102,17 +102,17 @@ def train_one(overrides: list[str]) -> dict:
     """Train one configuration in this process and report it.
 
     Returns per-epoch metrics (``epochs``), final metrics, ``dataset.*`` facts, the seconds
-    ``training.run`` took (``wall_s``: data, statistics, epochs, final predictions, saving),
+    ``run_training`` took (``wall_s``: data, statistics, epochs, final predictions, saving),
     the peak RSS at each epoch's end and at the end (MB). Training's own prints go to stderr
     so that stdout carries only the caller's JSON report.
     """
-    from aenet_exp import training
+    from aenet_exp.build.training import run_training
 
     cfg = compose_train(overrides)
     recorder = Recorder()
     with tempfile.TemporaryDirectory() as output_dir, contextlib.redirect_stdout(sys.stderr):
         start = time.perf_counter()
-        final = training.run(cfg, output_dir, [recorder])
+        final = run_training(cfg, output_dir, [recorder])
         wall = time.perf_counter() - start
     facts = {k: v for k, v in recorder.facts.items() if k.startswith("dataset.")}
     return {

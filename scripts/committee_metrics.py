@@ -19,7 +19,7 @@ from aenet_exp.ensemble.command import predict
 from aenet_exp.evaluation.errors import metrics_of
 from aenet_exp.evaluation.uncertainty import calibrate, uncertainty_metrics
 from aenet_exp.model import Potential
-from aenet_exp.training.run import prepared_data
+from aenet_exp.build.training import prepared_data
 
 
 def main() -> None:

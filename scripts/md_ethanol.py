@@ -29,7 +29,7 @@ def train_quick_model(output: Path) -> Path:
     from hydra import compose, initialize_config_module
 
     import aenet_exp.config  # noqa: F401
-    from aenet_exp.training import run
+    from aenet_exp.build.training import run_training
 
     overrides = [
         "data=ethanol", f"data.path={SHARED / 'train.xyz'}", f"normalization.E_atomic={SHARED / 'isolated_atoms.xyz'}",
@@ -39,7 +39,7 @@ def train_quick_model(output: Path) -> Path:
     ]
     with initialize_config_module("aenet_exp.conf", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
-    metrics = run(cfg, output)
+    metrics = run_training(cfg, output)
     print("trained:", {k: round(v, 4) for k, v in metrics.items() if k.startswith("final/")})
     return output
 

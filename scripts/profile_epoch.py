@@ -1,6 +1,6 @@
 """Per-batch profile of ``experiment=tio2_fast`` epochs: ms per batch by phase, top functions and operators, syncs.
 
-Builds the ``tio2_fast`` training on ``shared/data/tio2-1000`` the way ``training.run`` does (data,
+Builds the ``tio2_fast`` training on ``shared/data/tio2-1000`` the way ``run_training`` does (data,
 force supervision, potential, trainer, normalisation; no callbacks, no MLflow), trains ``--warmup``
 epochs (caches fill), then:
 
@@ -59,19 +59,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def build(overrides: list[str]):
-    """The tio2_fast trainer, normalised, as :func:`aenet_exp.training.run.train_here` builds it."""
+    """The tio2_fast trainer, normalised, as :func:`aenet_exp.build.training.train_here` builds it."""
     import torch
 
     from aenet_exp.training.distributed import SINGLE
     from aenet_exp.training.precision import resolve_device, resolve_dtype
-    from aenet_exp.training.run import (
+    from aenet_exp.build.training import (
         FORCE_SAMPLING_SEED_OFFSET,
         build_potential,
         build_trainer,
-        prepare_normalization,
+        normalization_settings,
         prepared_data,
         section,
     )
+    from aenet_exp.training.run import normalize
     from aenet_exp.training.supervision import ForceSupervision
 
     cfg = compose_train(overrides)
@@ -87,7 +88,7 @@ def build(overrides: list[str]):
     torch.manual_seed(cfg.seed)
     potential = build_potential(cfg, data.species, dtype).to(device)
     trainer = build_trainer(cfg, data, potential, supervision, device, SINGLE)
-    prepare_normalization(cfg, data, trainer, fresh=True)
+    normalize(trainer, data, normalization_settings(cfg), fresh=True)
     return cfg, trainer
 
 

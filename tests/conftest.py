@@ -25,7 +25,7 @@ from aenet_exp.build.apps import run_command
 from aenet_exp.config.commands import COMMANDS
 from aenet_exp.descriptor import ChebyshevDescriptor
 from aenet_exp.model import Potential
-from aenet_exp.training import run
+from aenet_exp.build.training import run_training
 from aenet_exp.training.events import Callback
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # also where torch was imported before this file
@@ -117,7 +117,7 @@ class Recorder(Callback):
 def train(cfg, tmp_path):
     """Run ``cfg`` into ``tmp_path``; the final metrics and a :class:`Recorder` of the run."""
     recorder = Recorder()
-    metrics = run(cfg, tmp_path, [recorder])
+    metrics = run_training(cfg, tmp_path, [recorder])
     return metrics, recorder
 
 

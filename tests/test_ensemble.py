@@ -10,7 +10,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from aenet_exp import training
+from aenet_exp.build.training import run_training
 from aenet_exp.data import read_structures
 from aenet_exp.descriptor import collate_graphs
 from aenet_exp.ensemble.combine import Incompatible, combine
@@ -78,7 +78,7 @@ def train_recorded(uri: str, run_dir, sweep_dir, *overrides: str) -> str:
     cfg = compose_train(*FAST, f"tracking.uri={uri}", "tracking.log_model=false", *overrides)
     observer = MlflowObserver(OmegaConf.to_container(cfg.tracking), sweep_dir=str(sweep_dir), run_dir=run_dir)
     with redirect_stdout(io.StringIO()):
-        training.run(cfg, run_dir, [observer])
+        run_training(cfg, run_dir, [observer])
     return recorded_run_id(run_dir)
 
 
@@ -126,7 +126,7 @@ def test_a_sweeps_jobs_become_a_calibrated_committee(sweep, tmp_path):
 def test_runs_that_cannot_form_a_committee_are_named(sweep, tmp_path, fast_config):
     root, uri, jobs, other_split, _ = sweep
     other_basis = tmp_path / "basis"
-    training.run(fast_config("descriptor.rad_order=5"), other_basis)
+    run_training(fast_config("descriptor.rad_order=5"), other_basis)
     common = [f"out={tmp_path / 'never'}", "tracking.enabled=false", f"tracking.uri={uri}"]
     cases = [
         ([f"runs=[{jobs[0]},{other_basis}]"], rf"^runs: {other_basis} cannot join runs:/{jobs[0]} in a committee: its "

@@ -17,7 +17,7 @@ from aenet_exp.errors import UnreadableFile
 from aenet_exp.files import load_tensors, remove_stale_temporaries, temporary_path, write_atomically
 from aenet_exp.rundir import CHECKPOINT_FILE, CONFIG_FILE, MODEL_FILE
 from aenet_exp.tracking.observer import MlflowObserver
-from aenet_exp.training import run
+from aenet_exp.build.training import run_training
 from aenet_exp.training.persist import DiskCache
 
 from conftest import FAST, SMALL, compose_train
@@ -37,7 +37,7 @@ def umask_022():
 def test_written_files_get_the_umask_mode_also_in_the_artifact_store(tmp_path, umask_022):
     """Collaborators on a shared store can read the model, checkpoint and config (not 0600)."""
     cfg = compose_train(*FAST, f"tracking.uri=sqlite:///{tmp_path}/store/mlflow.db", "tracking.log_model=false")
-    run(cfg, tmp_path / "run", [MlflowObserver(OmegaConf.to_container(cfg.tracking), run_dir=tmp_path / "run")])
+    run_training(cfg, tmp_path / "run", [MlflowObserver(OmegaConf.to_container(cfg.tracking), run_dir=tmp_path / "run")])
     for name in (MODEL_FILE, CHECKPOINT_FILE, CONFIG_FILE):
         assert mode(tmp_path / "run" / name) == 0o644, name
     artifacts = [p for p in (tmp_path / "store" / "mlartifacts").rglob("*") if p.is_file()]
@@ -75,7 +75,7 @@ def test_temporaries_of_dead_processes_are_removed_by_the_next_writer_there(tmp_
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"partial")
     build_database(SMALL, tmp_path / "db.h5")
-    run(compose_train(*FAST, "tracking.enabled=false"), tmp_path / "run")
+    run_training(compose_train(*FAST, "tracking.enabled=false"), tmp_path / "run")
     DiskCache(tmp_path / "cache", "graphs", "settings")
     assert not any(p.exists() for p in stale)
     assert live.exists()  # its writer may still be writing

@@ -10,16 +10,16 @@ from omegaconf import OmegaConf
 
 from aenet_exp.errors import ConfigError
 from aenet_exp.rundir import CONFIG_FILE, LOCK_FILE, RUN_ID_FILE, RunDirectory, refusal
-from aenet_exp.training import run
+from aenet_exp.build.training import run_training
 
 from conftest import FAST, runs_of, store_uri
 
 
 def test_a_second_run_into_a_finished_run_is_refused_but_resume_continues_it(fast_config, tmp_path):
-    run(fast_config("checkpoint.every=1"), tmp_path / "run")
+    run_training(fast_config("checkpoint.every=1"), tmp_path / "run")
     with pytest.raises(ConfigError, match="^hydra.run.dir: .* holds a run already; .*resume="):
-        run(fast_config(), tmp_path / "run")
-    resumed = run(fast_config(f"resume={tmp_path / 'run'}", "iterations=3"), tmp_path / "ignored")
+        run_training(fast_config(), tmp_path / "run")
+    resumed = run_training(fast_config(f"resume={tmp_path / 'run'}", "iterations=3"), tmp_path / "ignored")
     assert "final/test/energy_rmse" in resumed
 
 

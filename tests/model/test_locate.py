@@ -11,7 +11,7 @@ from aenet_exp.model import Potential
 from aenet_exp.model.locate import ModelNotFound, load_potential, model_path
 from aenet_exp.model.potential import MODEL_FILE
 from aenet_exp.tracking.observer import MlflowObserver, recorded_run_id
-from aenet_exp.training import run
+from aenet_exp.build.training import run_training
 
 from conftest import FAST, compose_train
 
@@ -22,11 +22,11 @@ def test_init_from_a_runs_uri_reads_the_store_of_tracking_uri(tmp_path, monkeypa
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri = f"sqlite:///{tmp_path}/elsewhere/mlflow.db"
     cfg = compose_train(*FAST, f"tracking.uri={uri}", "tracking.log_model=false", "precision=float64")
-    run(cfg, tmp_path / "first", [MlflowObserver(OmegaConf.to_container(cfg.tracking), run_dir=tmp_path / "first")])
+    run_training(cfg, tmp_path / "first", [MlflowObserver(OmegaConf.to_container(cfg.tracking), run_dir=tmp_path / "first")])
     run_id = recorded_run_id(tmp_path / "first")
     tuned = compose_train(*FAST, f"tracking.uri={uri}", "tracking.enabled=false", f"init_from=runs:/{run_id}",
                           "iterations=1", "optimizer.mu=1e-30", "precision=float64")
-    run(tuned, tmp_path / "second")
+    run_training(tuned, tmp_path / "second")
     trained = Potential.load(tmp_path / "first" / MODEL_FILE)
     start = Potential.load(tmp_path / "second" / MODEL_FILE)
     for name, value in trained.state_dict().items():

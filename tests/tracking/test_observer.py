@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from aenet_exp.rundir import RUN_ID_FILE
 from aenet_exp.tracking.mlflow_run import open_client
 from aenet_exp.tracking.observer import MlflowObserver, TrackingUnavailable, recorded_run_id
-from aenet_exp.training import run
+from aenet_exp.build.training import run_training
 from aenet_exp.training.checkpoint import load_checkpoint
 from aenet_exp.training.events import Callback
 
@@ -36,7 +36,7 @@ def tracked(tmp_path, run_dir, *overrides, resume=False):
     else:
         cfg = compose_train(*FAST, f"tracking.uri={uri}", *overrides)
         observer = MlflowObserver(OmegaConf.to_container(cfg.tracking), run_dir=run_dir)
-    return run(cfg, run_dir, [observer])
+    return run_training(cfg, run_dir, [observer])
 
 
 def steps(uri: str, run_id: str, key: str) -> list[int]:
@@ -81,7 +81,7 @@ def test_a_store_failing_mid_run_is_one_line_and_keeps_the_checkpoint(tmp_path):
     cfg = compose_train(*FAST, f"tracking.uri={uri}", "iterations=6", "checkpoint.every=10", "tracking.log_model=false")
     observer = MlflowObserver(OmegaConf.to_container(cfg.tracking), run_dir=tmp_path / "run")
     with pytest.raises(TrackingUnavailable) as failed:
-        run(cfg, tmp_path / "run", [observer, BreakStore(tmp_path / "store", 3)])
+        run_training(cfg, tmp_path / "run", [observer, BreakStore(tmp_path / "store", 3)])
     message = str(failed.value)
     assert message.startswith("tracking.uri: the MLflow store at ") and "failed at epoch 4" in message
     assert "\n" not in message and f"resume={tmp_path / 'run'}" in message
@@ -89,7 +89,7 @@ def test_a_store_failing_mid_run_is_one_line_and_keeps_the_checkpoint(tmp_path):
     with pytest.raises(TrackingUnavailable, match=f"cannot be continued .*tracking.enabled=false.*{RUN_ID_FILE}"):
         tracked(tmp_path, tmp_path / "run", "iterations=6", resume=True)
     assert not (tmp_path / "store").exists()  # no empty store made up
-    metrics = run(compose_train(f"resume={tmp_path / 'run'}", "iterations=6", "tracking.enabled=false"), tmp_path / "x")
+    metrics = run_training(compose_train(f"resume={tmp_path / 'run'}", "iterations=6", "tracking.enabled=false"), tmp_path / "x")
     assert "final/test/energy_rmse" in metrics
 
 

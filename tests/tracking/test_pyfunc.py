@@ -15,7 +15,7 @@ from ase import Atoms
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from aenet_exp import training
+from aenet_exp.build.training import run_training
 from aenet_exp.calculator import Calculator
 from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.data import read_structures
@@ -41,7 +41,7 @@ def train_in_process(uri: str, run_dir: Path, *overrides: str) -> str:
     observer = MlflowObserver(OmegaConf.to_container(cfg.tracking), run_dir=run_dir)
     output = io.StringIO()
     with redirect_stdout(output):
-        training.run(cfg, run_dir, [observer])
+        run_training(cfg, run_dir, [observer])
     return output.getvalue()
 
 

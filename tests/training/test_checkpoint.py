@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from aenet_exp.config.validation import ConfigError
-from aenet_exp.training import run
+from aenet_exp.build.training import run_training
 
 from conftest import train
 
@@ -82,11 +82,11 @@ def test_a_truncated_checkpoint_is_one_user_error(fast_config, tmp_path):
     from aenet_exp.errors import UserError
     from aenet_exp.training.checkpoint import load_checkpoint
 
-    run(fast_config(), tmp_path / "run")
+    run_training(fast_config(), tmp_path / "run")
     checkpoint = tmp_path / "run" / "checkpoint.pt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     with pytest.raises(UserError, match="not an aenet_exp checkpoint"):
-        run(fast_config(f"resume={tmp_path / 'run'}"), tmp_path / "x")
+        run_training(fast_config(f"resume={tmp_path / 'run'}"), tmp_path / "x")
     with pytest.raises(UserError, match="not an aenet_exp checkpoint"):
         load_checkpoint(tmp_path / "run")
 
@@ -128,5 +128,5 @@ def test_a_signal_at_an_epochs_end_waits_until_every_callback_has_seen_the_epoch
                 os.kill(os.getpid(), signal.SIGTERM)
 
     with pytest.raises(Terminated):
-        run(fast_config("iterations=5", "checkpoint.every=1000"), tmp_path, [TerminatedWhileLoggingEpoch2()])
+        run_training(fast_config("iterations=5", "checkpoint.every=1000"), tmp_path, [TerminatedWhileLoggingEpoch2()])
     assert load_checkpoint(tmp_path)["epoch"] == 2

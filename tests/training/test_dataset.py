@@ -8,7 +8,7 @@ import pytest
 from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.data import DataError, read_structures
 from aenet_exp.training.dataset import split
-from aenet_exp.training.run import prepared_data as prepare_data
+from aenet_exp.build.training import prepared_data as prepare_data
 
 from conftest import DATA, E_ATOMIC, SMALL, train
 

@@ -15,7 +15,7 @@ import pytest
 
 from aenet_exp.data.hdf5 import StructureDatabase
 from aenet_exp.model import Potential
-from aenet_exp.training import run
+from aenet_exp.build.training import run_training
 from aenet_exp.training.checkpoint import load_checkpoint
 
 from conftest import FAST, compose_train
@@ -51,7 +51,7 @@ def uninterrupted(tmp_path_factory):
     def metrics(*overrides):
         if overrides not in trained:
             cfg = compose_train(*FAST, "tracking.enabled=false", *overrides)  # as fast_config composes it
-            trained[overrides] = run(cfg, tmp_path_factory.mktemp("uninterrupted"))
+            trained[overrides] = run_training(cfg, tmp_path_factory.mktemp("uninterrupted"))
         return trained[overrides]
 
     return metrics
@@ -69,7 +69,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, fast_conf
             load_checkpoint(run_dir)
         elif name == "potential.pt":
             Potential.load(run_dir / name)
-    resumed = run(fast_config(*TRAINING[len(FAST):], f"resume={run_dir}"), run_dir)
+    resumed = run_training(fast_config(*TRAINING[len(FAST):], f"resume={run_dir}"), run_dir)
     whole = uninterrupted(*TRAINING[len(FAST):])
     for key in (k for k in whole if not k.startswith("time/")):
         assert resumed[key] == pytest.approx(whole[key], rel=1e-10), key
@@ -104,7 +104,7 @@ def test_killed_cache_write_leaves_only_whole_entries(tmp_path, fast_config, uni
     for entry in cache.rglob("*.npz"):  # every entry at a final path is whole
         with np.load(entry, allow_pickle=False) as stored:
             assert stored.files
-    again = run(fast_config(*args[len(FAST):]), tmp_path / "again")
+    again = run_training(fast_config(*args[len(FAST):]), tmp_path / "again")
     plain = uninterrupted(*TRAINING[len(FAST):], "iterations=2")
     for key in (k for k in plain if not k.startswith("time/")):
         assert again[key] == pytest.approx(plain[key], rel=1e-10), key

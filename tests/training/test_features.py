@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aenet_exp.training import run
+from aenet_exp.build.training import run_training
 
 from conftest import Counter, train
 
@@ -77,31 +77,31 @@ def test_persist_dir_reused_by_the_next_run(fast_config, tmp_path, monkeypatch, 
     monkeypatch.setattr(batching, "find_pairs", searches)
     cache = tmp_path / "cache"
     cfg = fast_config(*flags, f"caching.persist_dir={cache}", "precision=float64")
-    first = run(cfg, tmp_path / "one")
+    first = run_training(cfg, tmp_path / "one")
     assert searches.calls == 16
     entries = sorted(p.name for p in cache.rglob("*") if p.is_file())
     assert entries and all(name.endswith(".npz") and not name.startswith(".") for name in entries)
     for path in cache.rglob("*.npz"):
         np.load(path, allow_pickle=False).files  # plain arrays only
 
-    second = run(cfg, tmp_path / "two")
+    second = run_training(cfg, tmp_path / "two")
     assert searches.calls == 16  # nothing searched again
     assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == entries
     for key in first:
         if not key.startswith("time/"):
             assert second[key] == pytest.approx(first[key], rel=1e-10), key
 
-    run(fast_config(*flags, f"caching.persist_dir={cache}", "precision=float64", "descriptor.rad_cutoff=4.5"), tmp_path / "3")
+    run_training(fast_config(*flags, f"caching.persist_dir={cache}", "precision=float64", "descriptor.rad_cutoff=4.5"), tmp_path / "3")
     assert searches.calls == 32  # a changed cutoff rebuilds
 
 
 def test_corrupt_persisted_entry_is_rebuilt(fast_config, tmp_path):
     cache = tmp_path / "cache"
     cfg = fast_config("caching=energy", f"caching.persist_dir={cache}", "precision=float64")
-    first = run(cfg, tmp_path / "one")
+    first = run_training(cfg, tmp_path / "one")
     for path in cache.rglob("*.npz"):
         path.write_bytes(b"garbage")
-    second = run(cfg, tmp_path / "two")
+    second = run_training(cfg, tmp_path / "two")
     assert second["final/test/energy_rmse"] == pytest.approx(first["final/test/energy_rmse"], rel=1e-10)
     for path in cache.rglob("*.npz"):
         assert np.load(path, allow_pickle=False).files
@@ -121,7 +121,7 @@ def test_neighbor_caches_skip_searches(fast_config, tmp_path, monkeypatch, flags
 
     counter = Counter(batching.find_pairs)
     monkeypatch.setattr(batching, "find_pairs", counter)
-    run(fast_config("force=full", "iterations=3", *flags), tmp_path)
+    run_training(fast_config("force=full", "iterations=3", *flags), tmp_path)
     # feature statistics: 12 train; each epoch: 12 train + 4 test; final predictions: 16
     baseline = 12 + 3 * 16 + 16
     assert counter.calls == (baseline if not flags else searches)
@@ -146,7 +146,7 @@ def test_feature_cache_skips_featurisation(fast_config, tmp_path, monkeypatch, f
         return original(self, graph)
 
     monkeypatch.setattr(ChebyshevDescriptor, "forward", counting)
-    run(fast_config("iterations=3", *flags), tmp_path)
+    run_training(fast_config("iterations=3", *flags), tmp_path)
     assert sum(structures) == computed
 
 
@@ -161,7 +161,7 @@ def test_features_for_force_caches_energy_only_structures(fast_config, tmp_path,
         return original(self, batch, b, force_set)
 
     monkeypatch.setattr(FeatureSource, "_energy_block", counting)
-    run(fast_config("force=subsampled", "force.fraction=0.25", "force.resample_each_epoch=false", "iterations=3",
+    run_training(fast_config("force=subsampled", "force.fraction=0.25", "force.resample_each_epoch=false", "iterations=3",
                     "caching.features_for_force=true", "data.testpercent=0"), tmp_path)
     # 16 training structures, 4 with forces each epoch (drawn once): 12 energy-only featurised in the
     # statistics pass (16) and then never again; the final pass featurises none without forces.
@@ -191,6 +191,6 @@ def test_auto_caching_keeps_what_cannot_change_results(fast_config, tmp_path, se
 def test_auto_caching_leaves_out_jacobians_that_would_not_fit(fast_config, tmp_path, monkeypatch):
     import sys
 
-    monkeypatch.setattr(sys.modules["aenet_exp.training.run"], "machine_memory", lambda: 1000)  # bytes: nothing fits
+    monkeypatch.setattr(sys.modules["aenet_exp.build.training"], "machine_memory", lambda: 1000)  # bytes: nothing fits
     _, rec = train(fast_config("caching=auto", "force=full"), tmp_path)
     assert rec.facts["caching.kept"] == "features_for_force"

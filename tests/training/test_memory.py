@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aenet_exp.errors import ConfigError
-from aenet_exp.training import run
+from aenet_exp.build.training import run_training
 from aenet_exp.training.memory import Need, check_memory, machine_memory
 
 
@@ -20,7 +20,7 @@ from aenet_exp.training.memory import Need, check_memory, machine_memory
 )
 def test_a_setting_that_cannot_fit_is_refused_with_the_estimate(fast_config, tmp_path, overrides, key):
     with pytest.raises(ConfigError, match=rf"^{key}: would need about [\d.e+]+ GiB for the .*, more than this machine's"):
-        run(fast_config(*overrides), tmp_path)
+        run_training(fast_config(*overrides), tmp_path)
     assert not (tmp_path / "potential.pt").exists()
 
 

@@ -12,7 +12,7 @@ from aenet_exp.config.validation import ConfigError
 from aenet_exp.data import read_structures
 from aenet_exp.model import Potential
 from aenet_exp.model.potential import MODEL_FILE
-from aenet_exp.training import run
+from aenet_exp.build.training import run_training
 from aenet_exp.training.normalization import energy_normalization
 
 from conftest import E_ATOMIC, SMALL, train
@@ -28,20 +28,20 @@ def test_energy_normalization_rules():
 
 
 def test_given_shift_and_scaling_reach_the_model(fast_config, tmp_path):
-    run(fast_config("normalization.E_shift=-2.5", "iterations=1"), tmp_path / "shift")
+    run_training(fast_config("normalization.E_shift=-2.5", "iterations=1"), tmp_path / "shift")
     model = Potential.load(tmp_path / "shift" / MODEL_FILE)
     assert float(model.energy_shift) == pytest.approx(-2.5)
     assert float(model.energy_scale) > 0
-    run(fast_config("normalization.E_scaling=0.75", "iterations=1"), tmp_path / "scale")
+    run_training(fast_config("normalization.E_scaling=0.75", "iterations=1"), tmp_path / "scale")
     assert float(Potential.load(tmp_path / "scale" / MODEL_FILE).energy_scale) == pytest.approx(0.75)
 
 
 def test_normalization_switches(fast_config, tmp_path):
-    run(fast_config("normalization.features=false", "normalization.energy=false", "iterations=1"), tmp_path / "off")
+    run_training(fast_config("normalization.features=false", "normalization.energy=false", "iterations=1"), tmp_path / "off")
     model = Potential.load(tmp_path / "off" / MODEL_FILE)
     assert float(model.energy_shift) == 0 and float(model.energy_scale) == 1
     assert torch.all(model.feature_mean == 0) and torch.all(model.feature_std == 1)
-    run(fast_config("iterations=1"), tmp_path / "on")
+    run_training(fast_config("iterations=1"), tmp_path / "on")
     fitted = Potential.load(tmp_path / "on" / MODEL_FILE)
     assert torch.any(fitted.feature_mean != 0) and float(fitted.energy_scale) != 1
 
@@ -55,7 +55,7 @@ def test_feature_stats_from_file(fast_config, tmp_path, suffix):
         np.savez(path, mean=mean, std=std)
     else:
         path.write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist()}))
-    run(fast_config(f"normalization.feature_stats={path}", "iterations=1", "precision=float64"), tmp_path)
+    run_training(fast_config(f"normalization.feature_stats={path}", "iterations=1", "precision=float64"), tmp_path)
     model = Potential.load(tmp_path / MODEL_FILE)
     np.testing.assert_allclose(model.feature_mean.numpy(), mean)
     np.testing.assert_allclose(model.feature_std.numpy(), std)
@@ -65,12 +65,12 @@ def test_feature_stats_of_wrong_length_names_key(fast_config, tmp_path):
     path = tmp_path / "stats.npz"
     np.savez(path, mean=np.zeros(3), std=np.ones(3))
     with pytest.raises(ConfigError, match="^normalization.feature_stats: .*16 features"):
-        run(fast_config(f"normalization.feature_stats={path}"), tmp_path)
+        run_training(fast_config(f"normalization.feature_stats={path}"), tmp_path)
 
 
 def test_energy_target_changes_the_fitted_shift(fast_config, tmp_path):
-    run(fast_config("iterations=1"), tmp_path / "c")
-    run(fast_config("iterations=1", "normalization.energy_target=total"), tmp_path / "t")
+    run_training(fast_config("iterations=1"), tmp_path / "c")
+    run_training(fast_config("iterations=1", "normalization.energy_target=total"), tmp_path / "t")
     cohesive = Potential.load(tmp_path / "c" / MODEL_FILE)
     total = Potential.load(tmp_path / "t" / MODEL_FILE)
     assert float(cohesive.energy_shift) > -10 > float(total.energy_shift)  # eV/atom: cohesive ~ -8, total ~ -800
@@ -95,7 +95,7 @@ def test_malformed_feature_stats_file_names_key(fast_config, tmp_path, content):
     path = tmp_path / ("stats.npz" if content.startswith(b"PK") else "stats.json")
     path.write_bytes(content)
     with pytest.raises(ConfigError, match="^normalization.feature_stats: "):
-        run(fast_config(f"normalization.feature_stats={path}"), tmp_path)
+        run_training(fast_config(f"normalization.feature_stats={path}"), tmp_path)
 
 
 

@@ -25,7 +25,7 @@ def test_optimizer_parameters_reach_torch(fast_config, name, cls, expected):
     cfg = fast_config(f"optimizer={name}", "optimizer.weight_decay=0.01", *extra)
     from omegaconf import OmegaConf
 
-    from aenet_exp.training.run import build_potential
+    from aenet_exp.build.training import build_potential
 
     networks = build_potential(cfg, ["O", "Ti"], torch.float64).networks.nets
     optimizer = build_optimizer(networks, **OmegaConf.to_container(cfg.optimizer))

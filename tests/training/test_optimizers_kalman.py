@@ -92,7 +92,7 @@ def test_ekf_trains_energies_and_forces(fast_config, tmp_path):
 
 def test_ekf_covariance_blocks_follow_the_networks(fast_config):
     from aenet_exp.training.optim import build_optimizer
-    from aenet_exp.training.run import build_potential
+    from aenet_exp.build.training import build_potential
 
     networks = build_potential(fast_config(), ["O", "Ti"], torch.float64).networks.nets  # 4 hidden: 2 layers each
     sizes = {blocks: [group["P"].shape[0] for group in (build_optimizer(networks, "ekf", lambda0=0.98, nue=0.9987,

@@ -7,13 +7,13 @@ import torch
 
 from aenet_exp.model import Potential
 from aenet_exp.model.potential import MODEL_FILE
-from aenet_exp.training import run
+from aenet_exp.build.training import run_training
 from aenet_exp.training.precision import resolve_dtype, storage_devices
 
 
 @pytest.mark.parametrize("name, expected", [("float32", torch.float32), ("float64", torch.float64)])
 def test_precision_sets_dtype_of_model(fast_config, tmp_path, name, expected):
-    run(fast_config(f"precision={name}", "iterations=1"), tmp_path)
+    run_training(fast_config(f"precision={name}", "iterations=1"), tmp_path)
     model = Potential.load(tmp_path / MODEL_FILE)
     assert model.descriptor.dtype == expected and model.feature_mean.dtype == expected
 

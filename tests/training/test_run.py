@@ -9,7 +9,7 @@ from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.data import read_structures
 from aenet_exp.model import Potential
 from aenet_exp.model.potential import MODEL_FILE
-from aenet_exp.training import run
+from aenet_exp.build.training import run_training
 
 from conftest import SMALL, train
 
@@ -39,7 +39,7 @@ def test_run_reports_epochs_and_writes_model(fast_config, tmp_path):
 
 
 def test_save_energies_and_forces_files(fast_config, tmp_path):
-    run(fast_config("tracking.save_energies=true", "tracking.save_forces=true", "precision=float64"), tmp_path)
+    run_training(fast_config("tracking.save_energies=true", "tracking.save_forces=true", "precision=float64"), tmp_path)
     for kind in ("energies", "forces"):
         for split_name in ("train", "test"):
             assert (tmp_path / f"{kind}.{split_name}.predicted").is_file()
@@ -56,17 +56,17 @@ def test_save_energies_and_forces_files(fast_config, tmp_path):
 
 
 def test_files_not_written_unless_asked(fast_config, tmp_path):
-    run(fast_config(), tmp_path)
+    run_training(fast_config(), tmp_path)
     assert not list(tmp_path.glob("*.predicted"))
 
 
 def test_network_for_a_species_not_in_the_data_is_refused(fast_config, tmp_path):
     with pytest.raises(ConfigError, match=r"^model.per_species: species \['Tl'\]"):
-        run(fast_config("+model.per_species.Tl={hidden: [3], activations: [tanh]}"), tmp_path)
+        run_training(fast_config("+model.per_species.Tl={hidden: [3], activations: [tanh]}"), tmp_path)
 
 
 def test_init_from_starts_from_trained_weights(fast_config, tmp_path):
-    run(fast_config("iterations=3", "precision=float64"), tmp_path / "a")
+    run_training(fast_config("iterations=3", "precision=float64"), tmp_path / "a")
     trained = Potential.load(tmp_path / "a" / MODEL_FILE)
     metrics, rec = train(fast_config(f"init_from={tmp_path / 'a'}", "iterations=1", "precision=float64",
                                      "optimizer.mu=1e-30"), tmp_path / "b")
@@ -80,5 +80,5 @@ def test_output_directory_that_cannot_be_written_fails_first(fast_config, tmp_pa
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     with pytest.raises(ConfigError, match="^hydra.run.dir: cannot write"):
-        run(fast_config(), blocker / "out")
+        run_training(fast_config(), blocker / "out")
 

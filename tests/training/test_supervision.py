@@ -10,7 +10,7 @@ import pytest
 from aenet_exp.config.validation import ConfigError
 from aenet_exp.model import Potential
 from aenet_exp.model.potential import MODEL_FILE
-from aenet_exp.training import run
+from aenet_exp.build.training import run_training
 from aenet_exp.training.supervision import ForceSupervision
 
 from conftest import train
@@ -79,5 +79,5 @@ def test_force_weight_without_forces_is_refused(fast_config, tmp_path, data_dir)
     no_forces.write_text("\n".join(frames) + "\n")
     iso = data_dir / "ethanol" / "isolated_atoms.xyz"
     with pytest.raises(ConfigError, match="^force.weight: .*no training structure has forces"):
-        run(fast_config(f"data.path={no_forces}", f"normalization.E_atomic={iso}", "force=full"), tmp_path)
+        run_training(fast_config(f"data.path={no_forces}", f"normalization.E_atomic={iso}", "force=full"), tmp_path)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aenet_exp.training import run
+from aenet_exp.build.training import run_training
 
 
 def test_batchsize_sets_steps_per_epoch(fast_config, tmp_path):
@@ -20,7 +20,7 @@ def test_batchsize_sets_steps_per_epoch(fast_config, tmp_path):
 
     FeatureSource._evaluate = counting
     try:
-        run(cfg, tmp_path)
+        run_training(cfg, tmp_path)
     finally:
         FeatureSource._evaluate = original
     assert counted == [5, 5, 2]  # 12 training structures

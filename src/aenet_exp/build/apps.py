@@ -97,7 +97,7 @@ def build_db_app(cfg: DictConfig) -> None:
 @hydra.main(config_path=CONF, config_name="train", version_base="1.3")
 def train_app(cfg: DictConfig) -> float | None:
     """Prepare, train, print the final errors and where to look; returns ``optimized_metric`` to a sweeper."""
-    from aenet_exp import training  # start-up: torch once the config is valid
+    from aenet_exp.build.training import run_training  # start-up: torch once the config is valid
     from aenet_exp.training.distributed import launch_rank
     from aenet_exp.training.loop import Terminated
 
@@ -106,7 +106,7 @@ def train_app(cfg: DictConfig) -> float | None:
     try:
         prepare(cfg, list(hydra_cfg.overrides.task))
         observers = observers_for(cfg)
-        metrics = training.run(cfg, output_dir, observers)  # rank 0's observe
+        metrics = run_training(cfg, output_dir, observers)  # rank 0's observe
     except UserError as error:
         if not cfg.resume:
             remove_unused_run_directory(Path(output_dir))

@@ -31,9 +31,16 @@ class StoredRun:
     def prepared_data(self):
         """The run's structures read, filtered and split as its training had them
         (:class:`~aenet_exp.training.dataset.PreparedData`)."""
-        from aenet_exp.training.run import prepared_data  # start-up: torch only when a committee is built
+        from aenet_exp.build.training import prepared_data  # start-up: torch only when a committee is built
 
         return prepared_data(OmegaConf.create(self.settings))
+
+    @property
+    def calibration_seed(self) -> int:
+        """The seed the run's committee calibration split was drawn from (and ensemble's calibration split)."""
+        from aenet_exp.build.training import CALIBRATION_SEED_OFFSET  # start-up, as above
+
+        return self.seed + CALIBRATION_SEED_OFFSET
 
     def yaml(self) -> str:
         return yaml_text(self.settings)

@@ -253,6 +253,21 @@ def check_resume_overrides(overrides: list[str]) -> None:
         )
 
 
+def check_watched_metrics(scheduler: dict, early_stopping: dict, force_weight: float, has_test_set: bool) -> None:
+    """The metrics the schedule and early stopping watch (``scheduler``, ``early_stopping``: their settings) must be
+    ones a run training forces with ``force_weight`` produces, with a test set or without (``has_test_set``: known
+    once the data is read)."""
+    watched = {"scheduler.metric": (scheduler["name"] == "plateau", scheduler["metric"]),
+               "early_stopping.metric": (early_stopping["patience"] is not None, early_stopping["metric"])}
+    for key, (active, metric) in watched.items():
+        if not active:
+            continue
+        if metric.startswith("test/") and not has_test_set:
+            raise ConfigError(key, f"watches {metric}, but this run has no test structures; use a train/ metric or a test set")
+        if "/force" in metric and force_weight == 0:
+            raise ConfigError(key, f"watches {metric}, but forces are not trained (force.weight=0)")
+
+
 def check_data_sources(cfg: DictConfig) -> None:
     """``data.path`` and ``data.test_path`` name files (checked now, before training loads torch; an existing
     ``data.database`` is read instead of ``data.path``)."""

@@ -30,7 +30,6 @@ from aenet_exp.model.locate import RUNS_SCHEME, load_potential
 from aenet_exp.rundir import CONFIG_FILE, MODEL_FILE
 from aenet_exp.training.dataset import PreparedData, held_out
 from aenet_exp.training.events import TrainingResult
-from aenet_exp.training.run import CALIBRATION_SEED_OFFSET
 
 ENSEMBLE_FILE = "ensemble.yaml"  # which runs the members came from
 
@@ -45,7 +44,7 @@ def ensemble(options: EnsembleConfig) -> list[Path]:
     runs = [stored_run(location, uri) for location in locations]
     committee = combined(potentials, locations)
     data, held = common_held_out(runs, locations)
-    test, calibration = held_out(held, 50.0, runs[0].seed + CALIBRATION_SEED_OFFSET)
+    test, calibration = held_out(held, 50.0, runs[0].calibration_seed)
     calculator = Calculator(committee)
     references = data.atomic_energies if runs[0].cohesive else None
     fitted = calibrate(committee, lambda: predict(calculator, data, calibration, references))

@@ -1,6 +1,6 @@
-"""Training: the composition root (:func:`run`), the step and epoch loops, losses, caches and metrics."""
+"""Training from built parts (:mod:`aenet_exp.build.training` builds them from the config): the step and epoch
+loops, losses, caches and checkpoints."""
 
 from aenet_exp.training.callbacks import TrainingDiverged
-from aenet_exp.training.run import run
 
-__all__ = ["TrainingDiverged", "run"]
+__all__ = ["TrainingDiverged"]

@@ -1,7 +1,7 @@
 """The side jobs of the epoch loop, as callbacks: divergence, history, early stopping, checkpoints, progress.
 
 Each observes the loop (:class:`aenet_exp.training.events.Callback`); only :class:`EarlyStopping`
-asks it to stop, through ``stop_requested``. The composition root (:mod:`aenet_exp.training.run`)
+asks it to stop, through ``stop_requested``. The composition root (:mod:`aenet_exp.build.training`)
 makes them from their config groups and orders them: a diverged epoch raises before anything
 records it; history and early stopping update before the checkpoint that saves them.
 """

@@ -195,31 +195,43 @@ class Labels:
         )
 
 
+@dataclass(frozen=True)
+class NormalizationSettings:
+    """``normalization.*``: what is trained (``cohesive`` or ``total`` energies), whether features and energies are
+    standardised, a file of feature statistics, and a given per-atom shift or scale (eV/atom)."""
+
+    energy_target: str = "cohesive"
+    features: bool = True
+    energy: bool = True
+    feature_stats: str | None = None
+    E_shift: float | None = None
+    E_scaling: float | None = None
+
+    @property
+    def cohesive(self) -> bool:
+        return self.energy_target == "cohesive"
+
+
 def fit_normalization(
     potential,
     train_columns: Columns,
     atomic_energies: Mapping[str, float] | None,
     feature_statistics: Callable[[], tuple[np.ndarray, np.ndarray]],
-    *,
-    energy_target: str,
-    features: bool,
-    energy: bool,
-    feature_stats: str | None,
-    E_shift: float | None,
-    E_scaling: float | None,
+    settings: NormalizationSettings,
 ) -> dict[str, float]:
     """Set ``potential``'s energy shift and scale (eV/atom) and feature mean and std from the training split.
 
-    The feature statistics are read from ``feature_stats`` when given, else computed by
+    The feature statistics are read from ``settings.feature_stats`` when given, else computed by
     ``feature_statistics`` (a pass over the training set). Returns the fitted shift and scale as
     facts to log.
     """
-    cohesive = energy_target == "cohesive"
+    cohesive = settings.cohesive
     per_atom = train_columns.target_energy_per_atom(atomic_energies, cohesive)
-    shift, scale = energy_normalization(per_atom, E_shift, E_scaling, energy)
+    shift, scale = energy_normalization(per_atom, settings.E_shift, settings.E_scaling, settings.energy)
     potential.set_normalization(energy_shift=shift, energy_scale=scale, atomic_energies=atomic_energies if cohesive else None)
-    if features:
+    if settings.features:
         n = potential.descriptor.n_features
-        mean, std = load_feature_stats(feature_stats, n) if feature_stats else feature_statistics()
+        stats = settings.feature_stats
+        mean, std = load_feature_stats(stats, n) if stats else feature_statistics()
         potential.set_normalization(feature_mean=torch.as_tensor(mean), feature_std=torch.as_tensor(std))
     return {"normalization.fitted_E_shift": shift, "normalization.fitted_E_scaling": scale}

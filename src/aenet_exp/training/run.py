@@ -1,252 +1,78 @@
-"""``training.run(cfg)``: the composition root. Each config group becomes one object here; nothing below reads the config.
-
-=================  ======================================================================
-group              object
-=================  ======================================================================
-``data``           :class:`~aenet_exp.training.dataset.PreparedData` (read, filtered, split)
-``augment``        :class:`~aenet_exp.data.taylor.TaylorExpansion` (children of the training split)
-``descriptor``,    :class:`~aenet_exp.model.potential.Potential` (or the checkpoint's, or
-``model``          ``init_from``'s)
-``force``          :class:`~aenet_exp.training.supervision.ForceSupervision` (subset, loss)
-``caching``,       :class:`~aenet_exp.training.features.FeatureSource` (graphs, kept
-``dataloader``     features and Jacobians, on the ``precision.memory_mode`` device)
-``optimizer``      :func:`~aenet_exp.training.optim.build_optimizer` (registry by option)
-``scheduler``      :class:`~aenet_exp.training.schedule.EpochSchedule` (registry by option)
-``sampling``       :class:`~aenet_exp.training.sampling.EpochSampling` (the structures of each epoch)
-``ema``            :class:`~aenet_exp.training.schedule.WeightAverage`
-``committee``      the potential's members and their seeds, :class:`~aenet_exp.training.bootstrap.MemberWeights`;
-                   the calibration split and factors
-                   (:func:`~aenet_exp.evaluation.uncertainty.calibrate`)
-``normalization``  :func:`~aenet_exp.training.normalization.fit_normalization`
-``early_stopping`` :class:`~aenet_exp.training.callbacks.EarlyStopping`
-``checkpoint``     :class:`~aenet_exp.training.callbacks.Checkpointer`
-``tracking``       progress bar and timing callbacks here; the MLflow observer in the CLI
-=================  ======================================================================
-"""
+"""A training from built parts (:mod:`aenet_exp.build.training` makes them from the config): normalise, restore,
+tell the callbacks, fit, then the final model, predictions and files."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import torch
-from omegaconf import DictConfig, OmegaConf
-
-from aenet_exp.data.taylor import TaylorExpansion
-from aenet_exp.descriptor.chebyshev import ChebyshevDescriptor
-from aenet_exp.errors import ConfigError
 from aenet_exp.evaluation.errors import metrics_of
 from aenet_exp.evaluation.outputs import write_predictions
 from aenet_exp.evaluation.uncertainty import calibrate, uncertainty_metrics
 from aenet_exp.files import write_atomically
-from aenet_exp.model.locate import load_potential
-from aenet_exp.model.potential import Potential
-from aenet_exp.rundir import CONFIG_FILE, MODEL_FILE, RunDirectory
-from aenet_exp.training.batching import plan_batches
-from aenet_exp.training.bootstrap import MemberWeights
-from aenet_exp.training.callbacks import (
-    Checkpointer,
-    Divergence,
-    EarlyStopping,
-    History,
-    ProgressBar,
-    TimingSummary,
-)
-from aenet_exp.training.checkpoint import load_checkpoint
-from aenet_exp.training.dataset import PreparedData, data_label, prepare_data
-from aenet_exp.training.distributed import Ranks, joined
+from aenet_exp.rundir import CONFIG_FILE, MODEL_FILE
+from aenet_exp.training.callbacks import EarlyStopping, History
+from aenet_exp.training.dataset import PreparedData
 from aenet_exp.training.events import Callback, TrainingResult
-from aenet_exp.training.features import FeatureSource
-from aenet_exp.training.loop import fit, notify, notify_failure, terminated_as_interrupt
-from aenet_exp.training.memory import Need, check_memory, jacobian_bytes, machine_memory, needs
-from aenet_exp.training.normalization import fit_normalization
-from aenet_exp.training.optim import build_optimizer, step_kind
-from aenet_exp.training.precision import resolve_device, resolve_dtype, storage_devices
-from aenet_exp.training.sampling import EpochSampling
-from aenet_exp.training.schedule import EpochSchedule, WeightAverage
-from aenet_exp.training.supervision import ForceSupervision
-from aenet_exp.training.timing import PhaseTimer
+from aenet_exp.training.loop import fit, notify, notify_failure
+from aenet_exp.training.normalization import NormalizationSettings, fit_normalization
 from aenet_exp.training.trainer import Trainer
 
-# Independent random streams drawn from ``seed``: the split and the initial weights use ``seed``
-# itself, the force subsets, the batch shuffling and (without augment.seed) the Taylor children
-# generators seeded with these offsets.
-FORCE_SAMPLING_SEED_OFFSET = 1
-SHUFFLE_SEED_OFFSET = 2
-AUGMENT_SEED_OFFSET = 3
-CALIBRATION_SEED_OFFSET = 4
+
+@dataclass(frozen=True)
+class Outputs:
+    """What a finished run writes to ``directory``: its model, its config (``config_yaml``, the run's resolved
+    configuration) and, when asked, the energies and forces of its splits."""
+
+    directory: Path
+    config_yaml: str
+    save_energies: bool
+    save_forces: bool
 
 
-def section(cfg: DictConfig, group: str) -> dict[str, Any]:
-    """The keys of config ``group`` as plain keyword arguments (interpolations resolved)."""
-    return OmegaConf.to_container(cfg[group], resolve=True)
+@dataclass
+class Training:
+    """Every part of one training, built: the data, the trainer, how to normalise a ``fresh`` potential, the
+    checkpoint to continue from (and its ``first_epoch``), epochs up to ``iterations``, the metric history, early
+    stopping, the callbacks in order, the resolved ``config`` and ``facts`` told to them, and the outputs."""
+
+    data: PreparedData
+    trainer: Trainer
+    normalization: NormalizationSettings
+    fresh: bool
+    checkpoint: dict | None
+    first_epoch: int
+    iterations: int
+    history: History
+    stopping: EarlyStopping | None
+    callbacks: Sequence[Callback]
+    config: dict
+    facts: dict
+    outputs: Outputs
 
 
-def run(cfg: DictConfig, output_dir: str | Path, observers: Sequence[Callback] = ()) -> dict[str, float]:
-    """Train a potential as ``cfg`` says; returns the final metrics.
-
-    With ``cfg.resume`` the run continues from the checkpoint in that directory, with the
-    configuration stored there (``iterations`` and ``distributed`` from ``cfg``), writing to that
-    directory. With ``distributed=ddp`` (under torchrun) this process joins the others; only
-    rank 0 tells ``observers`` and writes files, and only its metrics include ``final/*``.
-    User errors (:class:`aenet_exp.errors.UserError`) are raised before any observer hears of the run.
-    """
-    checkpoint = None
-    if cfg.resume:
-        output_dir = Path(cfg.resume)
-        checkpoint = load_checkpoint(output_dir)
-        cfg = resumed_config(checkpoint["config"], cfg.iterations, cfg.distributed)
-    with terminated_as_interrupt(), joined(cfg.distributed == "ddp", resolve_device(cfg.precision.device)) as (ranks, device):
-        return run_process(cfg, Path(output_dir), observers if ranks.main else (), checkpoint, ranks, device)
+def train(job: Training) -> dict[str, float]:
+    """Run ``job``: its final metrics."""
+    fitted = normalize(job.trainer, job.data, job.normalization, job.fresh)
+    if job.checkpoint is not None:
+        restore(job.checkpoint, job.trainer, job.history, job.stopping)
+    facts = {**job.data.facts(), **fitted, "caching.kept": ",".join(job.trainer.source.kept) or "none", **job.facts}
+    notify(job.callbacks, "on_start", job.config, facts)
+    return train_and_finish(job)
 
 
-def run_process(
-    cfg: DictConfig, output_dir: Path, observers: Sequence[Callback], checkpoint: dict | None, ranks: Ranks,
-    device: torch.device,
-) -> dict[str, float]:
-    """:func:`run` in this process, one of ``ranks``, training on ``device``."""
-    owned = RunDirectory.claim(output_dir, resuming=checkpoint is not None) if ranks.main else None
-    try:
-        return train_here(cfg, output_dir, observers, checkpoint, ranks, device)
-    finally:
-        if owned is not None:
-            owned.release()
-
-
-def train_here(
-    cfg: DictConfig, output_dir: Path, observers: Sequence[Callback], checkpoint: dict | None, ranks: Ranks,
-    device: torch.device,
-) -> dict[str, float]:
-    """:func:`run_process` in the run directory it owns."""
-    if cfg.data.name is None:
-        cfg.data.name = data_label(section(cfg, "data")["path"], cfg.data.database)
-    dtype = resolve_dtype(cfg.precision.dtype, device)
-    data = prepared_data(cfg)
-    check_watched_metrics(cfg, len(data.test) > 0)
-    supervision = ForceSupervision(
-        **section(cfg, "force"), candidates=data.train[data.columns.has_forces[data.train]],
-        seed=cfg.seed + FORCE_SAMPLING_SEED_OFFSET,
-    )
-    check_memory(memory_needs(cfg, data, dtype))
-    torch.manual_seed(cfg.seed)
-    potential = initial_potential(cfg, data.species, dtype, checkpoint).to(device)
-    trainer = build_trainer(cfg, data, potential, supervision, device, ranks)
-    try:
-        fitted = prepare_normalization(cfg, data, trainer, fresh=checkpoint is None and not cfg.init_from)
-        history, stopping = History(), build_early_stopping(cfg, trainer, ranks)
-        if checkpoint is not None:
-            restore(checkpoint, trainer, history, stopping)
-        first_epoch = checkpoint["epoch"] if checkpoint is not None else 0
-        callbacks = [Divergence(), history, *([stopping] if stopping is not None else [])]
-        if ranks.main:
-            callbacks += main_callbacks(cfg, trainer, history, stopping, output_dir, observers, first_epoch)
-        facts = {
-            **data.facts(), **fitted, "caching.kept": ",".join(trainer.source.kept) or "none",
-            "precision.resolved_device": str(device), "precision.resolved_dtype": str(dtype).removeprefix("torch."),
-            "distributed.world_size": ranks.size,
-        }
-        notify(callbacks, "on_start", OmegaConf.to_container(cfg, resolve=True), facts)
-        return train_and_finish(cfg, data, trainer, callbacks, first_epoch, history, stopping, output_dir)
-    finally:
-        trainer.source.close()
-
-
-def train_and_finish(
-    cfg: DictConfig, data: PreparedData, trainer: Trainer, callbacks: Sequence[Callback], first_epoch: int,
-    history: History, stopping: EarlyStopping | None, output_dir: Path,
-) -> dict[str, float]:
-    """The epochs, then the final model, predictions and files; every callback told of the end or the failure."""
-    try:
-        fit(trainer, first_epoch, cfg.iterations, callbacks)
-        result = TrainingResult(history.values, history.last(), {}, output_dir)
-        if data.reference_fit_rmse is not None:
-            result.metrics["final/E_atomic_fit_rmse"] = data.reference_fit_rmse
-        keep_final_weights(trainer, stopping, result)
-        if trainer.ranks.main:
-            finish(trainer, data, cfg, result)
-        notify(callbacks, "on_end", result)
-    except BaseException as error:
-        notify_failure(callbacks, error)
-        raise
-    return result.metrics
-
-
-def memory_needs(cfg: DictConfig, data: PreparedData, dtype: torch.dtype) -> list[Need]:
-    """The memory this configuration's descriptor, batches and networks need, from the data's density."""
-    d = cfg.descriptor
-    multi = 2 if len(data.species) > 1 else 1
-    model = section(cfg, "model")
-    layouts = {s: model["per_species"].get(s, model)["hidden"] for s in data.species}
-    atoms_per_batch = min(cfg.optimizer.batchsize, len(data.train)) * float(data.columns.n_atoms[data.train].mean())
-    return needs(
-        data.structures, atoms_per_batch, multi * (d.rad_order + d.ang_order + 2), d.rad_order, d.rad_cutoff,
-        d.ang_order, d.ang_cutoff, layouts, torch.finfo(dtype).bits // 8, cfg.force.weight > 0,
-    )
-
-
-def jacobians_fit(data: PreparedData, potential: Potential) -> bool:
-    """Whether the feature Jacobians of every structure with forces fit in a quarter of the machine's memory."""
-    with_forces = np.flatnonzero(data.columns.has_forces)
-    descriptor = potential.descriptor
-    size = jacobian_bytes(data.structures, with_forces, descriptor.cutoff, descriptor.n_features,
-                          torch.finfo(descriptor.dtype).bits // 8)
-    return size < machine_memory() / 4
-
-
-def build_trainer(
-    cfg: DictConfig, data: PreparedData, potential: Potential, supervision: ForceSupervision, device: torch.device,
-    ranks: Ranks,
-) -> Trainer:
-    """The trainer and what it is made of: feature source, optimiser, schedule, weight average."""
-    label_device, feature_device = storage_devices(cfg.precision.memory_mode, device)
-    timer = PhaseTimer(cfg.tracking.timing, device)
-    source = FeatureSource(
-        **section(cfg, "caching"), structures=data.structures, descriptor=potential.descriptor,
-        splits={"train": data.train, "test": data.test}, storage=feature_device, device=device,
-        loader=section(cfg, "dataloader"), timer=timer, force_training=supervision.active,
-        jacobians_fit=jacobians_fit(data, potential) if supervision.active else False,
-    )
-    optimizer = build_optimizer(potential.networks.nets, **section(cfg, "optimizer"))
-    schedule = EpochSchedule(optimizer, cfg.iterations, **section(cfg, "scheduler"))
-    average = WeightAverage(potential, **section(cfg, "ema")) if cfg.ema.decay is not None else None
-    per_atom = data.columns.target_energy_per_atom(data.atomic_energies, cfg.normalization.energy_target == "cohesive")
-    sampling = EpochSampling(**section(cfg, "sampling"), train=data.train, per_atom=per_atom,
-                             rng=np.random.default_rng(cfg.seed + SHUFFLE_SEED_OFFSET), ranks=ranks)
-    bootstrap = cfg.committee.name != "none" and cfg.committee.bootstrap
-    member_weights = MemberWeights(data.train, data.columns.n_atoms, member_seeds(cfg), device, potential.descriptor.dtype) \
-        if bootstrap else None
-    return Trainer(
-        potential, data.columns, data.train, data.test, source, supervision, optimizer, schedule, average, sampling,
-        batchsize=cfg.optimizer.batchsize, step=step_kind(cfg.optimizer.name),
-        force_measurements=cfg.optimizer.force_measurements if cfg.optimizer.name == "ekf" else 1,
-        member_weights=member_weights, device=device, label_device=label_device, timer=timer, ranks=ranks,
-    )
-
-
-def prepare_normalization(cfg: DictConfig, data: PreparedData, trainer: Trainer, fresh: bool) -> dict[str, float]:
+def normalize(trainer: Trainer, data: PreparedData, norm: NormalizationSettings, fresh: bool) -> dict[str, float]:
     """Fit the normalisation of a ``fresh`` potential (resumed and fine-tuned ones keep theirs), share it over
     ranks, and set the trainer's targets; returns the fitted values as facts to log."""
-    norm = cfg.normalization
     fitted = {}
     if fresh:
-        fitted = fit_normalization(
-            trainer.potential, data.columns.take(data.train), data.atomic_energies, trainer.feature_statistics,
-            energy_target=norm.energy_target, features=norm.features, energy=norm.energy,
-            feature_stats=norm.feature_stats, E_shift=norm.E_shift, E_scaling=norm.E_scaling,
-        )
+        fitted = fit_normalization(trainer.potential, data.columns.take(data.train), data.atomic_energies,
+                                   trainer.feature_statistics, norm)
     trainer.ranks.broadcast(trainer.potential)  # rank 0's weights and normalisation everywhere (bit for bit)
-    trainer.set_targets(data.atomic_energies if norm.energy_target == "cohesive" else None)
+    trainer.set_targets(data.atomic_energies if norm.cohesive else None)
     trainer.timer.take()  # the statistics pass is not an epoch
     return fitted
-
-
-def build_early_stopping(cfg: DictConfig, trainer: Trainer, ranks: Ranks) -> EarlyStopping | None:
-    """``early_stopping.*`` on every rank (all stop together); rank 0 says why."""
-    if cfg.early_stopping.patience is None:
-        return None
-    return EarlyStopping(trainer.kept_weights, **section(cfg, "early_stopping"), announce=ranks.main)
 
 
 def restore(checkpoint: dict, trainer: Trainer, history: History, stopping: EarlyStopping | None) -> None:
@@ -257,29 +83,22 @@ def restore(checkpoint: dict, trainer: Trainer, history: History, stopping: Earl
         stopping.load_state_dict(checkpoint["early_stopping"])
 
 
-def main_callbacks(
-    cfg: DictConfig, trainer: Trainer, history: History, stopping: EarlyStopping | None, output_dir: Path,
-    observers: Sequence[Callback], first_epoch: int,
-) -> list[Callback]:
-    """Rank 0's side jobs, in order: the observers (MLflow: an epoch is logged before it is checkpointed), the
-    checkpoint, the progress bars, the timing table."""
-    parts = {"trainer": trainer, "early_stopping": stopping, "history": history}
-    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    batches = len(plan_batches(trainer.train_idx, cfg.optimizer.batchsize, None))
-    show = cfg.tracking
-    callbacks = [
-        *observers,
-        Checkpointer(output_dir, cfg.checkpoint.every, config_yaml, trainer.potential, parts, keep=cfg.checkpoint.keep,
-                     watched=best_metric(cfg, trainer), evaluated_weights=trainer.kept_weights),
-        ProgressBar(cfg.iterations, first_epoch, batches, show.show_progress, show.show_batch_progress),
-    ]
-    return callbacks + ([TimingSummary(cfg.iterations)] if show.timing else [])
-
-
-def best_metric(cfg: DictConfig, trainer: Trainer) -> str:
-    """What the best checkpoint is chosen by: ``early_stopping.metric``; ``train/loss`` without a test set."""
-    metric = cfg.early_stopping.metric
-    return metric if len(trainer.test_idx) or not metric.startswith("test/") else "train/loss"
+def train_and_finish(job: Training) -> dict[str, float]:
+    """The epochs, then the final model, predictions and files; every callback told of the end or the failure."""
+    trainer, callbacks = job.trainer, job.callbacks
+    try:
+        fit(trainer, job.first_epoch, job.iterations, callbacks)
+        result = TrainingResult(job.history.values, job.history.last(), {}, job.outputs.directory)
+        if job.data.reference_fit_rmse is not None:
+            result.metrics["final/E_atomic_fit_rmse"] = job.data.reference_fit_rmse
+        keep_final_weights(trainer, job.stopping, result)
+        if trainer.ranks.main:
+            finish(trainer, job.data, job.outputs, result)
+        notify(callbacks, "on_end", result)
+    except BaseException as error:
+        notify_failure(callbacks, error)
+        raise
+    return result.metrics
 
 
 def keep_final_weights(trainer: Trainer, stopping: EarlyStopping | None, result: TrainingResult) -> None:
@@ -291,116 +110,10 @@ def keep_final_weights(trainer: Trainer, stopping: EarlyStopping | None, result:
         trainer.potential.load_state_dict(trainer.average.weights())
 
 
-def prepared_data(cfg: DictConfig) -> PreparedData:
-    """The structures of ``cfg.data`` read, filtered and split, with the references in force."""
-    keys = section(cfg, "data")
-    for described_elsewhere in ("name", "E_atomic"):  # a label, and references taken with normalization's
-        keys.pop(described_elsewhere)
-    species = cfg.descriptor.species
-    return prepare_data(
-        **keys, references=reference_energies(cfg), energy_target=cfg.normalization.energy_target,
-        fixed_references=section(cfg, "normalization")["E_atomic_fixed"],
-        species=list(species) if species is not None else None, seed=cfg.seed, show_progress=cfg.tracking.show_progress,
-        augmentation=taylor_expansion(cfg),
-        calibration_percent=cfg.committee.calibration_percent if calibrates(cfg) else 0.0,
-        calibration_seed=cfg.seed + CALIBRATION_SEED_OFFSET,
-    )
-
-
-def calibrates(cfg: DictConfig) -> bool:
-    """Whether a committee's σ is calibrated on structures held out of training (``committee.calibrate``)."""
-    return cfg.committee.name != "none" and cfg.committee.calibrate
-
-
-def member_seeds(cfg: DictConfig) -> list[int]:
-    """Each committee member's initialisation seed: ``committee.seeds``, else ``seed``, ``seed + 1``, ...; a single
-    potential (``committee=none``): ``seed``."""
-    committee = cfg.committee
-    if committee.name == "none":
-        return [cfg.seed]
-    if committee.seeds is not None:
-        return [int(s) for s in committee.seeds]
-    return [cfg.seed + k for k in range(committee.members)]
-
-
-def taylor_expansion(cfg: DictConfig) -> TaylorExpansion | None:
-    """The Taylor children's settings of ``cfg.augment`` (None for ``augment=none``); ``augment.seed`` null: the
-    run's ``seed`` + :data:`AUGMENT_SEED_OFFSET`."""
-    keys = section(cfg, "augment")
-    if keys.pop("name") == "none":
-        return None
-    seed = keys.pop("seed")
-    return TaylorExpansion(**keys, seed=cfg.seed + AUGMENT_SEED_OFFSET if seed is None else seed)
-
-
-def reference_energies(cfg: DictConfig) -> Any:
-    """The reference energies in force: ``normalization.E_atomic`` when given, else the data's ``data.E_atomic``."""
-    given = cfg.normalization.E_atomic if cfg.normalization.E_atomic is not None else cfg.data.E_atomic
-    return OmegaConf.to_container(given, resolve=True) if OmegaConf.is_config(given) else given
-
-
-def check_watched_metrics(cfg: DictConfig, has_test_set: bool) -> None:
-    """The metrics the schedule and early stopping watch must be ones this run produces."""
-    watched = {"scheduler.metric": cfg.scheduler.name == "plateau", "early_stopping.metric": cfg.early_stopping.patience is not None}
-    for key, active in watched.items():
-        metric = OmegaConf.select(cfg, key)
-        if not active:
-            continue
-        if metric.startswith("test/") and not has_test_set:
-            raise ConfigError(key, f"watches {metric}, but this run has no test structures; use a train/ metric or a test set")
-        if "/force" in metric and cfg.force.weight == 0:
-            raise ConfigError(key, f"watches {metric}, but forces are not trained (force.weight=0)")
-
-
-def resumed_config(stored_yaml: str, iterations: int, launch: str) -> DictConfig:
-    """The configuration a checkpoint was written with, to run up to ``iterations`` epochs as this
-    command is launched (``distributed``: ``launch``)."""
-    cfg = OmegaConf.create(stored_yaml)
-    cfg.iterations = iterations
-    cfg.distributed = launch
-    cfg.resume = None
-    return cfg
-
-
-def build_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtype) -> Potential:
-    """The descriptor of ``cfg.descriptor`` and networks of ``cfg.model`` for ``species``."""
-    descriptor = ChebyshevDescriptor(**{**section(cfg, "descriptor"), "species": list(species)}, dtype=dtype)
-    model = section(cfg, "model")
-    per_species = model["per_species"]
-    unknown = sorted(set(per_species) - set(species))
-    if unknown:
-        raise ConfigError("model.per_species", f"species {unknown} are not in the descriptor's species {list(species)}")
-    layout = {s: per_species.get(s, model) for s in species}
-    seeds = member_seeds(cfg)
-    return Potential(
-        descriptor, {s: net["hidden"] for s, net in layout.items()}, {s: net["activations"] for s, net in layout.items()},
-        members=len(seeds), seeds=seeds,
-    )
-
-
-def initial_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtype, checkpoint: dict | None) -> Potential:
-    """A new potential, the checkpoint's (resume), or a trained one to fine-tune (``init_from``)."""
-    if checkpoint is not None:
-        potential = Potential.from_settings(checkpoint["settings"])
-        potential.load_state_dict(checkpoint["model"])
-        return potential
-    if cfg.init_from:
-        potential = load_potential(cfg.init_from, cfg.tracking.uri, key="init_from").astype(dtype)
-        missing = sorted(set(species) - set(potential.species))
-        if missing:
-            raise ConfigError("init_from", f"the model has no network for species {missing} of the data")
-        members = len(member_seeds(cfg))
-        if potential.members != members:
-            raise ConfigError("init_from", f"the model has {potential.members} committee member(s), this run trains "
-                              f"{members} (committee.members); start from a model with as many")
-        return potential
-    return build_potential(cfg, species, dtype)
-
-
-def finish(trainer: Trainer, data: PreparedData, cfg: DictConfig, result: TrainingResult) -> None:
+def finish(trainer: Trainer, data: PreparedData, outputs: Outputs, result: TrainingResult) -> None:
     """Final predictions, saved model, config and prediction files in the output directory."""
     sets = {"train": data.train, "test": data.test}
-    with_forces = trainer.supervision.active or cfg.tracking.save_forces  # energy-only runs skip the force pass
+    with_forces = trainer.supervision.active or outputs.save_forces  # energy-only runs skip the force pass
     trainer.source.freeze()
     committee = trainer.potential.members > 1
     if committee and len(data.calibration):
@@ -414,5 +127,5 @@ def finish(trainer: Trainer, data: PreparedData, cfg: DictConfig, result: Traini
             result.metrics.update({f"final/{k}": v for k, v in uncertainty_metrics(pred, name, calibration).items()})
     out = result.output_dir
     trainer.potential.save(out / MODEL_FILE)
-    write_atomically(out / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
-    write_predictions(out, data.structures, result.predictions, cfg.tracking.save_energies, cfg.tracking.save_forces)
+    write_atomically(out / CONFIG_FILE, outputs.config_yaml)
+    write_predictions(out, data.structures, result.predictions, outputs.save_energies, outputs.save_forces)

@@ -1,7 +1,7 @@
 """The step loop: each batch's errors, the loss of :class:`ForceSupervision`, the gradient and the optimiser step.
 
 A :class:`Trainer` is built from objects, never from the config: the composition root
-(:mod:`aenet_exp.training.run`) makes each of them from its config group.
+(:mod:`aenet_exp.build.training`) makes each of them from its config group.
 """
 
 from __future__ import annotations
