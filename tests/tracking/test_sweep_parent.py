@@ -6,11 +6,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from aenet_exp.build.sweep import SweepParentCallback
 from aenet_exp.tracking import (
     ROLE_TAG,
     SWEEP_DIR_TAG,
     MlflowRun,
-    SweepParentCallback,
     find_sweep_parent,
 )
 from aenet_exp.tracking.mlflow_run import (

@@ -1,7 +1,8 @@
 """Experiment tracking: MLflow runs, sweep parent runs, flattened params, plots, provenance.
 
 The only package that imports mlflow; training drives it and it never reaches back. Names are
-imported on first use: Hydra loads the sweep callback for every command, which must not load mlflow.
+imported on first use: Hydra loads the sweep callback (:mod:`aenet_exp.build.sweep`) for every command, which
+must not load mlflow.
 """
 
 from aenet_exp.lazy import lazy_exports
@@ -11,7 +12,6 @@ _HOMES = {
     "MlflowRun": "mlflow_run",
     "ROLE_TAG": "sweep",
     "SWEEP_DIR_TAG": "sweep",
-    "SweepParentCallback": "sweep",
     "find_sweep_parent": "sweep",
     "flatten_params": "flatten",
     "learning_curve_png": "plots",

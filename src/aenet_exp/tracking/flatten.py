@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from omegaconf import DictConfig, OmegaConf
-
 
 def flatten_params(nested: Mapping, prefix: str = "") -> dict[str, str]:
-    """Flatten a nested mapping (or OmegaConf DictConfig) into dotted keys with string values.
+    """Flatten a nested mapping into dotted keys with string values.
 
     ``{"force": {"fraction": 0.1}, "layers": [10, 10], "seed": None}`` becomes
     ``{"force.fraction": "0.1", "layers": "[10, 10]", "seed": "None"}``.
     Empty mappings are kept as the leaf value ``"{}"``.
     """
-    if isinstance(nested, DictConfig):
-        nested = OmegaConf.to_container(nested, resolve=True)
     flat: dict[str, str] = {}
     for key, value in nested.items():
         name = f"{prefix}.{key}" if prefix else str(key)
