@@ -16,14 +16,14 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from aenet_exp.build.prepare import prepare
+from aenet_exp.build.prepare import prepare, prepare_learn
 from aenet_exp.build.train import ending, observers_for, optimized_value
 from aenet_exp.cli.common import fail
 from aenet_exp.config.commands import COMMANDS
 from aenet_exp.config.explain import composition_error_line
 from aenet_exp.config.validation import check_rules, validate_build_db, validate_ensemble
 from aenet_exp.errors import UserError
-from aenet_exp.rundir import remove_unused_run_directory
+from aenet_exp.rundir import RunDirectory, remove_unused_run_directory
 
 CONF = "pkg://aenet_exp.conf"
 
@@ -122,9 +122,33 @@ def train_app(cfg: DictConfig) -> float | None:
     return optimized_value(metrics, cfg.optimized_metric)
 
 
+@hydra.main(config_path=CONF, config_name="learn", version_base="1.3")
+def learn_app(cfg: DictConfig) -> None:
+    """Run (or continue, with ``resume=``) an active-learning campaign in its folder; its table and MLflow run."""
+    from aenet_exp.build.learn import interrupted, resumed_campaign_config, run_campaign  # start-up: torch, ASE
+
+    hydra_cfg = HydraConfig.get()
+    directory = Path(cfg.resume or hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    try:
+        if cfg.resume:
+            cfg = resumed_campaign_config(cfg, overrides)
+        prepare_learn(cfg, [] if cfg.resume else overrides)
+        owned = RunDirectory.claim(directory, resuming=cfg.resume is not None)
+        try:
+            run_campaign(cfg, directory)
+        finally:
+            owned.release()
+    except UserError as error:
+        fail(str(error).splitlines()[0])
+    except KeyboardInterrupt as error:
+        print(interrupted(error, directory), file=sys.stderr)
+        sys.exit(143 if type(error).__name__ == "Terminated" else 130)
+
+
 # command -> its Hydra app
 APPS = {"train": train_app, "build-db": build_db_app, "export": export_app, "select": select_app,
-        "ensemble": ensemble_app}
+        "ensemble": ensemble_app, "learn": learn_app}
 
 
 def launch(name: str, args: list[str]) -> None:

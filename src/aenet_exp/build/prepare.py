@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from aenet_exp.config.effects import ineffective_keys
-from aenet_exp.config.validation import check_data_sources, check_resume_overrides, validate
+from aenet_exp.config.effects import ineffective_keys, ineffective_learn_keys
+from aenet_exp.config.validation import check_data_sources, check_resume_overrides, validate, validate_learn
 from aenet_exp.errors import warn
 
 # What a data option says about its own data: not about other data named by data.path.
@@ -39,3 +39,13 @@ def prepare(cfg: DictConfig, overrides: list[str], warnings: bool = True) -> Non
     if warnings:
         for key, why in ineffective_keys(cfg):
             warn(f"{key} has no effect: {why}")
+
+
+def prepare_learn(cfg: DictConfig, overrides: list[str]) -> None:
+    """``learn``'s :func:`prepare`: the training groups as ``train`` checks them, the loop's own rules, warnings about
+    keys that change nothing (a resumed campaign's config was checked when it started: ``overrides`` empty)."""
+    describe_own_data(cfg, overrides)
+    validate_learn(cfg)
+    check_data_sources(cfg)
+    for key, why in [*ineffective_keys(cfg), *ineffective_learn_keys(cfg)]:
+        warn(f"{key} has no effect: {why}")

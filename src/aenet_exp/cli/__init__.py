@@ -19,8 +19,8 @@ from aenet_exp.errors import AenetWarning
 
 
 def launch_overrides(args: list[str]) -> list[str]:
-    """Hydra overrides of a ``train`` process. Under torchrun, ranks other than 0 write no ``.hydra/`` record
-    into the run directory, which is rank 0's. A resumed run works in its own directory and leaves its
+    """Hydra overrides of a ``train`` or ``learn`` process. Under torchrun, ranks other than 0 write no ``.hydra/`` record
+    into the run directory, which is rank 0's. A resumed run (or campaign) works in its own directory and leaves its
     ``.hydra/`` record as it was (Hydra makes no new folder for it)."""
     rank = int(os.environ.get("RANK", "0"))  # torchrun's (training.distributed.launch_rank, without torch)
     extra = ["hydra.output_subdir=null"] if rank > 0 else []
@@ -58,4 +58,4 @@ def main(argv: list[str] | None = None) -> None:
         return
     from aenet_exp.build.apps import launch  # start-up: Hydra's apps only for a command that runs
 
-    launch(name, [*rest, *(launch_overrides(rest) if name == "train" else [])])
+    launch(name, [*rest, *(launch_overrides(rest) if name in ("train", "learn") else [])])

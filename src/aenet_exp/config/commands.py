@@ -53,4 +53,12 @@ COMMANDS = {command.name: command for command in (
         ("python -m aenet_exp ensemble sweep=<parent run id>",
          "python -m aenet_exp ensemble runs=[outputs/runs/<time>,runs:/<run id>] tracking.enabled=false"),
     ),
+    Command(
+        "learn", "learn", schema.LearnConfig,
+        "active learning: explore with the committee, label what it does not know, retrain, until trusted",
+        "learn [group=option ...] [key=value ...] [resume=<campaign dir>]",
+        ("python -m aenet_exp learn",
+         "python -m aenet_exp learn oracle=command oracle.command='sbatch --wait run_dft.sh {input} {output}'",
+         "python -m aenet_exp learn resume=outputs/campaigns/<time>"),
+    ),
 )}

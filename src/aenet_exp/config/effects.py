@@ -76,3 +76,21 @@ def ineffective_keys(cfg: DictConfig) -> list[tuple[str, str]]:
     if cfg.normalization.energy_target == "total" and cfg.normalization.E_atomic is not None:
         found.append(("normalization.E_atomic", "total energies are trained (normalization.energy_target=total)"))
     return found
+
+
+# learn's keys that only one option reads: key -> the options that read it
+LEARN_OPTION_KEYS = {
+    "explore.friction": ("md",), "explore.pressure": ("npt",),
+    "oracle.calculator": ("ase",), "oracle.kwargs": ("ase", "xtb"), "oracle.command": ("command",),
+}
+
+
+def ineffective_learn_keys(cfg: DictConfig) -> list[tuple[str, str]]:
+    """``(key, why)`` for learn's keys set under an option that does not read them."""
+    found = []
+    for key, options in LEARN_OPTION_KEYS.items():
+        group, name = key.split(".")
+        chosen = cfg[group].name
+        if chosen not in options and cfg[group][name] != schema_default(group, name):
+            found.append((key, f"{group}={chosen} does not read it (only {', '.join(f'{group}={o}' for o in options)})"))
+    return found

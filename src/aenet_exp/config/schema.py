@@ -45,6 +45,10 @@ SCHEDULERS = ("none", "cosine", "plateau")
 SAMPLING_POLICIES = ("uniform", "energy_weighted", "error_weighted")
 # The augment group's options (training.augment; data.taylor makes the children).
 AUGMENT_METHODS = ("none", "taylor")
+# learn's groups with one option each: how a generation explores, and the oracle that labels.
+EXPLORATIONS = ("md", "npt")
+ORACLES = ("emt", "xtb", "ase", "command")
+DIVERSITY_RULES = ("farthest_point", "none")
 # The committee group's options (model.potential.Potential with members; evaluation.uncertainty).
 COMMITTEES = ("none", "deep")
 # Where runs are recorded unless tracking.uri says otherwise (relative to the working directory), and in which
@@ -627,3 +631,87 @@ class EnsembleConfig:
     sweep: Optional[str] = param(None, "instead of runs: the parent run of a sweep (its FINISHED jobs)")
     out: Optional[str] = param(None, "the directory written (null: outputs/ensembles/<time>)")
     tracking: TrackingConfig = MISSING
+
+
+TEMPERATURES = Rule(lambda values: len(values) > 0 and all(isinstance(t, (int, float)) and t > 0 for t in values),
+                    "a non-empty list of positive temperatures in K, e.g. [300, 600]")
+
+
+@dataclass
+class ExploreConfig:
+    name: str = chosen_option(
+        "explore", EXPLORATIONS, "how a generation explores with its committee: md (ASE Langevin NVT) | npt (ASE "
+        "NPT-Berendsen, periodic cells only)",
+    )
+    temperatures: list[float] = param([300.0, 900.0], "temperatures of the trajectories", None, TEMPERATURES, unit="K")
+    steps: int = param(200, "MD steps per trajectory", None, Rule(positive, "a positive number of steps"), unit="steps")
+    timestep: float = param(2.0, "MD timestep", None, Rule(positive, "a positive timestep in fs"), unit="fs")
+    friction: float = param(0.02, "md: Langevin friction", None, Rule(positive, "a positive friction in 1/fs"), unit="1/fs")
+    trajectories: int = param(1, "trajectories per temperature, each from a start drawn from the labelled data (or "
+                              "start_path)", None, Rule(positive, "a positive number of trajectories"))
+    every: int = param(10, "MD steps between recorded frames", None, Rule(positive, "a positive number of steps"),
+                       unit="steps")
+    patience: int = param(3, "failed frames in a row (σ at or above select.trust_high) that end a trajectory: it has "
+                          "left physical space", None, Rule(positive, "a positive number of frames"), unit="frames")
+    start_path: Any = param(None, "structures the trajectories start from (null: the seed data of data.path)", None,
+                            Rule(optional(path_or_paths), f"{STRUCTURES}, or null"))
+    pressure: float = param(0.0, "npt: external pressure", None, unit="GPa")
+
+
+@dataclass
+class TrustWindowConfig:
+    by: str = param("forces", "what σ a frame is judged by: forces (largest per-atom |σ_F|, eV/Å) | energy (σ of the "
+                    "energy per atom, eV/atom)", None, Rule(one_of(*SELECTION_CRITERIA), f"one of {list(SELECTION_CRITERIA)}"))
+    trust_low: float = param(0.05, "below it a frame is accurate (calibrated σ, the unit of `by`)", None,
+                             Rule(non_negative, "a non-negative σ"), unit="eV/Å or eV/atom")
+    trust_high: float = param(0.5, "at or above it a frame is failed (unphysical, never labelled); between the two "
+                              "levels, a candidate", None, Rule(positive, "a positive σ"), unit="eV/Å or eV/atom")
+    max_per_generation: int = param(8, "candidates labelled per generation at most", None,
+                                    Rule(positive, "a positive number of structures"), unit="structures")
+    diversity: str = param("farthest_point", "among the candidates: farthest_point (the most uncertain first, then "
+                           "each the farthest in mean descriptor space from those chosen) | none (by σ alone)", None,
+                           Rule(one_of(*DIVERSITY_RULES), f"one of {list(DIVERSITY_RULES)}"))
+
+
+@dataclass
+class OracleConfig:
+    name: str = chosen_option(
+        "oracle", ORACLES, "what labels a structure with energy and forces: emt (ASE's EMT) | xtb (GFN2-xTB through "
+        "tblite, pip install 'aenet_exp[oracles]') | ase (any ASE calculator: oracle.calculator) | command (a shell "
+        "command: oracle.command)",
+    )
+    calculator: Optional[str] = param(None, "ase: the calculator class's import path, e.g. ase.calculators.vasp.Vasp")
+    kwargs: dict[str, Any] = param({}, "ase, xtb: the calculator's keyword arguments, e.g. '+oracle.kwargs={xc: PBE}' "
+                                   "(xtb: method GFN2-xTB unless given)")
+    command: Optional[str] = param(None, "command: a shell command with {input} (the structure as extended XYZ) and "
+                                   "{output} (the labelled structure, read by ASE), e.g. 'sbatch --wait run_dft.sh "
+                                   "{input} {output}'")
+    workers: int = param(1, "labels computed at once (each in a process of its own)", None,
+                         Rule(positive, "a positive number of workers"), unit="processes")
+    timeout: Optional[float] = param(None, "seconds a label may take before it is killed and recorded as failed (null: "
+                                     "no limit)", None, Rule(optional(positive), "a positive time in s, or null"), unit="s")
+
+
+@dataclass
+class CampaignConfig:
+    generations: int = param(5, "trainings at most (each followed by exploration, and labelling unless it is the "
+                             "last)", None, Rule(positive, "a positive number of generations"))
+    labels_budget: Optional[int] = param(None, "labels in all at most (null: no limit)", None,
+                                         Rule(optional(positive), "a positive number of labels, or null"), unit="labels")
+    converged: float = param(0.99, "stop when this fraction of a generation's explored frames is accurate", None,
+                             Rule(within(0, 1, low_open=True), "a fraction in (0, 1]"))
+    warm_start: bool = param(True, "each generation starts from the previous one's weights (else from new ones)")
+    test_path: Any = param(None, "oracle-labelled structures the committee is tested on after every generation", None,
+                           Rule(optional(path_or_paths), f"{STRUCTURES}, or null"))
+
+
+@dataclass
+class LearnConfig(TrainConfig):
+    """``python -m aenet_exp learn``: an active-learning campaign. The train groups configure every generation's
+    training (committee=deep by default); explore, select, oracle and campaign the loop."""
+
+    resume: Optional[str] = param(None, "a campaign directory: continue it where it stopped, in the same MLflow run")
+    explore: ExploreConfig = MISSING
+    select: TrustWindowConfig = MISSING
+    oracle: OracleConfig = MISSING
+    campaign: CampaignConfig = MISSING

@@ -29,9 +29,13 @@ GROUP_SCHEMAS = {
     "checkpoint": schema.CheckpointConfig,
     "early_stopping": schema.EarlyStoppingConfig,
     "ema": schema.EmaConfig,
+    "explore": schema.ExploreConfig,
+    "select": schema.TrustWindowConfig,
+    "oracle": schema.OracleConfig,
+    "campaign": schema.CampaignConfig,
 }
 # Groups whose options each extend a base of their own, named by the option.
-PER_OPTION_GROUPS = ("optimizer", "scheduler", "sampling", "augment", "committee")
+PER_OPTION_GROUPS = ("optimizer", "scheduler", "sampling", "augment", "committee", "explore", "oracle")
 
 
 def register_configs() -> None:
@@ -53,3 +57,7 @@ def register_configs() -> None:
         store.store(group="augment", name=f"base_{name}", node=schema.AugmentConfig(name=name))
     for name in schema.COMMITTEES:
         store.store(group="committee", name=f"base_{name}", node=schema.CommitteeConfig(name=name))
+    for name in schema.EXPLORATIONS:
+        store.store(group="explore", name=f"base_{name}", node=schema.ExploreConfig(name=name))
+    for name in schema.ORACLES:
+        store.store(group="oracle", name=f"base_{name}", node=schema.OracleConfig(name=name))

@@ -310,3 +310,34 @@ def validate_ensemble(cfg: DictConfig) -> None:
     check_rules(cfg)
     if bool(cfg.runs) == bool(cfg.sweep):
         raise ConfigError("runs", "give the runs (runs=[id,id,...]) or a sweep's parent run (sweep=<run id>), one of them")
+
+
+def check_learn(cfg: DictConfig) -> None:
+    """A campaign's own rules: a committee to disagree, trust levels in order, an oracle that can label."""
+    if cfg.committee.name == "none" or cfg.committee.members < 2:
+        raise ConfigError("committee", "a campaign sorts frames by its committee's disagreement, but there is no "
+                          "committee (committee=none or committee.members < 2); use committee=deep (the default)")
+    if cfg.select.trust_low >= cfg.select.trust_high:
+        raise ConfigError("select.trust_low", f"is {cfg.select.trust_low}, but must be below select.trust_high "
+                          f"({cfg.select.trust_high})")
+    from aenet_exp.learning.oracles import Oracle, OracleError, check_oracle  # ASE: only for learn
+
+    o = cfg.oracle
+    if o.name == "ase" and not o.calculator:
+        raise ConfigError("oracle.calculator", "expected the calculator's import path with oracle=ase, e.g. "
+                          "oracle.calculator=ase.calculators.emt.EMT")
+    if o.name == "command" and not o.command:
+        raise ConfigError("oracle.command", "expected a shell command with oracle=command, e.g. "
+                          "oracle.command='run_dft.sh {input} {output}'")
+    try:
+        check_oracle(Oracle(o.name, o.calculator, {}, o.command))
+    except OracleError as error:
+        key = {"ase": "oracle.calculator", "command": "oracle.command"}.get(o.name, "oracle")
+        hint = "; pip install 'aenet_exp[oracles]'" if o.name == "xtb" else ""
+        raise ConfigError(key, f"{error}{hint}") from None
+
+
+def validate_learn(cfg: DictConfig) -> None:
+    """``learn``'s config: every training rule of :func:`validate`, then the campaign's (:func:`check_learn`)."""
+    validate(cfg)
+    check_learn(cfg)

@@ -39,6 +39,8 @@ def farthest_points(features: np.ndarray, sigma: np.ndarray, n: int) -> np.ndarr
 
 def choose(rule: str, sigma: np.ndarray, features: np.ndarray | None, n: int) -> np.ndarray:
     """The candidates to label under ``rule`` (:data:`DIVERSITY_RULES`): ``none`` takes the ``n`` most uncertain."""
+    if not len(sigma):
+        return np.zeros(0, dtype=int)
     if rule == "none":
         return most_uncertain(sigma, n)
     if rule == "farthest_point":

@@ -98,6 +98,7 @@ class MlflowObserver(Callback):
         sweep_dir: the Hydra sweep directory of a multirun job (its run becomes a child of the sweep's).
         run_dir: the training's output directory, where the run id is kept for a later resume.
         resume_run_id: continue this run (a resumed training) instead of creating one.
+        parent_run_id: the run this one is a child of (a campaign's generation), when not a sweep's job.
     """
 
     def __init__(
@@ -107,8 +108,10 @@ class MlflowObserver(Callback):
         sweep_dir: str | None = None,
         run_dir: str | Path | None = None,
         resume_run_id: str | None = None,
+        parent_run_id: str | None = None,
     ):
         self.tracking = tracking
+        self.parent_run_id = parent_run_id
         self.overrides = list(overrides)
         self.sweep_dir = sweep_dir
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -122,7 +125,7 @@ class MlflowObserver(Callback):
         if self.resume_run_id:
             self.continue_run()
             return
-        parent = find_sweep_parent(t["uri"], t["experiment"], self.sweep_dir) if self.sweep_dir else None
+        parent = find_sweep_parent(t["uri"], t["experiment"], self.sweep_dir) if self.sweep_dir else self.parent_run_id
         swept = swept_of(t["uri"], parent)
         tags = {"aenet_exp.overrides": " ".join(self.overrides) or "(none)", "aenet_exp.role": "job"}
         commit = project_git_commit()

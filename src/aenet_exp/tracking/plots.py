@@ -162,3 +162,35 @@ def sigma_histogram_png(path: str | Path, scores: np.ndarray, threshold: float, 
     ax.set_xlabel(criterion)
     ax.set_ylabel("pool structures")
     _save_atomic(fig, path)
+
+
+def sigma_along_trajectories_png(path: str | Path, frames: Mapping[str, tuple[Sequence[int], Sequence[float]]],
+                                 levels: tuple[float, float], criterion: str) -> None:
+    """A generation's committee σ along each trajectory (label -> (MD steps, σ)), with the trust levels as
+    horizontal lines (``criterion`` names σ and its unit)."""
+    fig = _figure(1)
+    ax = fig.axes[0]
+    for label, (steps, sigma) in frames.items():
+        ax.plot(steps, sigma, marker=".", label=label)
+    for level, style in zip(levels, ("--", ":")):
+        ax.axhline(level, color="k", ls=style, lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("MD step")
+    ax.set_ylabel(criterion)
+    if frames:
+        ax.legend(fontsize="small")
+    _save_atomic(fig, path)
+
+
+def errors_vs_labels_png(path: str | Path, curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+                         ylabel: str) -> None:
+    """Error against the number of labels (name -> (labels, errors)): a campaign's learning curve."""
+    fig = _figure(1)
+    ax = fig.axes[0]
+    for name, (labels, errors) in curves.items():
+        ax.plot(labels, errors, marker="o", label=name)
+    ax.set_xlabel("labels")
+    ax.set_ylabel(ylabel)
+    if curves:
+        ax.legend(fontsize="small")
+    _save_atomic(fig, path)
