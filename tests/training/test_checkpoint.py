@@ -40,6 +40,26 @@ def test_resume_equals_an_uninterrupted_run(fast_config, tmp_path, setup):
     assert len(rest.result.history["train/loss"]) == 4
 
 
+def test_a_checkpoint_written_before_its_keys_were_renamed_resumes_as_an_uninterrupted_run(fast_config, tmp_path):
+    """Checkpoints of earlier versions keep the force subset in ``sampler`` (its generator in ``rng.sampler``) and
+    the epoch order's generator in ``rng.shuffle``; they still resume exactly."""
+    base = ["sampling=error_weighted", "force=subsampled", "force.fraction=0.5", "precision=float64",
+            "checkpoint.every=1"]
+    _, whole = train(fast_config(*base, "iterations=4"), tmp_path / "whole")
+    train(fast_config(*base, "iterations=2"), tmp_path / "part")
+    path = tmp_path / "part" / "checkpoint.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    state = checkpoint["trainer"]
+    subset = state.pop("force_subset")
+    state["rng"] = {"torch": state["rng"]["torch"], "shuffle": state["rng"]["epoch_order"], "sampler": subset["rng"]}
+    state["sampler"] = {"selected": subset["selected"], "window": subset["window"]}
+    torch.save(checkpoint, path)
+    _, rest = train(fast_config(f"resume={tmp_path / 'part'}", "iterations=4"), tmp_path / "ignored")
+    for expected, got in zip(whole.epochs[2:], rest.epochs, strict=True):
+        assert {k: v for k, v in got.items() if not k.startswith(("time/", "memory/"))} == \
+            {k: v for k, v in expected.items() if not k.startswith(("time/", "memory/"))}
+
+
 def test_checkpoint_refuses_code_and_resume_names_missing_checkpoint(fast_config, tmp_path):
     from aenet_exp.config.validation import validate
     from aenet_exp.training.checkpoint import load_checkpoint

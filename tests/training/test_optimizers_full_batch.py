@@ -14,7 +14,7 @@ from conftest import compose_train, train
 
 @pytest.mark.parametrize("members, weighted", [(1, False), (3, False), (3, True)])
 def test_batch_by_batch_gradient_is_the_gradient_of_the_pooled_loss(members, weighted):
-    """The parts' losses (:meth:`ForceSupervision.part_loss`) add up to the gradient of the loss over all parts; a
+    """The parts' losses (:meth:`PooledLoss.part`) add up to the gradient of the loss over all parts; a
     committee's members' losses are summed (each member's weights get the gradient of its own loss), each weighing
     its errors by its own resample's counts with ``committee.bootstrap``."""
     torch.manual_seed(0)
@@ -34,11 +34,11 @@ def test_batch_by_batch_gradient_is_the_gradient_of_the_pooled_loss(members, wei
     pooled = sum(supervision.loss(pooled_rmse(energy, k, 1), pooled_rmse(force, k, 3), 0.7) for k in range(members))
     (expected,) = torch.autograd.grad(pooled, weight, retain_graph=True)
     squares = [supervision.squares(e, f, w) for e, f, w in zip(energy, force, weights)]
-    totals = sum(torch.cat([s.detach().flatten(), c.flatten()]) for s, c in squares)
-    parts = sum(supervision.part_loss(s, totals, 0.7) for s, _ in squares)
+    loss = supervision.pooled(sum(part.flat() for part in squares), 0.7)
+    parts = sum(loss.part(part.sums) for part in squares)
     (got,) = torch.autograd.grad(parts, weight)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
-    assert supervision.pooled_loss(totals, 0.7) == pytest.approx(float(pooled.detach()), rel=1e-12)
+    assert loss.value() == pytest.approx(float(pooled.detach()), rel=1e-12)
 
 
 def test_lbfgs_reduces_the_loss_and_reaches_the_samples_error(fast_config, tmp_path):

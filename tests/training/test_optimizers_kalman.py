@@ -91,14 +91,14 @@ def test_ekf_trains_energies_and_forces(fast_config, tmp_path):
 
 
 def test_ekf_covariance_blocks_follow_the_networks(fast_config):
-    from aenet_exp.training.optim import build_optimizer
+    from aenet_exp.training.optim import plan_optimizer
     from aenet_exp.build.training import build_potential
 
     networks = build_potential(fast_config(), ["O", "Ti"], torch.float64).networks.nets  # 4 hidden: 2 layers each
-    sizes = {blocks: [group["P"].shape[0] for group in (build_optimizer(networks, "ekf", lambda0=0.98, nue=0.9987,
-                                                                          p0=1.0, process_noise=0.0, blocks=blocks,
-                                                                          force_measurements=8)
-                                                         .state.values())]
+    sizes = {blocks: [group["P"].shape[0] for group in (plan_optimizer(networks, "ekf", 16, lambda0=0.98, nue=0.9987,
+                                                                         p0=1.0, process_noise=0.0, blocks=blocks,
+                                                                         force_measurements=8)
+                                                         .optimizer.state.values())]
              for blocks in ("species", "layer")}
     n_features = networks["O"][0].in_features
     layer = [(n_features + 1) * 4, 4 + 1]

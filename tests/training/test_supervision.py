@@ -6,11 +6,14 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from aenet_exp.config.validation import ConfigError
 from aenet_exp.model import Potential
 from aenet_exp.model.potential import MODEL_FILE
 from aenet_exp.build.training import run_training
+from aenet_exp.training.bootstrap import BatchWeights
+from aenet_exp.training.distributed import Ranks
 from aenet_exp.training.supervision import ForceSupervision
 
 from conftest import train
@@ -81,3 +84,39 @@ def test_force_weight_without_forces_is_refused(fast_config, tmp_path, data_dir)
     with pytest.raises(ConfigError, match="^force.weight: .*no training structure has forces"):
         run_training(fast_config(f"data.path={no_forces}", f"normalization.E_atomic={iso}", "force=full"), tmp_path)
 
+
+
+class OneOfTwoRanks(Ranks):
+    """Rank 0 of two in one process: the other rank's squared-error totals are ``other``."""
+
+    def __init__(self, other: torch.Tensor):
+        super().__init__(0, 2)
+        object.__setattr__(self, "other", other)
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.add_(self.other)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_ranks_parts_of_a_batch_loss_add_up_to_its_gradient(weighted):
+    """Each rank's :meth:`ForceSupervision.batch_loss` of its share (the batch's loss pooled over ranks) has the
+    gradient that, summed over ranks, is that of the whole batch's loss."""
+    torch.manual_seed(0)
+    weight = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)  # a committee of two members
+    inputs = torch.randn(7, 3, dtype=torch.float64)
+    counts = torch.randint(0, 3, (2, 7)).double() if weighted else None
+
+    def errors(rows):
+        x = inputs[rows]
+        weights = BatchWeights(counts[:, rows], counts[:, rows].unsqueeze(-1)) if weighted else None
+        return weight @ x.T, x * weight[:, None, :], weights  # (members, n), (members, n, 3): one atom each
+
+    supervision = ForceSupervision(0.3, candidates=np.arange(7), seed=0)
+    energy, force, weights = errors(slice(None))
+    (expected,) = torch.autograd.grad(supervision.batch_loss(energy, force, 0.7, weights), weight)
+    shares = [errors(slice(0, 4)), errors(slice(4, 7))]
+    totals = [supervision.squares(*share).flat() for share in shares]
+    parts = [supervision.batch_loss(*share[:2], 0.7, share[2], OneOfTwoRanks(totals[1 - k]))
+             for k, share in enumerate(shares)]
+    (got,) = torch.autograd.grad(sum(parts), weight)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)

@@ -81,7 +81,7 @@ def build_db_app(cfg: DictConfig) -> None:
     """Build the HDF5 structure database ``data.database`` from ``data.path`` (with ``augment=taylor``, each
     structure with forces followed by its Taylor children, as training makes them)."""
     from aenet_exp.data.hdf5 import build_database  # start-up: h5py and torch once the config is valid
-    from aenet_exp.training.run import taylor_expansion
+    from aenet_exp.build.training import taylor_expansion
 
     try:
         validate_build_db(cfg)

@@ -11,7 +11,7 @@ group              object
 ``force``          :class:`~aenet_exp.training.supervision.ForceSupervision` (subset, loss)
 ``caching``,       :class:`~aenet_exp.training.features.FeatureSource` (graphs, kept
 ``dataloader``     features and Jacobians, on the ``precision.memory_mode`` device)
-``optimizer``      :func:`~aenet_exp.training.optim.build_optimizer` (registry by option)
+``optimizer``      :func:`~aenet_exp.training.optim.plan_optimizer` (registry by option; with its step strategy)
 ``scheduler``      :class:`~aenet_exp.training.schedule.EpochSchedule` (registry by option)
 ``sampling``       :class:`~aenet_exp.training.sampling.EpochSampling` (the structures of each epoch)
 ``ema``            :class:`~aenet_exp.training.schedule.WeightAverage`
@@ -54,13 +54,13 @@ from aenet_exp.training.features import FeatureSource
 from aenet_exp.training.loop import terminated_as_interrupt
 from aenet_exp.training.memory import Need, check_memory, jacobian_bytes, machine_memory, needs
 from aenet_exp.training.normalization import NormalizationSettings
-from aenet_exp.training.optim import build_optimizer, step_kind
+from aenet_exp.training.optim import plan_optimizer
 from aenet_exp.training.precision import resolve_device, resolve_dtype, storage_devices
 from aenet_exp.training.sampling import EpochSampling
 from aenet_exp.training.schedule import EpochSchedule, WeightAverage
 from aenet_exp.training.supervision import ForceSupervision
 from aenet_exp.training.timing import PhaseTimer
-from aenet_exp.training.trainer import Trainer
+from aenet_exp.training.trainer import Runtime, Trainer, TrainingData
 
 # Independent random streams drawn from ``seed``: the split and the initial weights use ``seed``
 # itself, the force subsets, the batch shuffling and (without augment.seed) the Taylor children
@@ -274,8 +274,8 @@ def build_trainer(
         loader=section(cfg, "dataloader"), timer=timer, force_training=supervision.active,
         jacobians_fit=jacobians_fit(data, potential) if supervision.active else False,
     )
-    optimizer = build_optimizer(potential.networks.nets, **section(cfg, "optimizer"))
-    schedule = EpochSchedule(optimizer, cfg.iterations, **section(cfg, "scheduler"))
+    plan = plan_optimizer(potential.networks.nets, **section(cfg, "optimizer"))
+    schedule = EpochSchedule(plan.optimizer, cfg.iterations, **section(cfg, "scheduler"))
     average = WeightAverage(potential, **section(cfg, "ema")) if cfg.ema.decay is not None else None
     per_atom = data.columns.target_energy_per_atom(data.atomic_energies, cfg.normalization.energy_target == "cohesive")
     sampling = EpochSampling(**section(cfg, "sampling"), train=data.train, per_atom=per_atom,
@@ -284,10 +284,8 @@ def build_trainer(
     member_weights = MemberWeights(data.train, data.columns.n_atoms, member_seeds(cfg), device, potential.descriptor.dtype) \
         if bootstrap else None
     return Trainer(
-        potential, data.columns, data.train, data.test, source, supervision, optimizer, schedule, average, sampling,
-        batchsize=cfg.optimizer.batchsize, step=step_kind(cfg.optimizer.name),
-        force_measurements=cfg.optimizer.force_measurements if cfg.optimizer.name == "ekf" else 1,
-        member_weights=member_weights, device=device, label_device=label_device, timer=timer, ranks=ranks,
+        potential, TrainingData(data.columns, data.train, data.test), source, supervision, sampling, plan, schedule,
+        Runtime(device, label_device, timer, ranks), average=average, member_weights=member_weights,
     )
 
 

@@ -1,8 +1,9 @@
 """``optimizer.*``: one builder per optimizer group option, keyed by the option (``optimizer.name``).
 
-The optimizers update the network weights only (descriptor and normalisation are fixed). How the
-trainer steps each is :data:`STEPS`: a gradient step per batch, a full-batch step per epoch
-(L-BFGS), or a Kalman update per batch from the batch's measurements (EKF).
+The optimizers update the network weights only (descriptor and normalisation are fixed). Each option
+comes with the strategy that steps it through an epoch (:mod:`aenet_exp.training.steps`): a gradient
+step per batch, a full-batch step per epoch (L-BFGS), or a Kalman update per batch from the batch's
+measurements (EKF); :func:`plan_optimizer` builds both, with the batch size, as an :class:`OptimizerPlan`.
 ``foreach``: one fused update over all (many, small) weight tensors, also on CPU, where torch
 would otherwise update them one by one.
 """
@@ -10,10 +11,12 @@ would otherwise update them one by one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from aenet_exp.training.kalman import KalmanFilter
+from aenet_exp.training.steps import FullBatchStep, GradientSteps, KalmanUpdates, StepStrategy
 
 Networks = torch.nn.ModuleDict  # the per-species networks, by symbol
 
@@ -47,26 +50,40 @@ def ekf(networks: Networks, lambda0: float, nue: float, p0: float, process_noise
     return KalmanFilter(groups, lambda0=lambda0, nue=nue, p0=p0, process_noise=process_noise)
 
 
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adam": adam, "adamw": adamw, "sgd": sgd, "lbfgs": lbfgs, "ekf": ekf,
+@dataclass(frozen=True)
+class OptimizerOption:
+    """An ``optimizer`` group option: its optimiser's builder (from the option's hyperparameters) and the step
+    strategy that drives it (from the optimiser and the option's ``step_keys``)."""
+
+    build: Callable[..., torch.optim.Optimizer]
+    steps: Callable[..., StepStrategy] = GradientSteps
+    step_keys: tuple[str, ...] = ()
+    decays: bool = True  # takes ``weight_decay`` (validation refuses it with the others)
+
+
+OPTIMIZERS: dict[str, OptimizerOption] = {
+    "adam": OptimizerOption(adam), "adamw": OptimizerOption(adamw), "sgd": OptimizerOption(sgd),
+    "lbfgs": OptimizerOption(lbfgs, FullBatchStep, decays=False),
+    "ekf": OptimizerOption(ekf, KalmanUpdates, step_keys=("force_measurements",), decays=False),
 }
-# How the trainer steps an optimizer: "gradient" (a step per batch on its loss's gradient), "full_batch" (one
-# step per epoch on the whole training set's loss) or "kalman" (an update per batch from its measurements).
-STEPS = {"lbfgs": "full_batch", "ekf": "kalman"}
-WITHOUT_DECAY = ("lbfgs", "ekf")  # validation refuses weight_decay with them
 
 
-def build_optimizer(
-    networks: Networks, name: str, batchsize: int | None = None, weight_decay: float = 0.0,
-    force_measurements: int | None = None, **hyperparameters,
-) -> torch.optim.Optimizer:
-    """The optimizer of the ``optimizer`` group option ``name`` with its keys as ``hyperparameters``, over the
-    weights of ``networks`` (``batchsize`` and the EKF's ``force_measurements`` are the trainer's)."""
-    if name not in WITHOUT_DECAY:
-        hyperparameters["weight_decay"] = weight_decay
-    return OPTIMIZERS[name](networks, **hyperparameters)
+@dataclass(frozen=True)
+class OptimizerPlan:
+    """How the network weights are optimised: the torch optimiser, the strategy stepping it through each epoch,
+    and the structures per planned batch."""
+
+    optimizer: torch.optim.Optimizer
+    steps: StepStrategy
+    batchsize: int
 
 
-def step_kind(name: str) -> str:
-    """How the trainer steps the optimizer ``name`` (:data:`STEPS`)."""
-    return STEPS.get(name, "gradient")
+def plan_optimizer(networks: Networks, name: str, batchsize: int, weight_decay: float = 0.0, **keys) -> OptimizerPlan:
+    """The optimiser of the ``optimizer`` group option ``name`` over the weights of ``networks``, with its step
+    strategy: ``keys`` are the option's keys (its hyperparameters, and the strategy's ``step_keys``)."""
+    option = OPTIMIZERS[name]
+    step_keys = {key: keys.pop(key) for key in option.step_keys}
+    if option.decays:
+        keys["weight_decay"] = weight_decay
+    optimizer = option.build(networks, **keys)
+    return OptimizerPlan(optimizer, option.steps(optimizer, **step_keys), batchsize)

@@ -6,6 +6,7 @@ Every ``force`` key ends here: :class:`ForceSupervision` takes them as its argum
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -143,52 +144,76 @@ class ForceSupervision:
             terms.append(self.alpha * self.force_factor * torch.stack([signed_mean(g) for g in groups]) / energy_scale)
         return torch.cat(terms) if terms else energy_error.new_zeros(0)
 
-    def batch_loss(self, energy_error: torch.Tensor, force_error: torch.Tensor | None, energy_scale: float,
-                   weights: BatchWeights | None = None) -> torch.Tensor:
+    def batch_loss(
+        self, energy_error: torch.Tensor, force_error: torch.Tensor | None, energy_scale: float,
+        weights: BatchWeights | None = None, ranks: Ranks = SINGLE,
+    ) -> torch.Tensor:
         """The members' :meth:`loss` of a batch's errors ``(members, n)`` eV/atom and ``(members, n_force_atoms, 3)``
-        eV/Å (weighted by ``weights``), summed over members."""
+        eV/Å (weighted by ``weights``), summed over members.
+
+        With several ``ranks``, each holding its share of the batch's errors: this rank's part ``L_r`` of the
+        batch's loss ``L``, ``Σ_r ∂L_r/∂θ = ∂L/∂θ`` (:meth:`pooled` over ranks).
+        """
+        if ranks.size > 1:
+            squares = self.squares(energy_error, force_error, weights)
+            return self.pooled(ranks.sum(squares.flat()), energy_scale).part(squares.sums)
         energy_weight, force_weight = weights if weights is not None else (None, None)
         force_rmse = rmse(force_error, force_weight) if force_error is not None else None
         return self.loss(rmse(energy_error, energy_weight), force_rmse, energy_scale).sum()
 
-    def rank_loss(
-        self, energy_error: torch.Tensor, force_error: torch.Tensor | None, energy_scale: float, ranks: Ranks = SINGLE,
-        weights: BatchWeights | None = None,
-    ) -> torch.Tensor:
-        """This rank's part ``L_r`` of the batch's loss ``L`` (:meth:`batch_loss`): ``Σ_r ∂L_r/∂θ = ∂L/∂θ``
-        (:meth:`part_loss` with the squared-error sums and counts added over ranks)."""
-        squares, counts = self.squares(energy_error, force_error, weights)
-        totals = ranks.sum(torch.cat([squares.detach().double().flatten(), counts.flatten()]))
-        return self.part_loss(squares, totals, energy_scale)
-
     def squares(
         self, energy_error: torch.Tensor, force_error: torch.Tensor | None, weights: BatchWeights | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each member's (weighted) squared-error sums ``(members, 2)``: ``(S_E, S_F)`` (differentiable), and counts
-        ``(members, 2)``: ``(N_E, N_F)`` (float64; the sums of the weights) of a part's errors ``(members, ...)``."""
+    ) -> SquaredErrors:
+        """Each member's (weighted) squared-error sums and counts of a part's errors ``(members, ...)``."""
         energy_weight, force_weight = weights if weights is not None else (None, None)
         if force_error is None or not self.active:
             force_error, force_weight = energy_error.new_zeros((energy_error.shape[0], 0, 3)), None
         (s_e, n_e), (s_f, n_f) = weighted_sums(energy_error, energy_weight), weighted_sums(force_error, force_weight)
-        return torch.stack([s_e, s_f], dim=1), torch.stack([n_e, n_f], dim=1)
+        return SquaredErrors(torch.stack([s_e, s_f], dim=1), torch.stack([n_e, n_f], dim=1))
 
-    def pooled_loss(self, totals: torch.Tensor, energy_scale: float) -> float:
-        """The members' :meth:`loss`, summed, from pooled ``totals``: each member's ``S_E, S_F``, then its ``N_E, N_F``."""
-        sums, counts = totals.view(2, -1, 2).tolist()
+    def pooled(self, totals: torch.Tensor, energy_scale: float) -> PooledLoss:
+        """The loss of errors pooled over parts (batches, ranks) whose :meth:`SquaredErrors.flat` add up to
+        ``totals``."""
+        return PooledLoss(self, totals, energy_scale)
+
+
+class SquaredErrors(NamedTuple):
+    """A part's (a batch's, a rank's share's) squared errors: what a loss pooled over parts adds up."""
+
+    sums: torch.Tensor  # (members, 2): each member's S_E, S_F, weighted (differentiable)
+    counts: torch.Tensor  # (members, 2): its N_E, N_F (float64; the sums of the weights)
+
+    def flat(self) -> torch.Tensor:
+        """``(4·members,)`` float64, no graph: each member's ``S_E, S_F``, then its ``N_E, N_F`` (added over parts)."""
+        return torch.cat([self.sums.detach().double().flatten(), self.counts.flatten()])
+
+
+class PooledLoss:
+    """The members' :meth:`ForceSupervision.loss`, summed, of errors pooled over parts whose squared-error
+    ``totals`` (:meth:`SquaredErrors.flat` added over the parts) are known.
+
+    An RMSE is not a sum over parts, but its gradient is: ``∂sqrt(S/N)/∂θ = (∂S/∂θ) / (2·sqrt(S·N))``, so a
+    part's share :meth:`part` is ``L_p = c_E·S_E,p + c_F·S_F,p`` with ``c_E = (1 − α) / (2·scale·sqrt(S_E·N_E))``
+    and ``c_F = α·c / (2·scale·sqrt(S_F·N_F))``, and ``Σ_p ∂L_p/∂θ = ∂L/∂θ``.
+    """
+
+    def __init__(self, supervision: ForceSupervision, totals: torch.Tensor, energy_scale: float):
+        self.supervision, self.totals, self.energy_scale = supervision, totals, energy_scale
+        sums, counts = totals.view(2, -1, 2)
+        alpha = supervision.alpha
+        factors = sums.new_tensor([1 - alpha, alpha * supervision.force_factor])
+        self.factors = torch.where(sums > 0, factors / (2 * energy_scale * (sums * counts).sqrt()), 0.0)
+
+    def value(self) -> float:
+        """The pooled loss (normalised units)."""
+        sums, counts = self.totals.view(2, -1, 2).tolist()
         return sum(
-            self.loss(math.sqrt(s_e / n_e) if n_e else 0.0, math.sqrt(s_f / n_f) if n_f else None, energy_scale)
+            self.supervision.loss(math.sqrt(s_e / n_e) if n_e else 0.0, math.sqrt(s_f / n_f) if n_f else None,
+                                  self.energy_scale)
             for (s_e, s_f), (n_e, n_f) in zip(sums, counts)
         )
 
-    def part_loss(self, squares: torch.Tensor, totals: torch.Tensor, energy_scale: float) -> torch.Tensor:
-        """A part's share ``L_p = c_E·S_E,p + c_F·S_F,p`` (summed over members) of a loss pooled over parts (ranks,
-        batches) whose ``totals`` (each member's ``S_E, S_F``, then its ``N_E, N_F``) are known: ``Σ_p ∂L_p/∂θ = ∂L/∂θ``.
-
-        An RMSE is not a sum over parts, but its gradient is: ``∂sqrt(S/N)/∂θ = (∂S/∂θ) / (2·sqrt(S·N))``,
-        so ``c_E = (1 − α) / (2·scale·sqrt(S_E·N_E))`` and ``c_F = α·c / (2·scale·sqrt(S_F·N_F))``; an
-        empty part gives a constant zero.
-        """
-        sums, counts = totals.view(2, -1, 2)
-        factors = sums.new_tensor([1 - self.alpha, self.alpha * self.force_factor])
-        weights = torch.where(sums > 0, factors / (2 * energy_scale * (sums * counts).sqrt()), 0.0)
-        return (squares * weights.to(squares.dtype)).sum()
+    def part(self, sums: torch.Tensor) -> torch.Tensor:
+        """A part's share of the loss from its :attr:`SquaredErrors.sums` ``(members, 2)`` (an empty part: a
+        constant zero)."""
+        return (sums * self.factors.to(sums.dtype)).sum()
