@@ -1,7 +1,7 @@
-"""Write the Cu seed set of ``learn``'s embedded default: 8 EMT-labelled frames of a 32-atom fcc Cu cell.
+"""Write the Cu seed set of ``learn``'s embedded default: 12 EMT-labelled frames of a 32-atom fcc Cu cell.
 
-Each frame is the 2×2×2 conventional cell at a lattice constant between 3.57 and 3.65 Å with every atom displaced by
-a seeded Gaussian of 0.03–0.08 Å, labelled with ASE's EMT (energy eV, forces eV/Å, stress eV/Å³). Run from the
+Each frame is the 2×2×2 conventional cell at a lattice constant between 3.50 and 3.72 Å with every atom displaced by
+a seeded Gaussian of 0.02–0.20 Å (compressed and strongly displaced frames show the potential the repulsive wall), labelled with ASE's EMT (energy eV, forces eV/Å, stress eV/Å³). Run from the
 repository root: ``python scripts/make_cu_seed.py`` (deterministic; rewrites src/aenet_exp/data/sample/cu-emt-seed.xyz).
 """
 
@@ -33,7 +33,8 @@ def isolated_atom_energy() -> float:
 
 
 if __name__ == "__main__":
-    settings = zip(np.linspace(3.57, 3.65, 8), np.linspace(0.03, 0.08, 8), range(8))
+    rng = np.random.default_rng(0)
+    settings = zip(rng.permutation(np.linspace(3.50, 3.72, 12)), np.linspace(0.02, 0.20, 12), range(12))
     frames = [frame(a, r, s) for a, r, s in settings]
     write(OUT, frames, format="extxyz")
     print(f"wrote {len(frames)} frames to {OUT}; EMT's isolated Cu atom: {isolated_atom_energy():.9f} eV")

@@ -16,7 +16,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from aenet_exp.build.prepare import prepare, prepare_learn
+from aenet_exp.build.prepare import campaign_config, prepare
 from aenet_exp.build.train import ending, observers_for, optimized_value
 from aenet_exp.cli.common import fail
 from aenet_exp.config.commands import COMMANDS
@@ -125,15 +125,12 @@ def train_app(cfg: DictConfig) -> float | None:
 @hydra.main(config_path=CONF, config_name="learn", version_base="1.3")
 def learn_app(cfg: DictConfig) -> None:
     """Run (or continue, with ``resume=``) an active-learning campaign in its folder; its table and MLflow run."""
-    from aenet_exp.build.learn import interrupted, resumed_campaign_config, run_campaign  # start-up: torch, ASE
+    from aenet_exp.build.learn import interrupted, run_campaign  # start-up: torch, ASE
 
     hydra_cfg = HydraConfig.get()
     directory = Path(cfg.resume or hydra_cfg.runtime.output_dir)
-    overrides = list(hydra_cfg.overrides.task)
     try:
-        if cfg.resume:
-            cfg = resumed_campaign_config(cfg, overrides)
-        prepare_learn(cfg, [] if cfg.resume else overrides)
+        cfg = campaign_config(cfg, list(hydra_cfg.overrides.task))
         owned = RunDirectory.claim(directory, resuming=cfg.resume is not None)
         try:
             run_campaign(cfg, directory)

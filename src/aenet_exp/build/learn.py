@@ -4,7 +4,6 @@ each generation's training composed as ``train`` composes it, and the campaign's
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +26,6 @@ from aenet_exp.rundir import CHECKPOINT_FILE, CONFIG_FILE, MODEL_FILE
 from aenet_exp.training.loop import terminated_as_interrupt
 
 LEARN_GROUPS = ("explore", "select", "oracle", "campaign")
-# What a resumed campaign may change: how far it goes, and what it shows.
-EXTENDABLE = ("resume", "campaign.generations", "campaign.labels_budget", "campaign.converged", "tracking.show_progress")
 
 
 # ---------------------------------------------------------------- the loop's groups as typed objects
@@ -143,27 +140,6 @@ def load_committee(path: Path) -> tuple[Calculator, object]:
 
 
 # ---------------------------------------------------------------- the campaign
-
-
-def resumed_campaign_config(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
-    """The config a campaign in ``cfg.resume`` started with; values the command line changes are refused, but how
-    far the campaign goes (:data:`EXTENDABLE`)."""
-    directory = Path(cfg.resume)
-    stored_path = directory / CONFIG_FILE
-    if not stored_path.is_file():
-        raise ConfigError("resume", f"no {CONFIG_FILE} in {directory}; expected the directory of a campaign")
-    stored = OmegaConf.merge(cfg, OmegaConf.load(stored_path))
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
-        if key in EXTENDABLE or key.startswith("hydra."):
-            continue
-        if OmegaConf.select(stored, key) != OmegaConf.select(cfg, key):
-            raise ConfigError("resume", f"continues the campaign as it was configured; {key} cannot change (a resumed "
-                              f"campaign takes {', '.join(EXTENDABLE[1:])})")
-    for key in EXTENDABLE[1:]:
-        OmegaConf.update(stored, key, OmegaConf.select(cfg, key), merge=False)
-    stored.resume = str(directory)
-    return stored
 
 
 def run_campaign(cfg: DictConfig, directory: Path) -> State:

@@ -3,11 +3,19 @@ validation, a resume's allowed changes, and warnings about keys that change noth
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+import copy
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
 
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from aenet_exp.cli.common import fail
 from aenet_exp.config.effects import ineffective_keys, ineffective_learn_keys
 from aenet_exp.config.validation import check_data_sources, check_resume_overrides, validate, validate_learn
-from aenet_exp.errors import warn
+from aenet_exp.errors import ConfigError, UserError, warn
+from aenet_exp.rundir import CONFIG_FILE
 
 # What a data option says about its own data: not about other data named by data.path.
 DESCRIBED_BY_THE_DATA_OPTION = ("name", "E_atomic")
@@ -49,3 +57,49 @@ def prepare_learn(cfg: DictConfig, overrides: list[str]) -> None:
     check_data_sources(cfg)
     for key, why in [*ineffective_keys(cfg), *ineffective_learn_keys(cfg)]:
         warn(f"{key} has no effect: {why}")
+
+
+# What a resumed campaign may change: how far it goes, and what it shows.
+EXTENDABLE = ("resume", "campaign.generations", "campaign.labels_budget", "campaign.converged", "tracking.show_progress")
+
+
+def resumed_campaign_config(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """The config a campaign in ``cfg.resume`` started with; values the command line changes are refused, but how
+    far the campaign goes (:data:`EXTENDABLE`)."""
+    directory = Path(cfg.resume)
+    stored_path = directory / CONFIG_FILE
+    if not stored_path.is_file():
+        raise ConfigError("resume", f"no {CONFIG_FILE} in {directory}; expected the directory of a campaign")
+    stored = OmegaConf.merge(cfg, OmegaConf.load(stored_path))
+    for key in [override.split("=", 1)[0].lstrip("+~") for override in overrides]:
+        if key in EXTENDABLE:
+            OmegaConf.update(stored, key, OmegaConf.select(cfg, key), merge=False)
+        elif not key.startswith("hydra.") and OmegaConf.select(stored, key) != OmegaConf.select(cfg, key):
+            raise ConfigError("resume", f"continues the campaign as it was configured; {key} cannot change (a resumed "
+                              f"campaign takes {', '.join(EXTENDABLE[1:])})")
+    stored.resume = str(directory)
+    return stored
+
+
+def campaign_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """The config a ``learn`` command runs: its own, or the resumed campaign's; checked (UserError otherwise)."""
+    if cfg.resume:
+        cfg = resumed_campaign_config(cfg, overrides)
+    prepare_learn(cfg, [] if cfg.resume else overrides)
+    return cfg
+
+
+class BeforeTheCampaign(Callback):
+    """Hydra callback: check ``learn``'s config before Hydra makes the campaign folder, so a campaign refused for a
+    bad value leaves nothing behind (warnings are said once, by the app)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        task = copy.deepcopy(config)
+        with read_write(task), open_dict(task):
+            del task["hydra"]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                campaign_config(task, list(config.hydra.overrides.task))
+        except UserError as error:
+            fail(str(error).splitlines()[0])

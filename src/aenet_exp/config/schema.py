@@ -643,7 +643,7 @@ class ExploreConfig:
         "explore", EXPLORATIONS, "how a generation explores with its committee: md (ASE Langevin NVT) | npt (ASE "
         "NPT-Berendsen, periodic cells only)",
     )
-    temperatures: list[float] = param([300.0, 900.0], "temperatures of the trajectories", None, TEMPERATURES, unit="K")
+    temperatures: list[float] = param([300.0, 600.0], "temperatures of the trajectories", None, TEMPERATURES, unit="K")
     steps: int = param(200, "MD steps per trajectory", None, Rule(positive, "a positive number of steps"), unit="steps")
     timestep: float = param(2.0, "MD timestep", None, Rule(positive, "a positive timestep in fs"), unit="fs")
     friction: float = param(0.02, "md: Langevin friction", None, Rule(positive, "a positive friction in 1/fs"), unit="1/fs")
@@ -662,7 +662,7 @@ class ExploreConfig:
 class TrustWindowConfig:
     by: str = param("forces", "what σ a frame is judged by: forces (largest per-atom |σ_F|, eV/Å) | energy (σ of the "
                     "energy per atom, eV/atom)", None, Rule(one_of(*SELECTION_CRITERIA), f"one of {list(SELECTION_CRITERIA)}"))
-    trust_low: float = param(0.05, "below it a frame is accurate (calibrated σ, the unit of `by`)", None,
+    trust_low: float = param(0.1, "below it a frame is accurate (calibrated σ, the unit of `by`)", None,
                              Rule(non_negative, "a non-negative σ"), unit="eV/Å or eV/atom")
     trust_high: float = param(0.5, "at or above it a frame is failed (unphysical, never labelled); between the two "
                               "levels, a candidate", None, Rule(positive, "a positive σ"), unit="eV/Å or eV/atom")
@@ -694,7 +694,7 @@ class OracleConfig:
 
 @dataclass
 class CampaignConfig:
-    generations: int = param(5, "trainings at most (each followed by exploration, and labelling unless it is the "
+    generations: int = param(6, "trainings at most (each followed by exploration, and labelling unless it is the "
                              "last)", None, Rule(positive, "a positive number of generations"))
     labels_budget: Optional[int] = param(None, "labels in all at most (null: no limit)", None,
                                          Rule(optional(positive), "a positive number of labels, or null"), unit="labels")

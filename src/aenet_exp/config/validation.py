@@ -338,6 +338,9 @@ def check_learn(cfg: DictConfig) -> None:
 
 
 def validate_learn(cfg: DictConfig) -> None:
-    """``learn``'s config: every training rule of :func:`validate`, then the campaign's (:func:`check_learn`)."""
-    validate(cfg)
+    """``learn``'s config: every training rule of :func:`validate` (``resume`` names a campaign here, not a training
+    run: checked by the campaign), then the campaign's (:func:`check_learn`)."""
+    training = cfg.copy()
+    training.resume = None
+    validate(training)
     check_learn(cfg)

@@ -255,7 +255,9 @@ def labelled(atoms: Atoms, label: Label) -> Atoms:
 def errors(calculator, structures: Sequence[Atoms]) -> dict[str, float]:
     """The committee's RMSE of the energy per atom (eV/atom) and of the force components (eV/Å) on labelled
     ``structures``."""
-    predicted = calculator.predict(list(structures))
+    from aenet_exp.learning.labels import structure_of_labelled
+
+    predicted = calculator.predict([structure_of_labelled(a, "labels", k) for k, a in enumerate(structures)])
     energy, force = predicted.energy_errors(), predicted.force_errors()
     return {"energy_rmse": float(np.sqrt(np.mean(energy[0] ** 2))), "force_rmse": float(np.sqrt(np.mean(force[0] ** 2)))}
 
