@@ -24,9 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,11 +34,12 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator as AseCalculator
-from ase.io import write
 
 from aenet_exp.calculator import Calculator, structure_of
 from aenet_exp.data import read_structures
 from aenet_exp.descriptor import ChebyshevDescriptor
+from aenet_exp.export.aenet_ascii import write_aenet_ascii
+from aenet_exp.export.aenet_fortran import predict_input, programs, run_predict, to_binary, write_xsf
 from aenet_exp.model import Potential
 from aenet_exp.model.forces import GraphInputs, evaluate
 
@@ -100,28 +99,25 @@ def step_times(calculator, atoms: Atoms, steps: int) -> float:
 
 
 def fortran_per_structure(potentials: dict[int, Potential], atoms: Atoms, copies: int, scratch: Path) -> float | None:
-    """Seconds per structure of ``predict.x`` on ``atoms`` (start-up subtracted), or None without the programs."""
-    predict, convert = os.environ.get("AENET_PREDICT"), os.environ.get("AENET_NNASCII2BIN")
-    if not (predict and convert):
+    """Seconds per structure of ``predict.x`` on ``atoms`` with forces (start-up subtracted), or None without the
+    programs (``AENET_PREDICT``, ``AENET_NNASCII2BIN``)."""
+    found = programs()
+    if found is None:
         return None
-    from aenet_exp.export.aenet_fortran import predict_input, to_binary
-    from aenet_exp.export.aenet_ascii import write_aenet_ascii
-
+    predict, converter = found
     directory = scratch / f"fortran-{len(atoms)}"
     directory.mkdir(exist_ok=True)
-    ascii_files = write_aenet_ascii(potentials[1], directory)
-    networks = to_binary(convert, ascii_files)
-    write(directory / "cell.xsf", atoms, format="xsf")
+    networks = to_binary(converter, write_aenet_ascii(potentials[1], directory))
+    write_xsf(directory / "cell.xsf", atoms.get_chemical_symbols(), atoms.positions, atoms.cell.array)
 
-    def run(count: int) -> float:
+    def seconds(count: int) -> float:
         text = predict_input(networks, [directory / "cell.xsf"] * count, forces=True)
-        (directory / "predict.in").write_text(text)
         start = time.perf_counter()
-        subprocess.run([predict, "predict.in"], cwd=directory, check=True, stdout=subprocess.DEVNULL)
+        run_predict(predict, text, directory)
         return time.perf_counter() - start
 
-    one = min(run(1) for _ in range(3))
-    many = min(run(1 + copies) for _ in range(3))
+    one = min(seconds(1) for _ in range(3))
+    many = min(seconds(1 + copies) for _ in range(3))
     return (many - one) / copies
 
 
