@@ -147,3 +147,15 @@ def test_bad_keys_end_in_one_line_before_anything_runs(tmp_path):
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("aenet_exp: error: select.trust_low: is 0.6, but must be below select.trust_high")
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.slow
+def test_a_generation_whose_every_label_failed_stops_in_one_line(tmp_path):
+    campaign = tmp_path / "campaign"
+    result = run_cli("learn", *SMALL_CAMPAIGN, "oracle=command", "oracle.command='false {input} {output}'",
+                     "tracking.enabled=false", f"hydra.run.dir={campaign}", cwd=tmp_path, timeout=600)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("aenet_exp: error: oracle: every label of generation 0 failed (reasons in ")
+    assert result.stderr.count("\n") == 1
+    failed = read(campaign / "failed_labels.xyz", index=":")
+    assert failed and all(a.info["failure"] == "the command exited with status 1" for a in failed)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from aenet_exp.errors import UserError
 from aenet_exp.files import write_atomically
 from aenet_exp.learning.diversity import choose
 from aenet_exp.learning.explore import Exploration, Frame, explore, mean_features
@@ -242,8 +243,9 @@ class Campaign:
         self._advance("train", generation + 1)
 
 
-class LabelsFailed(RuntimeError):
-    """Every label of a generation failed: the campaign cannot go on."""
+class LabelsFailed(UserError):
+    """Every label of a generation failed: the campaign cannot go on (one line, exit 2; the reasons are in
+    ``failed_labels.xyz``)."""
 
 
 def labelled(atoms: Atoms, label: Label) -> Atoms:
