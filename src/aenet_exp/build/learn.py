@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aenet_exp.build.training import run_training, section
 from aenet_exp.calculator import Calculator
-from aenet_exp.data import read_structures
+from aenet_exp.data import Structure, read_structures
 from aenet_exp.errors import ConfigError
 from aenet_exp.files import write_atomically
 from aenet_exp.learning.campaign import EXPLORED, SELECTED, Campaign, Plan, Recorder, Selection, State, read_frames
@@ -76,12 +76,12 @@ def starts(cfg: DictConfig, periodic_only: bool) -> list[Atoms]:
     return found
 
 
-def labelled_test(cfg: DictConfig) -> list[Atoms]:
+def labelled_test(cfg: DictConfig) -> list[Structure]:
     """``campaign.test_path``'s structures, each with its energy and forces (what the committee is tested on)."""
     if cfg.campaign.test_path is None:
         return []
-    found = structures_at(section(cfg, "campaign")["test_path"])
-    if not all(a.calc is not None and a.calc.results.get("forces") is not None for a in found):
+    found = read_structures(section(cfg, "campaign")["test_path"])
+    if not all(s.energy is not None and s.forces is not None for s in found):
         raise ConfigError("campaign.test_path", "expected structures labelled with energy and forces")
     return found
 

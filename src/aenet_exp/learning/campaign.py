@@ -20,12 +20,14 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
+from aenet_exp.calculator import structure_of
+from aenet_exp.data import Structure
 from aenet_exp.errors import UserError
 from aenet_exp.files import write_atomically
 from aenet_exp.learning.diversity import choose
@@ -114,7 +116,7 @@ class Campaign:
     train: TrainGeneration
     load: LoadCommittee
     recorder: Recorder = field(default_factory=Recorder)
-    test: Sequence[Atoms] = ()
+    test: Sequence[Structure] = ()
     say: Callable[[str], None] = print
 
     def __post_init__(self) -> None:
@@ -236,7 +238,7 @@ class Campaign:
             raise LabelsFailed(f"oracle: every label of generation {generation} failed (reasons in "
                                f"{self.directory / 'failed_labels.xyz'})")
         metrics = {"campaign/oracle_s": time.perf_counter() - start, "campaign/labels": float(self.store.count())}
-        new = [labelled(a, label) for a, label in arrived]
+        new = [replace(structure_of(a), energy=label.energy, forces=label.forces) for a, label in arrived]
         if new:
             metrics |= {f"campaign/new/{k}": v for k, v in errors(self.load(self.model(generation))[0], new).items()}
         self._log(generation, metrics)
@@ -248,18 +250,10 @@ class LabelsFailed(UserError):
     ``failed_labels.xyz``)."""
 
 
-def labelled(atoms: Atoms, label: Label) -> Atoms:
-    from aenet_exp.learning.labels import labelled_atoms
-
-    return labelled_atoms(atoms, label, {})
-
-
-def errors(calculator, structures: Sequence[Atoms]) -> dict[str, float]:
+def errors(calculator, structures: Sequence[Structure]) -> dict[str, float]:
     """The committee's RMSE of the energy per atom (eV/atom) and of the force components (eV/Å) on labelled
     ``structures``."""
-    from aenet_exp.learning.labels import structure_of_labelled
-
-    predicted = calculator.predict([structure_of_labelled(a, "labels", k) for k, a in enumerate(structures)])
+    predicted = calculator.predict(list(structures))
     energy, force = predicted.energy_errors(), predicted.force_errors()
     return {"energy_rmse": float(np.sqrt(np.mean(energy[0] ** 2))), "force_rmse": float(np.sqrt(np.mean(force[0] ** 2)))}
 

@@ -10,13 +10,14 @@ never sent to the oracle again. Failed labels go to ``failed/`` and ``failed_lab
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from aenet_exp.calculator import structure_of
 from aenet_exp.data import Structure
 from aenet_exp.data.hdf5 import write_database
 from aenet_exp.files import write_atomically
@@ -141,7 +142,5 @@ class LabelStore:
 
 def structure_of_labelled(atoms: Atoms, source: str, frame: int) -> Structure:
     """The :class:`Structure` of labelled ``atoms`` (energy and forces from its single-point results)."""
-    periodic = bool(np.any(atoms.pbc))
-    return Structure(atoms.get_chemical_symbols(), atoms.get_positions(), cell=atoms.cell.array if periodic else None,
-                     pbc=atoms.pbc, energy=atoms.get_potential_energy(), forces=atoms.get_forces(), source=source,
-                     frame=frame)
+    return replace(structure_of(atoms), energy=atoms.get_potential_energy(), forces=atoms.get_forces(), source=source,
+                   frame=frame)

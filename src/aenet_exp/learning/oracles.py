@@ -112,8 +112,6 @@ def finite_label(atoms: Atoms, energy, forces, stress=None) -> Label:
 
 def calculate(oracle: Oracle, atoms: Atoms) -> Label:
     """Label ``atoms`` with the oracle's calculator, in this process."""
-    from ase.calculators.calculator import PropertyNotImplementedError
-
     atoms = atoms.copy()
     atoms.calc = calculator_class(oracle.import_path())(**oracle.settings())
     energy, forces = atoms.get_potential_energy(), atoms.get_forces()
@@ -121,7 +119,7 @@ def calculate(oracle: Oracle, atoms: Atoms) -> Label:
     if atoms.pbc.any():
         try:
             stress = atoms.get_stress()
-        except (PropertyNotImplementedError, NotImplementedError):
+        except NotImplementedError:  # ASE's PropertyNotImplementedError too: the calculator gives no stress
             stress = None
     return finite_label(atoms, energy, forces, stress)
 
