@@ -86,7 +86,7 @@ def test_missing_shared_data_says_so(tmp_path):  # run where no shared folder is
 
 
 def test_unknown_command_and_help(tmp_path):
-    assert "usage: python -m aenet_exp {train,build-db,export,select,ensemble}" in run_cli("--help", cwd=tmp_path).stdout
+    assert "usage: python -m aenet_exp {train,build-db,export,select,ensemble,learn}" in run_cli("--help", cwd=tmp_path).stdout
     result = run_cli("fly", cwd=tmp_path)
     assert result.returncode == 2 and "unknown command 'fly'" in result.stderr
 

@@ -6,11 +6,11 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from aenet_exp.config.schema import AdamConfig, AdamWConfig, SGDConfig, TrainConfig
+from aenet_exp.config.schema import AdamConfig, AdamWConfig, LearnConfig, SGDConfig, TrainConfig
 from aenet_exp.config.validation import validate
 from aenet_exp.data.readers import SHARED_PREFIX
 
-from conftest import FAST, ROOT, compose_train, run_cli
+from conftest import FAST, ROOT, compose_command, compose_train, run_cli
 
 GROUP_OPTIONS = sorted(
     (path.parent.name, path.stem)
@@ -24,16 +24,27 @@ def test_every_group_has_options():
     assert groups == {
         "augment", "caching", "checkpoint", "committee", "data", "dataloader", "descriptor", "early_stopping", "ema",
         "force", "model", "normalization", "optimizer", "precision", "sampling", "scheduler", "tracking",
+        "explore", "select", "oracle", "campaign",  # learn's own
     }
 
 
-@pytest.mark.parametrize("group, option", GROUP_OPTIONS)
+LEARN_GROUPS = ("explore", "select", "oracle", "campaign")
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g, o in GROUP_OPTIONS if g not in LEARN_GROUPS])
 def test_every_group_option_composes_and_validates(group, option):
     cfg = compose_train(f"{group}={option}")
     assert OmegaConf.get_type(cfg) is TrainConfig
     if group == "data" and option in ("tio2", "ethanol"):
         assert cfg.data.path.startswith(SHARED_PREFIX)  # composed only: nothing is read
     validate(cfg)
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g, o in GROUP_OPTIONS if g in LEARN_GROUPS])
+def test_every_learn_group_option_composes(group, option):
+    cfg = compose_command("learn", f"{group}={option}")
+    assert OmegaConf.get_type(cfg) is LearnConfig
+    assert cfg[group].get("name", option) == option  # the option's own base (explore, oracle) or the group's
 
 
 def test_defaults():
