@@ -81,7 +81,7 @@ def test_killed_database_build_leaves_nothing_corrupt(tmp_path, seed):
 
     database = tmp_path / "big.h5"
     sources = "[" + ",".join([sample_data_path("tio2-sample.tar.gz")] * 12) + "]"
-    process = start(["build-db", f"data.path={sources}", f"data.database={database}", "tracking.show_progress=false"],
+    process = start(["build-db", f"data.path={sources}", f"data.database={database}", "show_progress=false"],
                     tmp_path)
     started = lambda: any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # noqa: E731
     kill_after(process, started, random.Random(seed).uniform(0.0, 0.5))
