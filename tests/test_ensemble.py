@@ -21,7 +21,7 @@ from aenet_exp.tracking.mlflow_run import MlflowRun
 from aenet_exp.tracking.observer import MlflowObserver, recorded_run_id
 from aenet_exp.tracking.sweep import ROLE_TAG, SWEEP_DIR_TAG
 
-from conftest import FAST, SMALL, command, compose_train, make_potential
+from helpers import FAST, SMALL, command, compose_train, make_potential
 
 
 def ensemble(args: list[str]):

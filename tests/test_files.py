@@ -20,7 +20,7 @@ from aenet_exp.tracking.observer import MlflowObserver
 from aenet_exp.build.training import run_training
 from aenet_exp.training.persist import DiskCache
 
-from conftest import FAST, SMALL, compose_train
+from helpers import FAST, SMALL, compose_train
 
 
 def mode(path) -> int:

@@ -13,7 +13,7 @@ from aenet_exp.model.potential import MODEL_FILE
 from aenet_exp.tracking.observer import MlflowObserver, recorded_run_id
 from aenet_exp.build.training import run_training
 
-from conftest import FAST, compose_train
+from helpers import FAST, compose_train
 
 
 def test_init_from_a_runs_uri_reads_the_store_of_tracking_uri(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from aenet_exp.build.training import run_training
 from aenet_exp.training.checkpoint import load_checkpoint
 from aenet_exp.training.events import Callback
 
-from conftest import FAST, compose_train, runs_of, store_uri
+from helpers import FAST, compose_train, runs_of, store_uri
 
 PER_EPOCH = ("train/loss", "train/energy_rmse", "test/energy_rmse", "time/epoch_s")
 

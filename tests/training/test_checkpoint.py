@@ -8,7 +8,7 @@ import torch
 from aenet_exp.config.validation import ConfigError
 from aenet_exp.build.training import run_training
 
-from conftest import train
+from helpers import train
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.training.bootstrap import BatchWeights
 from aenet_exp.training.supervision import ForceSupervision
 
-from conftest import compose_train, train
+from helpers import compose_train, train
 
 
 @pytest.mark.parametrize("members, weighted", [(1, False), (3, False), (3, True)])

@@ -10,7 +10,7 @@ from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.training.kalman import KalmanFilter
 from aenet_exp.training.supervision import ForceSupervision
 
-from conftest import compose_train, train
+from helpers import compose_train, train
 
 
 def two_weights(w1: float, w2: float) -> tuple[torch.nn.Parameter, torch.nn.Parameter]:

@@ -11,7 +11,7 @@ from aenet_exp.model import Potential
 from aenet_exp.model.potential import MODEL_FILE
 from aenet_exp.build.training import run_training
 
-from conftest import SMALL, train
+from helpers import SMALL, train
 
 
 def test_watched_metrics_must_exist_in_the_run(fast_config, tmp_path):

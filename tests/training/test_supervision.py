@@ -16,7 +16,7 @@ from aenet_exp.training.bootstrap import BatchWeights
 from aenet_exp.training.distributed import Ranks
 from aenet_exp.training.supervision import ForceSupervision
 
-from conftest import train
+from helpers import train
 
 
 def test_loss_is_weighted_sum_of_pooled_rmses(fast_config, tmp_path):

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from handmade import N_ATOMS, TRAIN, HandMadeSource, hand_loss, handmade_columns, handmade_potential, handmade_trainer
+from helpers.handmade import N_ATOMS, TRAIN, HandMadeSource, hand_loss, handmade_columns, handmade_potential, handmade_trainer
 
 from aenet_exp.build.training import run_training
 
