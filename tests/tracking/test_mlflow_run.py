@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +26,8 @@ from aenet_exp.tracking.mlflow_run import (
     sanitize_key,
     sqlite_db_path,
 )
+
+from helpers import ROOT
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -181,9 +184,19 @@ def test_retry_locked_retries_only_locked_errors() -> None:
         retry_locked(lambda: {}["missing"], base_delay_s=0)
 
 
+def git(*args: str) -> str:
+    """``git args`` in the repository holding the tests; fails the test where it is no git checkout."""
+    done = subprocess.run(["git", "--no-optional-locks", *args], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, f"the tests run from a git checkout: git {' '.join(args)} said {done.stderr.strip()}"
+    return done.stdout.strip()
+
+
 def test_project_git_commit_names_a_commit() -> None:
+    """The commit of the checkout the package is imported from (editable install): HEAD, ``-dirty`` when modified."""
+    head, modified = git("rev-parse", "HEAD"), bool(git("status", "--porcelain"))
     commit = project_git_commit()
-    assert commit is None or re.fullmatch(r"[0-9a-f]{40}(-dirty)?", commit)
+    assert commit is not None and re.fullmatch(r"[0-9a-f]{40}(-dirty)?", commit)
+    assert commit == head + ("-dirty" if modified else "")
 
 
 
