@@ -8,9 +8,9 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
+from aenet_exp.build.training import run_training
 from aenet_exp.errors import ConfigError
 from aenet_exp.rundir import CONFIG_FILE, LOCK_FILE, RUN_ID_FILE, RunDirectory, refusal
-from aenet_exp.build.training import run_training
 
 from helpers import FAST, runs_of, store_uri
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from aenet_exp.build.training import run_training
 from aenet_exp.errors import UserError
 from aenet_exp.model import Potential
 from aenet_exp.model.locate import ModelNotFound, load_potential, model_path
 from aenet_exp.model.potential import MODEL_FILE
 from aenet_exp.tracking.observer import MlflowObserver, recorded_run_id
-from aenet_exp.build.training import run_training
 
 from helpers import FAST, compose_train
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-import re
 import sqlite3
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,8 +14,6 @@ from mlflow.tracking import MlflowClient
 from aenet_exp.tracking import (
     FAILURE_REASON_TAG,
     MlflowRun,
-    project_git_commit,
-    retry_locked,
 )
 from aenet_exp.tracking.mlflow_run import (
     default_artifact_location,
@@ -26,8 +22,6 @@ from aenet_exp.tracking.mlflow_run import (
     sanitize_key,
     sqlite_db_path,
 )
-
-from helpers import ROOT
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -128,9 +122,8 @@ def test_artifacts_are_listed(store: str, client: MlflowClient, tmp_path: Path) 
 def test_exception_in_context_marks_run_failed_with_reason(
     store: str, client: MlflowClient
 ) -> None:
-    with pytest.raises(RuntimeError, match="diverged"):
-        with start(store) as run:
-            raise RuntimeError("loss diverged")
+    with pytest.raises(RuntimeError, match="diverged"), start(store) as run:
+        raise RuntimeError("loss diverged")
     finished = client.get_run(run.run_id)
     assert finished.info.status == "FAILED"
     assert finished.data.tags[FAILURE_REASON_TAG] == "RuntimeError: loss diverged"
@@ -167,37 +160,6 @@ def test_sanitize_key() -> None:
     assert sanitize_key("+a@b:c") == "_a_b_c"
     assert sanitize_key("/a//./b/../") == "a/b"
     assert sanitize_key("") == "_"
-
-
-def test_retry_locked_retries_only_locked_errors() -> None:
-    calls = []
-
-    def flaky() -> str:
-        calls.append(1)
-        if len(calls) < 3:
-            raise RuntimeError("(sqlite3.OperationalError) database is locked")
-        return "ok"
-
-    assert retry_locked(flaky, base_delay_s=0) == "ok"
-    assert len(calls) == 3
-    with pytest.raises(KeyError):
-        retry_locked(lambda: {}["missing"], base_delay_s=0)
-
-
-def git(*args: str) -> str:
-    """``git args`` in the repository holding the tests; fails the test where it is no git checkout."""
-    done = subprocess.run(["git", "--no-optional-locks", *args], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, f"the tests run from a git checkout: git {' '.join(args)} said {done.stderr.strip()}"
-    return done.stdout.strip()
-
-
-def test_project_git_commit_names_a_commit() -> None:
-    """The commit of the checkout the package is imported from (editable install): HEAD, ``-dirty`` when modified."""
-    head, modified = git("rev-parse", "HEAD"), bool(git("status", "--porcelain"))
-    commit = project_git_commit()
-    assert commit is not None and re.fullmatch(r"[0-9a-f]{40}(-dirty)?", commit)
-    assert commit == head + ("-dirty" if modified else "")
-
 
 
 def test_a_dataset_logged_by_another_job_at_the_same_moment_is_reused(store: str, client: MlflowClient) -> None:

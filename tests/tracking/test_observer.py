@@ -14,10 +14,10 @@ import pytest
 from mlflow.entities import LoggedModelStatus
 from omegaconf import OmegaConf
 
+from aenet_exp.build.training import run_training
 from aenet_exp.rundir import RUN_ID_FILE
 from aenet_exp.tracking.mlflow_run import open_client
 from aenet_exp.tracking.observer import MlflowObserver, TrackingUnavailable, recorded_run_id
-from aenet_exp.build.training import run_training
 from aenet_exp.training.checkpoint import load_checkpoint
 from aenet_exp.training.events import Callback
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from helpers.behaviour_cases import CASES, REFERENCE, case_metrics, ddp_metrics
 
 

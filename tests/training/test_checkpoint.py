@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aenet_exp.config.validation import ConfigError
 from aenet_exp.build.training import run_training
+from aenet_exp.config.validation import ConfigError
 
 from helpers import train
 

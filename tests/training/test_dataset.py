@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from aenet_exp.build.training import prepared_data as prepare_data
 from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.data import DataError, read_structures
 from aenet_exp.training.dataset import split
-from aenet_exp.build.training import prepared_data as prepare_data
 
 from helpers import DATA, E_ATOMIC, SMALL, train
 

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
+from aenet_exp.build.training import run_training
 from aenet_exp.data.hdf5 import StructureDatabase
 from aenet_exp.model import Potential
-from aenet_exp.build.training import run_training
 from aenet_exp.training.checkpoint import load_checkpoint
 
 from helpers import FAST, compose_train

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from aenet_exp.build.training import run_training
 from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.data import read_structures
 from aenet_exp.model import Potential
 from aenet_exp.model.potential import MODEL_FILE
-from aenet_exp.build.training import run_training
 
 from helpers import SMALL, train
 
