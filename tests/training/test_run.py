@@ -1,4 +1,5 @@
-"""A training composed by build/training.py and sequenced by training/run.py: a run reports, writes its files, fine-tunes, refuses what it cannot do."""
+"""A training composed by build/training.py and sequenced by training/run.py: a run reports, writes its files,
+fine-tunes, refuses what it cannot do."""
 
 from __future__ import annotations
 
