@@ -12,7 +12,7 @@ from aenet_exp.data import read_structures
 from aenet_exp.model import Potential
 from aenet_exp.model.locate import model_path
 
-from conftest import make_potential
+from helpers import make_potential
 
 
 def atoms_of(structure) -> Atoms:

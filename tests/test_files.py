@@ -12,15 +12,15 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from aenet_exp.build.training import run_training
 from aenet_exp.data.hdf5 import build_database
 from aenet_exp.errors import UnreadableFile
 from aenet_exp.files import load_tensors, remove_stale_temporaries, temporary_path, write_atomically
 from aenet_exp.rundir import CHECKPOINT_FILE, CONFIG_FILE, MODEL_FILE
 from aenet_exp.tracking.observer import MlflowObserver
-from aenet_exp.build.training import run_training
 from aenet_exp.training.persist import DiskCache
 
-from conftest import FAST, SMALL, compose_train
+from helpers import FAST, SMALL, compose_train
 
 
 def mode(path) -> int:

@@ -8,11 +8,11 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
+from aenet_exp.build.training import run_training
 from aenet_exp.errors import ConfigError
 from aenet_exp.rundir import CONFIG_FILE, LOCK_FILE, RUN_ID_FILE, RunDirectory, refusal
-from aenet_exp.build.training import run_training
 
-from conftest import FAST, runs_of, store_uri
+from helpers import FAST, runs_of, store_uri
 
 
 def test_a_second_run_into_a_finished_run_is_refused_but_resume_continues_it(fast_config, tmp_path):

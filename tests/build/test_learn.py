@@ -13,7 +13,7 @@ from aenet_exp.build.learn import generation_config
 from aenet_exp.build.prepare import prepare_learn, resumed_campaign_config
 from aenet_exp.errors import AenetWarning, ConfigError
 
-from conftest import compose_command
+from helpers import compose_command
 
 
 def learn_config(*overrides: str):

@@ -7,7 +7,7 @@ import pytest
 
 from aenet_exp.data.readers import SHARED_PREFIX
 
-from conftest import FAST, SMALL, run_cli, runs_of, store_uri
+from helpers import FAST, ROOT, SMALL, run_cli, runs_of, store_uri
 
 pytestmark = pytest.mark.slow
 
@@ -276,8 +276,6 @@ def test_three_trainings_at_once_on_a_new_store_all_record(tmp_path):
 
 def test_runs_from_the_folder_above_a_checkout_named_aenet_exp(tmp_path):
     """There a folder ``aenet_exp`` (the checkout, no ``__init__.py``) would shadow the installed package."""
-    from conftest import ROOT
-
     (tmp_path / "aenet_exp").symlink_to(ROOT)
     result = run_cli("train", "--cfg", "job", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -9,7 +9,7 @@ import pytest
 
 from aenet_exp.config.schema import EXPERIMENT, TRACKING_URI
 
-from conftest import SMALL, run_cli
+from helpers import SMALL, run_cli
 
 # command -> lines of its --help: key, type, default, meaning [unit]
 HELP_LINES = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import DATA, FAST, ROOT, run_cli, runs_of, store_uri
+from helpers import DATA, FAST, ROOT, run_cli, runs_of, store_uri
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from ase.units import fs
 
 from aenet_exp.learning.labels import atoms_key
 
-from conftest import run_cli, runs_of, store_uri
+from helpers import run_cli, runs_of, store_uri
 
 # a short campaign: small trainings, short trajectories, a few labels per generation
 SMALL_CAMPAIGN = ["iterations=60", "explore.steps=60", "explore.every=10", "select.max_per_generation=4",

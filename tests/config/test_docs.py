@@ -8,7 +8,7 @@ import re
 from aenet_exp.config.commands import COMMANDS
 from aenet_exp.config.docs import configuration_markdown
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_configuration_reference_is_current():

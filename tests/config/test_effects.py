@@ -6,7 +6,7 @@ import pytest
 
 from aenet_exp.config.effects import ineffective_keys
 
-from conftest import compose_train
+from helpers import compose_train
 
 
 @pytest.mark.parametrize("override", ["augment.children=2", "augment.displacement=0.05", "augment.seed=3"])

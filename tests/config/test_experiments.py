@@ -9,7 +9,7 @@ import pytest
 from aenet_exp.config.validation import validate
 from aenet_exp.model.potential import MODEL_FILE
 
-from conftest import DATA, SMALL, compose_train, run_cli, train
+from helpers import DATA, SMALL, compose_train, run_cli, train
 
 E_ATOMIC_OVERRIDE = "{O: -432.503149303, Ti: -1604.604515075}"  # data.path names new data: its references too
 

@@ -6,7 +6,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from conftest import FAST, compose_train, run_cli
+from helpers import FAST, compose_train, run_cli
 
 pytestmark = pytest.mark.slow
 

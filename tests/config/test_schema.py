@@ -10,7 +10,7 @@ from aenet_exp.config.schema import AdamConfig, AdamWConfig, LearnConfig, SGDCon
 from aenet_exp.config.validation import validate
 from aenet_exp.data.readers import SHARED_PREFIX
 
-from conftest import FAST, ROOT, compose_command, compose_train, run_cli
+from helpers import FAST, ROOT, compose_command, compose_train, run_cli
 
 GROUP_OPTIONS = sorted(
     (path.parent.name, path.stem)

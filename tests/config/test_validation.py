@@ -6,7 +6,7 @@ import pytest
 
 from aenet_exp.config.validation import ConfigError, validate
 
-from conftest import compose_train
+from helpers import compose_train
 
 VALIDATION_CASES = [
     ("iterations=0", "iterations"),

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from aenet_exp.data import DataError, Structure, read_structures
 
-from conftest import DATA
+from helpers import DATA
 
 pytestmark = pytest.mark.slow
 

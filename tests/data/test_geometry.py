@@ -11,7 +11,7 @@ import pytest
 from aenet_exp.data import Structure, read_structures
 from aenet_exp.data.geometry import MAX_CELLS_PER_AXIS, closest_pair, neighbor_list, overlap_message
 
-from conftest import DATA
+from helpers import DATA
 
 
 def explicit_pairs(positions: np.ndarray, cutoff: float) -> set[tuple[int, int]]:

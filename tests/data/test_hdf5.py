@@ -22,7 +22,7 @@ from aenet_exp.data import (
     read_structures,
 )
 
-from conftest import DATA
+from helpers import DATA
 
 SMALL = DATA / "tio2-small"
 

@@ -15,7 +15,7 @@ import pytest
 
 from aenet_exp.data import DataError, Structure, read_structures, read_xsf
 
-from conftest import DATA
+from helpers import DATA
 
 TIO2 = DATA / "tio2"
 

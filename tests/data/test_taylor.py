@@ -10,7 +10,7 @@ import pytest
 from aenet_exp.data import read_structures
 from aenet_exp.data.taylor import TaylorExpansion, taylor_child
 
-from conftest import SMALL
+from helpers import SMALL
 
 
 @pytest.fixture(scope="module")

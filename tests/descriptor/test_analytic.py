@@ -14,7 +14,7 @@ from aenet_exp.descriptor.terms import chebyshev, chebyshev_derivative
 from aenet_exp.model import Potential
 from aenet_exp.model.forces import AnalyticInputs, GraphInputs, evaluate
 
-from conftest import make_potential
+from helpers import make_potential
 
 
 def isolated_atom_and_dimer() -> Structure:

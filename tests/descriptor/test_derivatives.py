@@ -8,7 +8,7 @@ import torch
 from aenet_exp.data import read_structures
 from aenet_exp.descriptor.derivatives import feature_jacobian
 
-from conftest import make_potential
+from helpers import make_potential
 
 CASES = pytest.mark.parametrize(
     "relative_path, species",

@@ -11,7 +11,7 @@ from aenet_exp.data import Structure, read_structures
 from aenet_exp.descriptor.neighbors import NeighborReuse
 from aenet_exp.model.forces import AnalyticInputs, GraphInputs, evaluate
 
-from conftest import make_potential
+from helpers import make_potential
 
 
 @pytest.fixture

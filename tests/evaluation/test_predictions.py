@@ -9,7 +9,7 @@ from aenet_exp.evaluation.predictions import BatchOutput, DataSet, predictions_o
 from aenet_exp.model import Potential
 from aenet_exp.model.calibration import Calibration
 
-from conftest import make_potential
+from helpers import make_potential
 
 
 def committee(members: int):

@@ -13,7 +13,7 @@ from aenet_exp.export.aenet_ascii import write_aenet_ascii
 from aenet_exp.export.aenet_fortran import predict_input, programs, read_output, run_predict, to_binary, write_xsf
 from aenet_exp.model import Potential
 
-from conftest import train
+from helpers import train
 
 OUTPUT = """
  Structure number  : 1

@@ -15,7 +15,7 @@ from aenet_exp.descriptor import ChebyshevDescriptor, collate_graphs
 from aenet_exp.export import read_aenet_ascii, write_aenet_ascii
 from aenet_exp.model import Potential, energy_and_forces
 
-from conftest import FAST, SMALL, command, run_cli
+from helpers import FAST, SMALL, command, run_cli
 
 SPECIES = ["O", "Ti"]
 

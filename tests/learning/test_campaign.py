@@ -11,9 +11,9 @@ from ase.io import read
 
 from aenet_exp.calculator import Calculator
 from aenet_exp.descriptor import ChebyshevDescriptor
+from aenet_exp.learning import campaign as campaign_module
 from aenet_exp.learning.campaign import STATE_FILE, Campaign, LabelsFailed, Plan, Selection, State
 from aenet_exp.learning.explore import Exploration
-from aenet_exp.learning import campaign as campaign_module
 from aenet_exp.learning.labels import Label, atoms_key
 from aenet_exp.learning.oracles import Oracle, label_all
 from aenet_exp.learning.trust import TrustWindow

@@ -15,7 +15,7 @@ from aenet_exp.evaluation.predictions import Predictions
 from aenet_exp.model import GraphInputs, Potential, evaluate
 from aenet_exp.model.calibration import Calibration, mean_and_spread
 
-from conftest import make_potential
+from helpers import make_potential
 
 
 def committee_of(members: int, seed: int = 1) -> Potential:

@@ -14,7 +14,7 @@ from aenet_exp.descriptor.blocks import FeatureBlock
 from aenet_exp.descriptor.derivatives import feature_jacobian
 from aenet_exp.model import GraphInputs, JacobianInputs, Potential, energy_and_forces, evaluate
 
-from conftest import make_potential
+from helpers import make_potential
 
 
 def finite_difference_forces(potential: Potential, structure: Structure, h: float = 1e-5) -> np.ndarray:

@@ -6,14 +6,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from aenet_exp.build.training import run_training
 from aenet_exp.errors import UserError
 from aenet_exp.model import Potential
 from aenet_exp.model.locate import ModelNotFound, load_potential, model_path
 from aenet_exp.model.potential import MODEL_FILE
 from aenet_exp.tracking.observer import MlflowObserver, recorded_run_id
-from aenet_exp.build.training import run_training
 
-from conftest import FAST, compose_train
+from helpers import FAST, compose_train
 
 
 def test_init_from_a_runs_uri_reads_the_store_of_tracking_uri(tmp_path, monkeypatch):

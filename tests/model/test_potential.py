@@ -12,7 +12,7 @@ from aenet_exp.model import (
     SpeciesNetworks,
 )
 
-from conftest import make_potential
+from helpers import make_potential
 
 
 def test_energy_is_sum_of_per_species_network_outputs(data_dir):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,8 +14,6 @@ from mlflow.tracking import MlflowClient
 from aenet_exp.tracking import (
     FAILURE_REASON_TAG,
     MlflowRun,
-    project_git_commit,
-    retry_locked,
 )
 from aenet_exp.tracking.mlflow_run import (
     default_artifact_location,
@@ -125,9 +122,8 @@ def test_artifacts_are_listed(store: str, client: MlflowClient, tmp_path: Path) 
 def test_exception_in_context_marks_run_failed_with_reason(
     store: str, client: MlflowClient
 ) -> None:
-    with pytest.raises(RuntimeError, match="diverged"):
-        with start(store) as run:
-            raise RuntimeError("loss diverged")
+    with pytest.raises(RuntimeError, match="diverged"), start(store) as run:
+        raise RuntimeError("loss diverged")
     finished = client.get_run(run.run_id)
     assert finished.info.status == "FAILED"
     assert finished.data.tags[FAILURE_REASON_TAG] == "RuntimeError: loss diverged"
@@ -164,27 +160,6 @@ def test_sanitize_key() -> None:
     assert sanitize_key("+a@b:c") == "_a_b_c"
     assert sanitize_key("/a//./b/../") == "a/b"
     assert sanitize_key("") == "_"
-
-
-def test_retry_locked_retries_only_locked_errors() -> None:
-    calls = []
-
-    def flaky() -> str:
-        calls.append(1)
-        if len(calls) < 3:
-            raise RuntimeError("(sqlite3.OperationalError) database is locked")
-        return "ok"
-
-    assert retry_locked(flaky, base_delay_s=0) == "ok"
-    assert len(calls) == 3
-    with pytest.raises(KeyError):
-        retry_locked(lambda: {}["missing"], base_delay_s=0)
-
-
-def test_project_git_commit_names_a_commit() -> None:
-    commit = project_git_commit()
-    assert commit is None or re.fullmatch(r"[0-9a-f]{40}(-dirty)?", commit)
-
 
 
 def test_a_dataset_logged_by_another_job_at_the_same_moment_is_reused(store: str, client: MlflowClient) -> None:

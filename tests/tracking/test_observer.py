@@ -14,14 +14,14 @@ import pytest
 from mlflow.entities import LoggedModelStatus
 from omegaconf import OmegaConf
 
+from aenet_exp.build.training import run_training
 from aenet_exp.rundir import RUN_ID_FILE
 from aenet_exp.tracking.mlflow_run import open_client
 from aenet_exp.tracking.observer import MlflowObserver, TrackingUnavailable, recorded_run_id
-from aenet_exp.build.training import run_training
 from aenet_exp.training.checkpoint import load_checkpoint
 from aenet_exp.training.events import Callback
 
-from conftest import FAST, compose_train, runs_of, store_uri
+from helpers import FAST, compose_train, runs_of, store_uri
 
 PER_EPOCH = ("train/loss", "train/energy_rmse", "test/energy_rmse", "time/epoch_s")
 

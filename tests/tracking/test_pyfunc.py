@@ -22,7 +22,7 @@ from aenet_exp.data import read_structures
 from aenet_exp.tracking.mlflow_run import REGISTERED_MODEL_TAG
 from aenet_exp.tracking.observer import MlflowObserver, recorded_run_id
 
-from conftest import FAST, SMALL, compose_train
+from helpers import FAST, SMALL, compose_train
 
 MODEL_NAME = "tio2_test"
 

@@ -8,7 +8,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
-from conftest import FAST, run_cli, runs_of, store_uri
+from helpers import FAST, run_cli, runs_of, store_uri
 
 pytestmark = pytest.mark.slow
 

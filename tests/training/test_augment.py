@@ -7,11 +7,11 @@ import re
 import numpy as np
 import pytest
 
+from aenet_exp.build.training import prepared_data, taylor_expansion
 from aenet_exp.data import StructureDatabase, build_database
 from aenet_exp.errors import ConfigError
-from aenet_exp.build.training import prepared_data, taylor_expansion
 
-from conftest import FAST, SMALL, run_cli, runs_of, store_uri, train
+from helpers import FAST, SMALL, run_cli, runs_of, store_uri, train
 
 TAYLOR = ("augment=taylor", "augment.children=3")
 

@@ -1,12 +1,13 @@
 """Refactoring changes no number: eight configurations reproduce, bit for bit, every per-epoch and final metric
-the code computed before the composition module and the step strategies (tests/training/behaviour_cases.py)."""
+the code computed before the composition module and the step strategies (tests/helpers/behaviour_cases.py)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from behaviour_cases import CASES, REFERENCE, case_metrics, ddp_metrics
+
+from helpers.behaviour_cases import CASES, REFERENCE, case_metrics, ddp_metrics
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import train
+from helpers import train
 
 F64 = ("precision=float64",)
 

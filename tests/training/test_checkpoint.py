@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aenet_exp.config.validation import ConfigError
 from aenet_exp.build.training import run_training
+from aenet_exp.config.validation import ConfigError
 
-from conftest import train
+from helpers import train
 
 
 @pytest.mark.parametrize(

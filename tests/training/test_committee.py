@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from committee_cases import CASES, REFERENCE, single_model_metrics
 
 from aenet_exp.calculator import Calculator
 from aenet_exp.config.effects import ineffective_keys
@@ -19,7 +18,8 @@ from aenet_exp.model.calibration import Calibration
 from aenet_exp.training.bootstrap import BatchWeights, MemberWeights
 from aenet_exp.training.supervision import ForceSupervision
 
-from conftest import compose_train, make_potential, train
+from helpers import compose_train, make_potential, train
+from helpers.committee_cases import CASES, REFERENCE, single_model_metrics
 
 NO_CALIBRATION = ["committee=deep", "committee.calibrate=false"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from aenet_exp.build.training import prepared_data as prepare_data
 from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.data import DataError, read_structures
 from aenet_exp.training.dataset import split
-from aenet_exp.build.training import prepared_data as prepare_data
 
-from conftest import DATA, E_ATOMIC, SMALL, train
+from helpers import DATA, E_ATOMIC, SMALL, train
 
 
 def test_external_test_set(fast_config, tmp_path):

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.training.distributed import Ranks, balanced_owners
 
-from conftest import FAST, run_cli
+from helpers import FAST, run_cli
 
 # 11 training structures (24 or 6 atoms) in batches of 5, 5 and 1: the last batch leaves rank 1 an
 # empty share; 5 test structures are shared 3/2.

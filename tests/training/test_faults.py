@@ -13,12 +13,12 @@ import time
 
 import pytest
 
+from aenet_exp.build.training import run_training
 from aenet_exp.data.hdf5 import StructureDatabase
 from aenet_exp.model import Potential
-from aenet_exp.build.training import run_training
 from aenet_exp.training.checkpoint import load_checkpoint
 
-from conftest import FAST, compose_train
+from helpers import FAST, compose_train
 
 pytestmark = pytest.mark.slow
 

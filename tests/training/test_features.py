@@ -7,7 +7,7 @@ import pytest
 
 from aenet_exp.build.training import run_training
 
-from conftest import Counter, train
+from helpers import Counter, train
 
 SUBSAMPLED = ["force=subsampled", "force.fraction=0.25"]
 

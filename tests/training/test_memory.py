@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aenet_exp.errors import ConfigError
 from aenet_exp.build.training import run_training
+from aenet_exp.errors import ConfigError
 from aenet_exp.training.memory import Need, check_memory, machine_memory
 
 

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from aenet_exp.build.training import run_training
 from aenet_exp.config.validation import ConfigError
 from aenet_exp.data import read_structures
 from aenet_exp.model import Potential
 from aenet_exp.model.potential import MODEL_FILE
-from aenet_exp.build.training import run_training
 from aenet_exp.training.normalization import energy_normalization
 
-from conftest import E_ATOMIC, SMALL, train
+from helpers import E_ATOMIC, SMALL, train
 
 
 def test_energy_normalization_rules():

@@ -7,9 +7,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from aenet_exp.build.training import build_potential
 from aenet_exp.training.kalman import KalmanFilter
 from aenet_exp.training.optim import plan_optimizer
-from aenet_exp.build.training import build_potential
 from aenet_exp.training.steps import FullBatchStep, GradientSteps, KalmanUpdates
 
 

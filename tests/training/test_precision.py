@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from aenet_exp.build.training import run_training
 from aenet_exp.model import Potential
 from aenet_exp.model.potential import MODEL_FILE
-from aenet_exp.build.training import run_training
 from aenet_exp.training.precision import resolve_dtype, storage_devices
 
 

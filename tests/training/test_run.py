@@ -1,17 +1,18 @@
-"""The composition root (training/run.py): a run reports, writes its files, fine-tunes, refuses what it cannot do."""
+"""A training composed by build/training.py and sequenced by training/run.py: a run reports, writes its files,
+fine-tunes, refuses what it cannot do."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from aenet_exp.build.training import run_training
 from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.data import read_structures
 from aenet_exp.model import Potential
 from aenet_exp.model.potential import MODEL_FILE
-from aenet_exp.build.training import run_training
 
-from conftest import SMALL, train
+from helpers import SMALL, train
 
 
 def test_watched_metrics_must_exist_in_the_run(fast_config, tmp_path):

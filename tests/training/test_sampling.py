@@ -8,7 +8,7 @@ import torch
 
 from aenet_exp.training.sampling import EpochSampling, energy_weights, error_weights
 
-from conftest import train
+from helpers import train
 
 
 def test_energy_weights_are_the_references_rule():

@@ -11,7 +11,7 @@ from aenet_exp.model import Potential
 from aenet_exp.model.potential import MODEL_FILE
 from aenet_exp.training.schedule import WeightAverage
 
-from conftest import train
+from helpers import train
 
 F64 = ("precision=float64",)
 

@@ -1,4 +1,5 @@
-"""force.* (training/supervision.py): which structures are supervised on forces, and the loss."""
+"""force.* (training/supervision.py): which structures are supervised on forces, and the loss (also pooled over a
+full batch's parts)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from aenet_exp.build.training import run_training
 from aenet_exp.config.validation import ConfigError
 from aenet_exp.model import Potential
 from aenet_exp.model.potential import MODEL_FILE
-from aenet_exp.build.training import run_training
 from aenet_exp.training.bootstrap import BatchWeights
 from aenet_exp.training.distributed import Ranks
 from aenet_exp.training.supervision import ForceSupervision
 
-from conftest import train
+from helpers import train
 
 
 def test_loss_is_weighted_sum_of_pooled_rmses(fast_config, tmp_path):
@@ -120,3 +121,32 @@ def test_the_ranks_parts_of_a_batch_loss_add_up_to_its_gradient(weighted):
              for k, share in enumerate(shares)]
     (got,) = torch.autograd.grad(sum(parts), weight)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("members, weighted", [(1, False), (3, False), (3, True)])
+def test_batch_by_batch_gradient_is_the_gradient_of_the_pooled_loss(members, weighted):
+    """The parts' losses (:meth:`PooledLoss.part`) add up to the gradient of the loss over all parts; a
+    committee's members' losses are summed (each member's weights get the gradient of its own loss), each weighing
+    its errors by its own resample's counts with ``committee.bootstrap``."""
+    torch.manual_seed(0)
+    weight = torch.randn(members, 3, dtype=torch.float64, requires_grad=True)
+    inputs = [torch.randn(n, 3, dtype=torch.float64) for n in (4, 7, 2)]
+    counts = [torch.randint(0, 3, (members, n)).double() if weighted else None for n in (4, 7, 2)]
+    supervision = ForceSupervision(0.3, candidates=torch.arange(3).numpy(), seed=0)
+    energy = [weight @ x.T for x in inputs]  # (members, n): one atom per structure
+    force = [x * weight[:, None, :] for x in inputs]  # (members, n, 3)
+    weights = [BatchWeights(c, c.unsqueeze(-1)) if weighted else None for c in counts]
+
+    def pooled_rmse(errors, k, per_entry):
+        squares = torch.cat([e[k].square().reshape(len(e[k]), -1).sum(1) for e in errors])
+        w = torch.cat([c[k] for c in counts]) if weighted else torch.ones(len(squares), dtype=torch.float64)
+        return ((w * squares).sum() / (per_entry * w.sum())).sqrt()
+
+    pooled = sum(supervision.loss(pooled_rmse(energy, k, 1), pooled_rmse(force, k, 3), 0.7) for k in range(members))
+    (expected,) = torch.autograd.grad(pooled, weight, retain_graph=True)
+    squares = [supervision.squares(e, f, w) for e, f, w in zip(energy, force, weights)]
+    loss = supervision.pooled(sum(part.flat() for part in squares), 0.7)
+    parts = sum(loss.part(part.sums) for part in squares)
+    (got,) = torch.autograd.grad(parts, weight)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
+    assert loss.value() == pytest.approx(float(pooled.detach()), rel=1e-12)

@@ -6,9 +6,10 @@ import copy
 
 import pytest
 import torch
-from handmade import N_ATOMS, TRAIN, HandMadeSource, hand_loss, handmade_columns, handmade_potential, handmade_trainer
 
 from aenet_exp.build.training import run_training
+
+from helpers.handmade import N_ATOMS, TRAIN, HandMadeSource, hand_loss, handmade_columns, handmade_potential, handmade_trainer
 
 
 def test_batchsize_sets_steps_per_epoch(fast_config, tmp_path):

@@ -3,7 +3,7 @@
 ``tests/fixtures/behaviour/metrics.json`` holds, per configuration, every epoch's metrics and the final
 metrics (time and memory left out) as the code computed them at commit eaeb23f, before the composition
 module, the step strategies and the evaluation package (issue 20). Regenerate only when a change of
-numbers is intended: ``PYTHONPATH=tests python tests/training/behaviour_cases.py`` (repository root).
+numbers is intended: ``OMP_NUM_THREADS=1 PYTHONPATH=tests python -m helpers.behaviour_cases`` (repository root).
 The DDP case trains through ``torchrun`` with 2 processes and reads its epochs back from MLflow.
 """
 
@@ -16,7 +16,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "behaviour" / "metrics.json"
+from mlflow.tracking import MlflowClient
+
+from .configs import FAST, compose_train
+from .paths import DATA
+from .training import train
+
+REFERENCE = DATA / "behaviour" / "metrics.json"
 
 COMMON = ["precision=float64", "iterations=3"]
 # name -> overrides on top of the fast test settings (one process)
@@ -42,8 +48,6 @@ def compared(metrics: dict[str, float]) -> dict[str, float]:
 
 def case_metrics(tmp: Path, name: str) -> dict[str, object]:
     """One one-process case trained into ``tmp``: its per-epoch and final metrics."""
-    from conftest import FAST, compose_train, train
-
     cfg = compose_train(*FAST, "tracking.enabled=false", *CASES[name])
     final, recorder = train(cfg, tmp / name)
     return {"epochs": [compared(m) for m in recorder.epochs], "final": compared(final)}
@@ -51,10 +55,6 @@ def case_metrics(tmp: Path, name: str) -> dict[str, object]:
 
 def ddp_metrics(tmp: Path) -> dict[str, object]:
     """The DDP case trained by 2 processes into ``tmp``: every metric's per-step values from its MLflow run."""
-    from mlflow.tracking import MlflowClient
-
-    from conftest import FAST
-
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
     uri = f"sqlite:///{tmp}/mlflow.db"

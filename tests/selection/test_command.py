@@ -15,7 +15,7 @@ from aenet_exp.errors import ConfigError
 from aenet_exp.model import Potential
 from aenet_exp.selection.ranking import disagreement
 
-from conftest import FAST, SMALL, command, compose_train, run_cli, train
+from helpers import FAST, SMALL, command, compose_train, run_cli, train
 
 
 def select(args: list[str]):

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from aenet_exp.descriptor import ChebyshevDescriptor
+from aenet_exp.evaluation.predictions import BatchOutput
 from aenet_exp.model import Potential
 from aenet_exp.training.bootstrap import MemberWeights
 from aenet_exp.training.columns import Columns
-from aenet_exp.evaluation.predictions import BatchOutput
 from aenet_exp.training.optim import plan_optimizer
 from aenet_exp.training.sampling import EpochSampling
 from aenet_exp.training.schedule import EpochSchedule, WeightAverage

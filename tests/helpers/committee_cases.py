@@ -2,7 +2,7 @@
 
 ``tests/fixtures/single_model/metrics.json`` holds these runs' metrics as the single-network code
 computed them before committees existed (commit de74c66); regenerate only when a change of numbers is
-intended: ``PYTHONPATH=tests python tests/training/committee_cases.py`` (from the repository root).
+intended: ``OMP_NUM_THREADS=1 PYTHONPATH=tests python -m helpers.committee_cases`` (from the repository root).
 """
 
 from __future__ import annotations
@@ -10,7 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "single_model" / "metrics.json"
+from .configs import FAST, compose_train
+from .paths import DATA
+from .training import train
+
+REFERENCE = DATA / "single_model" / "metrics.json"
 
 # name -> overrides on top of the fast test settings: energies only; forces through graphs under
 # autograd; forces from kept feature Jacobians with a weight average and error-weighted sampling.
@@ -31,8 +35,6 @@ def compared(metrics: dict[str, float]) -> dict[str, float]:
 
 def single_model_metrics(tmp: Path, *extra: str) -> dict[str, list[dict[str, float]]]:
     """Each case's per-epoch metrics, trained into ``tmp`` with ``extra`` overrides."""
-    from conftest import FAST, compose_train, train
-
     found = {}
     for name, overrides in CASES.items():
         cfg = compose_train(*FAST, "tracking.enabled=false", *overrides, *extra)

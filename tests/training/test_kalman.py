@@ -10,7 +10,7 @@ from aenet_exp.config.validation import ConfigError, validate
 from aenet_exp.training.kalman import KalmanFilter
 from aenet_exp.training.supervision import ForceSupervision
 
-from conftest import compose_train, train
+from helpers import compose_train, train
 
 
 def two_weights(w1: float, w2: float) -> tuple[torch.nn.Parameter, torch.nn.Parameter]:
@@ -91,8 +91,8 @@ def test_ekf_trains_energies_and_forces(fast_config, tmp_path):
 
 
 def test_ekf_covariance_blocks_follow_the_networks(fast_config):
-    from aenet_exp.training.optim import plan_optimizer
     from aenet_exp.build.training import build_potential
+    from aenet_exp.training.optim import plan_optimizer
 
     networks = build_potential(fast_config(), ["O", "Ti"], torch.float64).networks.nets  # 4 hidden: 2 layers each
     sizes = {blocks: [group["P"].shape[0] for group in (plan_optimizer(networks, "ekf", 16, lambda0=0.98, nue=0.9987,
