@@ -80,7 +80,10 @@ def test_generations_train_explore_select_and_label(tmp_path):
         assert len(explored) == 4 and {a.info["temperature"] for a in explored} == {300.0, 900.0}
     history = State.load(tmp_path).generations
     assert history["0"]["campaign/candidate_fraction"] == 1.0 and history["0"]["campaign/selected"] == 2
-    assert history["1"]["campaign/labels"] == 4 and "campaign/new/force_rmse" in history["1"]
+    # labels a generation trained on, and those it added: one meaning per metric
+    assert [history[g]["campaign/labels"] for g in ("0", "1", "2")] == [0, 2, 4]
+    assert history["1"]["campaign/new_labels"] == 2 and history["1"]["campaign/failed_labels"] == 0
+    assert "campaign/new/force_rmse" in history["1"]
     assert history["0"]["campaign/T900/candidate_fraction"] == 1.0
     assert (tmp_path / "potential.pt").is_file()
 
@@ -91,6 +94,14 @@ def test_a_campaign_stops_when_converged_or_out_of_budget(tmp_path):
     state = campaign(tmp_path / "budget", StandIn(), generations=10, budget=3).run()
     assert state.reason == "the label budget campaign.labels_budget=3 is spent"
     assert len(label_keys(tmp_path / "budget")) == 3
+
+
+def test_a_generation_without_new_candidates_ends_the_campaign_saying_why(tmp_path):
+    """Every frame above trust_high (failed): nothing to label, so retraining on the same labels is not attempted."""
+    stand_in = StandIn()
+    state = campaign(tmp_path, stand_in, window=TrustWindow(1e-12, 2e-12), generations=5).run()
+    assert state.finished and state.generation == 0 and state.reason.startswith("no new candidates in generation 0")
+    assert stand_in.calls == [(0, False, False)] and (tmp_path / "potential.pt").is_file()
 
 
 @pytest.mark.parametrize("fail_at", [("train", 1), ("load", 0), ("load", 1), ("train", 2)],

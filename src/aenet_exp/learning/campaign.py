@@ -213,7 +213,12 @@ class Campaign:
         chosen = [candidates[int(i)] for i in choose(self.selection.diversity, sigma, features, wanted)]
         write_atomically(self.generation_dir(generation) / SELECTED, xyz_writer(chosen))
         self._log(generation, {"campaign/selected": float(len(chosen))})
-        self._advance("label")
+        if chosen:
+            self._advance("label")
+        else:
+            self._finish(f"no new candidates in generation {generation}: no explored frame lies between "
+                         f"select.trust_low and select.trust_high without a label already, so another generation "
+                         f"would train on the same labels (widen the trust window or explore further)")
 
     def _label(self, generation: int) -> None:
         selected = read_frames(self.generation_dir(generation) / SELECTED)
@@ -237,7 +242,8 @@ class Campaign:
         if todo and not arrived and len(todo) == len(selected):
             raise LabelsFailed(f"oracle: every label of generation {generation} failed (reasons in "
                                f"{self.directory / 'failed_labels.xyz'})")
-        metrics = {"campaign/oracle_s": time.perf_counter() - start, "campaign/labels": float(self.store.count())}
+        metrics = {"campaign/oracle_s": time.perf_counter() - start, "campaign/new_labels": float(len(arrived)),
+                   "campaign/failed_labels": float(len(todo) - len(arrived))}
         new = [replace(structure_of(a), energy=label.energy, forces=label.forces) for a, label in arrived]
         if new:
             metrics |= {f"campaign/new/{k}": v for k, v in errors(self.load(self.model(generation))[0], new).items()}
