@@ -166,3 +166,24 @@ def test_a_resumed_run_takes_only_what_may_change():
     check_resume_overrides(["resume=run", "iterations=20", "tracking.show_progress=false", "tracking.enabled=false"])
     with pytest.raises(ConfigError, match="^resume: .*optimizer.mu, force.weight cannot change"):
         check_resume_overrides(["resume=run", "optimizer.mu=0.1", "+force.weight=0.3"])
+
+
+@pytest.mark.parametrize("override", ["committee.bootstrap=2", "committee.bootstrap=0", "tracking.enabled=no",
+                                      "caching.auto=1"])
+def test_a_boolean_key_takes_only_true_or_false(override):
+    from aenet_exp.config.validation import check_boolean_overrides
+
+    key, value = override.split("=")
+    with pytest.raises(ConfigError, match=f"^{key}: expected true or false, got '{value}'$"):
+        check_boolean_overrides(compose_train("committee=deep", override), [override])
+    check_boolean_overrides(compose_train(f"{key}=true"), [f"{key}=true", "committee=deep", "~data.name", "seed=2"])
+
+
+@pytest.mark.slow
+def test_an_integer_for_a_boolean_key_is_one_line_in_every_command(tmp_path):
+    from helpers import run_cli
+
+    for args in (["train", "committee=deep", "committee.bootstrap=2"], ["select", "run=x", "pool=y", "tracking.enabled=2"]):
+        result = run_cli(*args, cwd=tmp_path)
+        key = args[-1].split("=")[0]
+        assert result.returncode == 2 and result.stderr == f"aenet_exp: error: {key}: expected true or false, got '2'\n"

@@ -104,6 +104,7 @@ def test_calibration_scales_sigma_by_the_logged_factor_and_keeps_the_ranking(fas
     "overrides, message",
     [
         (["committee=deep", "committee.members=3", "committee.seeds=[1,2]"], "^committee.seeds: gives 2 seeds for 3 members"),
+        (["committee=deep", "committee.members=3", "committee.seeds=[7,7,7]"], r"^committee.seeds: repeats \[7\]: members"),
         (["committee=deep", "committee.members=1"], "^committee.calibrate: needs a spread to calibrate"),
         (["committee=deep", "committee.members=0"], "^committee.members: expected a positive number of members"),
         (["committee=deep", "optimizer=ekf", "scheduler=none"], "^committee.members: is 5, but optimizer=ekf steps all"),

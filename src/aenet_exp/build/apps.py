@@ -21,7 +21,7 @@ from aenet_exp.build.train import ending, observers_for, optimized_value
 from aenet_exp.cli.common import fail
 from aenet_exp.config.commands import COMMANDS
 from aenet_exp.config.explain import composition_error_line
-from aenet_exp.config.validation import check_rules, validate_build_db, validate_ensemble
+from aenet_exp.config.validation import check_boolean_overrides, check_rules, validate_build_db, validate_ensemble
 from aenet_exp.errors import UserError
 from aenet_exp.rundir import RunDirectory, remove_unused_run_directory
 
@@ -54,6 +54,7 @@ def run_command(name: str, cfg: DictConfig) -> list[Path]:
 def report(name: str, cfg: DictConfig) -> None:
     """Run ``name``: print the files it wrote, or one line and exit 2 for a user error."""
     try:
+        check_boolean_overrides(cfg, list(HydraConfig.get().overrides.task))
         written = run_command(name, cfg)
     except UserError as error:
         fail(str(error))
@@ -84,6 +85,7 @@ def build_db_app(cfg: DictConfig) -> None:
     from aenet_exp.build.training import taylor_expansion
 
     try:
+        check_boolean_overrides(cfg, list(HydraConfig.get().overrides.task))
         validate_build_db(cfg)
         settings = options(cfg)
         data = settings.data

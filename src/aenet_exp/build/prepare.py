@@ -12,8 +12,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from aenet_exp.cli.common import fail
-from aenet_exp.config.effects import ineffective_keys, ineffective_learn_keys
-from aenet_exp.config.validation import check_data_sources, check_resume_overrides, validate, validate_learn
+from aenet_exp.config.effects import doubtful_values, ineffective_keys, ineffective_learn_keys
+from aenet_exp.config.validation import (
+    check_boolean_overrides, check_data_sources, check_resume_overrides, validate, validate_learn,
+)
 from aenet_exp.errors import ConfigError, UserError, warn
 from aenet_exp.rundir import CONFIG_FILE
 
@@ -40,23 +42,31 @@ def describe_own_data(cfg: DictConfig, overrides: list[str]) -> None:
 def prepare(cfg: DictConfig, overrides: list[str], warnings: bool = True) -> None:
     """Make ``cfg`` the config that runs (in place) and check it; UserError naming the key otherwise."""
     describe_own_data(cfg, overrides)
+    check_boolean_overrides(cfg, overrides)
     validate(cfg)
     check_data_sources(cfg)
     if cfg.resume:
         check_resume_overrides(overrides)
     if warnings:
-        for key, why in ineffective_keys(cfg):
-            warn(f"{key} has no effect: {why}")
+        warn_about(cfg, ineffective_keys(cfg))
+
+
+def warn_about(cfg: DictConfig, ineffective: list[tuple[str, str]]) -> None:
+    """Warn about the ``ineffective`` keys of ``cfg`` and its doubtful values, one line each."""
+    for key, why in ineffective:
+        warn(f"{key} has no effect: {why}")
+    for key, why in doubtful_values(cfg):
+        warn(f"{key} {why}")
 
 
 def prepare_learn(cfg: DictConfig, overrides: list[str]) -> None:
     """``learn``'s :func:`prepare`: the training groups as ``train`` checks them, the loop's own rules, warnings about
     keys that change nothing (a resumed campaign's config was checked when it started: ``overrides`` empty)."""
     describe_own_data(cfg, overrides)
+    check_boolean_overrides(cfg, overrides)
     validate_learn(cfg)
     check_data_sources(cfg)
-    for key, why in [*ineffective_keys(cfg), *ineffective_learn_keys(cfg)]:
-        warn(f"{key} has no effect: {why}")
+    warn_about(cfg, [*ineffective_keys(cfg), *ineffective_learn_keys(cfg)])
 
 
 # What a resumed campaign may change: how far it goes, and what it shows.

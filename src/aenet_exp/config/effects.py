@@ -14,6 +14,10 @@ FORCE_SAMPLING_KEYS = ("fraction", "sampling", "resample_each_epoch", "min_struc
                        "epochs_per_window")
 AUGMENT_KEYS = ("children", "displacement", "seed")
 COMMITTEE_KEYS = ("members", "seeds", "bootstrap", "calibrate", "calibration_percent")
+# augment.displacement (Å, RMS per component) above which a child's first-order label E − Σ δ·F is no longer its
+# energy: the harmonic term ½ δ·H·δ, with force constants of a few eV/Å² per atom, grows past the training errors
+# of a few meV/atom (Cooper et al. displace by hundredths of an Å).
+TAYLOR_VALIDITY = 0.05
 SCHEDULE_KEYS = {  # scheduler keys each schedule reads, besides the warm-up
     "none": set(),
     "cosine": {"min_lr"},
@@ -73,8 +77,21 @@ def ineffective_keys(cfg: DictConfig) -> list[tuple[str, str]]:
     elif not cfg.committee.calibrate:
         found += [(f"committee.{key}", "nothing is calibrated (committee.calibrate=false)")
                   for key in changed(cfg, "committee", ["calibration_percent"])]
-    if cfg.normalization.energy_target == "total" and cfg.normalization.E_atomic is not None:
+    norm = cfg.normalization
+    if norm.energy_target == "total" and norm.E_atomic is not None:
         found.append(("normalization.E_atomic", "total energies are trained (normalization.energy_target=total)"))
+    if norm.E_atomic_fixed is not None and (norm.E_atomic != "fit" or norm.energy_target == "total"):
+        found.append(("normalization.E_atomic_fixed", "no reference energies are fitted (it holds some of them with "
+                      "normalization.E_atomic=fit and energy_target=cohesive)"))
+    return found
+
+
+def doubtful_values(cfg: DictConfig) -> list[tuple[str, str]]:
+    """``(key, why its value is doubtful)`` for keys that take effect, but outside what their method is valid for."""
+    found = []
+    if cfg.augment.name == "taylor" and cfg.augment.displacement > TAYLOR_VALIDITY:
+        found.append(("augment.displacement", f"is {cfg.augment.displacement} Å, beyond {TAYLOR_VALIDITY} Å, where the "
+                      "children's first-order labels E − Σ δ·F stop being their energies; displace by hundredths of an Å"))
     return found
 
 

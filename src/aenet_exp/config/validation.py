@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.nodes import BooleanNode
 
 from aenet_exp.config.explain import unknown_key
 from aenet_exp.config.rules import finite
@@ -152,6 +153,23 @@ def check_launch(cfg: DictConfig) -> None:
 OWN_STEP_LENGTHS = {"lbfgs": ("L-BFGS", "by line search"), "ekf": ("the Kalman filter", "from its gain")}
 
 
+def check_boolean_overrides(cfg: DictConfig, overrides: list[str]) -> None:
+    """ConfigError naming the first command-line override that gives a boolean key of ``cfg`` something other than
+    true or false (OmegaConf would take ``committee.bootstrap=2`` as true, ``0`` and ``no`` as false)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if override.is_delete() or override.is_sweep_override() or key.startswith("hydra."):
+            continue
+        group, _, name = key.rpartition(".")
+        parent = OmegaConf.select(cfg, group) if group else cfg
+        node = parent._get_node(name) if isinstance(parent, DictConfig) and name in parent else None
+        value = override.value()
+        if isinstance(node, BooleanNode) and not (value is None or isinstance(value, bool)):
+            raise ConfigError(key, f"expected true or false, got {override.get_value_element_as_str()!r}")
+
+
 def check_optimizer_combinations(cfg: DictConfig) -> None:
     """L-BFGS and the EKF have no learning rate to schedule and no weight decay; the EKF runs in one process."""
     name = cfg.optimizer.name
@@ -181,6 +199,10 @@ def check_committee(cfg: DictConfig) -> None:
     if committee.seeds is not None and len(committee.seeds) != committee.members:
         raise ConfigError("committee.seeds", f"gives {len(committee.seeds)} seeds for {committee.members} members; give "
                           "one per member, or null for seed, seed+1, ...")
+    if committee.seeds is not None and len(set(committee.seeds)) < len(committee.seeds):
+        repeated = sorted({s for s in committee.seeds if list(committee.seeds).count(s) > 1})
+        raise ConfigError("committee.seeds", f"repeats {repeated}: members with one seed train identically and never "
+                          "disagree (σ = 0); give distinct seeds, or null for seed, seed+1, ...")
     if committee.bootstrap and cfg.optimizer.name == "ekf":
         raise ConfigError("committee.bootstrap", "weights each structure's errors in the loss, but optimizer=ekf "
                           "measures every error once; use adam, adamw, sgd or lbfgs")
