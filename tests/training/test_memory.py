@@ -30,3 +30,27 @@ def test_the_largest_need_decides():
     with pytest.raises(ConfigError, match="^descriptor.rad_cutoff: would need about 4.66 GiB for the pair terms"):
         check_memory(needs, available=4e9)
     assert machine_memory() > 2**30
+
+
+@pytest.mark.parametrize(
+    "overrides, key, what",
+    [
+        (["committee=deep", "committee.members=100000000", "committee.calibrate=false"], "committee.members",
+         "networks"),
+        (["augment=taylor", "augment.children=1000000000"], "augment.children", "Taylor children"),
+        (["optimizer=ekf", "scheduler=none", "model.hidden=[1500,1500]", "model.activations=[tanh,tanh]"],
+         "model.hidden", "Kalman covariance of optimizer=ekf"),
+    ],
+)
+def test_members_children_and_the_kalman_covariance_are_estimated(fast_config, tmp_path, overrides, key, what):
+    with pytest.raises(ConfigError, match=rf"^{key}: would need about [\d.e+]+ GiB for the {what}"):
+        run_training(fast_config(*overrides), tmp_path)
+    assert not (tmp_path / "potential.pt").exists()
+
+
+def test_the_kalman_covariance_is_a_square_per_block():
+    from aenet_exp.training.memory import kalman_need
+
+    layouts = {"O": [3], "Ti": [3]}  # 2 features -> 3 -> 1: layers of 9 and 4 weights, 13 per species
+    assert kalman_need(2, layouts, "species").bytes == 2 * 8 * 2 * 13**2
+    assert kalman_need(2, layouts, "layer").bytes == 2 * 8 * 2 * (9**2 + 4**2)

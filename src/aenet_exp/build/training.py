@@ -52,7 +52,7 @@ from aenet_exp.training.distributed import Ranks, joined
 from aenet_exp.training.events import Callback
 from aenet_exp.training.features import FeatureSource
 from aenet_exp.training.loop import terminated_as_interrupt
-from aenet_exp.training.memory import Need, check_memory, jacobian_bytes, machine_memory, needs
+from aenet_exp.training.memory import Need, check_memory, jacobian_bytes, kalman_need, machine_memory, needs
 from aenet_exp.training.normalization import NormalizationSettings
 from aenet_exp.training.optim import plan_optimizer
 from aenet_exp.training.precision import resolve_device, resolve_dtype, storage_devices
@@ -238,15 +238,20 @@ def initial_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtyp
 
 
 def memory_needs(cfg: DictConfig, data: PreparedData, dtype: torch.dtype) -> list[Need]:
-    """The memory this configuration's descriptor, batches and networks need, from the data's density."""
+    """The memory this configuration's descriptor, batches, networks (every committee member's) and Kalman covariance
+    need, from the data's density."""
     descriptor = ChebyshevDescriptor(**{**section(cfg, "descriptor"), "species": list(data.species)}, dtype=dtype)
     model = section(cfg, "model")
     layouts = {s: model["per_species"].get(s, model)["hidden"] for s in data.species}
     atoms_per_batch = min(cfg.optimizer.batchsize, len(data.train)) * float(data.columns.n_atoms[data.train].mean())
-    return needs(
+    found = needs(
         data.structures, atoms_per_batch, descriptor.n_features, descriptor.rad_order, descriptor.rad_cutoff,
         descriptor.ang_order, descriptor.ang_cutoff, layouts, torch.finfo(dtype).bits // 8, cfg.force.weight > 0,
+        members=cfg.committee.members if cfg.committee.name != "none" else 1,
     )
+    if cfg.optimizer.name == "ekf":
+        found.append(kalman_need(descriptor.n_features, layouts, cfg.optimizer.blocks))
+    return found
 
 
 # ---------------------------------------------------------------- the trainer and its parts

@@ -26,6 +26,7 @@ from aenet_exp.data.taylor import TaylorExpansion, check_parents
 from aenet_exp.data.views import Subset
 from aenet_exp.errors import ConfigError, warn
 from aenet_exp.training.columns import Columns
+from aenet_exp.training.memory import check_memory, children_need
 
 
 def read_rows(database: StructureDatabase) -> np.ndarray:
@@ -54,6 +55,7 @@ def training_children(
         check_same_expansion(expansion, stored, database.path)
         children, columns = stored_children(database, parents)
     else:
+        check_memory([children_need(read, parents, expansion.children)])
         children = [child.structure for key in parents for child in expansion.children_of(read[int(key)], int(key))]
         columns = Columns.of_structures(children)
     check_parents(len(parents), len(children), expansion.children, "training structures")

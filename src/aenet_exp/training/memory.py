@@ -24,6 +24,8 @@ SAMPLED_STRUCTURES = 64  # structures whose density is looked at
 FLOATS_PER_TERM = 4
 ARRAYS_PER_WEIGHT = 4  # the weight, its gradient, and two optimiser moments (Adam)
 PAIR_LIST_BYTES = 48  # a pair's centre, neighbour (int64), cell shift (3 × int64) and distance (float64)
+KALMAN_FLOAT_BYTES = 8  # the Kalman filter's covariance is float64 whatever the weights' precision
+STRUCTURE_BYTES = 1000  # a structure's Python objects besides its arrays (species list, cell, labels)
 
 
 class Need(NamedTuple):
@@ -54,12 +56,15 @@ def neighbours_within(structures: Sequence[Structure], cutoff: float) -> float:
 def needs(
     structures: Sequence[Structure], atoms_per_batch: float, n_features: int, rad_order: int, rad_cutoff: float,
     ang_order: int, ang_cutoff: float, layouts: Mapping[str, Sequence[int]], float_bytes: int, forces: bool,
+    members: int = 1,
 ) -> list[Need]:
-    """The largest consumers of memory of a training step, with the keys that size them."""
+    """The largest consumers of memory of a training step, with the keys that size them (``members``: a committee's
+    networks per species)."""
     pairs = neighbours_within(structures, max(rad_cutoff, ang_cutoff))
     angular_pairs = neighbours_within(structures, ang_cutoff)
     kept = FLOATS_PER_TERM * float_bytes * (2 if forces else 1)
-    weights = sum(n_features * h[0] + sum(a * b for a, b in zip(h, h[1:])) + h[-1] for h in layouts.values() if h)
+    per_member = sum(n_features * h[0] + sum(a * b for a, b in zip(h, h[1:])) + h[-1] for h in layouts.values() if h)
+    weights = per_member * members
     triplets = angular_pairs**2 / 2
     return [
         Need(larger(("descriptor.rad_order", rad_order + 1), ("descriptor.rad_cutoff", pairs)),
@@ -68,9 +73,38 @@ def needs(
         Need(larger(("descriptor.ang_order", ang_order + 1), ("descriptor.ang_cutoff", triplets)),
              atoms_per_batch * triplets * (ang_order + 1) * kept,
              f"triplet terms of a batch ({triplets:.3g} triplets per atom, {ang_order + 1} angular terms each)"),
-        Need("model.hidden", weights * ARRAYS_PER_WEIGHT * float_bytes,
-             f"networks ({weights:.3g} weights with gradients and optimiser state)"),
+        Need(larger(("model.hidden", per_member), ("committee.members", members)), weights * ARRAYS_PER_WEIGHT * float_bytes,
+             f"networks ({weights:.3g} weights of {members} member(s) with gradients and optimiser state)"),
     ]
+
+
+def layer_sizes(n_features: int, hidden: Sequence[int]) -> list[int]:
+    """The weights and biases of each layer of a network from ``n_features`` through ``hidden`` to one energy."""
+    widths = [n_features, *hidden, 1]
+    return [a * b + b for a, b in zip(widths, widths[1:])]
+
+
+def kalman_need(n_features: int, layouts: Mapping[str, Sequence[int]], blocks: str) -> Need:
+    """The Kalman filter's covariance (``optimizer=ekf``): ``n_b²`` float64 per block of ``n_b`` weights, a block per
+    species' network or per layer (``blocks``), kept with a temporary of its size while it is updated."""
+    networks = [layer_sizes(n_features, hidden) for hidden in layouts.values()]
+    sizes = [sum(layers) for layers in networks] if blocks == "species" else [n for layers in networks for n in layers]
+    largest = max(sizes)
+    return Need("model.hidden", 2 * KALMAN_FLOAT_BYTES * sum(n * n for n in sizes),
+                f"Kalman covariance of optimizer=ekf ({len(sizes)} block(s) of up to {largest} weights, "
+                f"{largest}² each; optimizer.blocks=layer splits it)")
+
+
+def children_need(structures: Sequence[Structure], parents: Sequence[int], children: int) -> Need:
+    """The Taylor children (``augment.children`` per structure of ``parents``) held in memory: each child's positions
+    and its displacement, from the parents' mean size, and a structure's bookkeeping."""
+    if len(parents) == 0:
+        return Need("augment.children", 0.0, "Taylor children")
+    step = max(1, len(parents) // SAMPLED_STRUCTURES)
+    atoms = float(np.mean([structures[int(i)].n_atoms for i in parents[::step]]))
+    count = float(len(parents)) * children
+    return Need("augment.children", count * (2 * 3 * 8 * atoms + STRUCTURE_BYTES),
+                f"Taylor children ({count:.3g} structures of {atoms:.3g} atoms)")
 
 
 def larger(*factors: tuple[str, float]) -> str:
