@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from contextlib import redirect_stdout
 
 import pytest
@@ -92,4 +93,15 @@ def test_runs_that_cannot_form_a_committee_are_named(sweep, tmp_path, fast_confi
     for args, message in cases:
         with pytest.raises(UserError, match=message):
             ensemble([*args, *common])
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_run_given_twice_or_with_the_same_weights_is_refused(sweep, tmp_path):
+    root, uri, jobs, _, _ = sweep
+    common = [f"out={tmp_path / 'never'}", "tracking.enabled=false", f"tracking.uri={uri}"]
+    with pytest.raises(UserError, match=rf"^runs: runs:/{jobs[0]} is given twice; a committee needs distinct runs$"):
+        ensemble([f"runs=[{jobs[0]},{jobs[0]}]", *common])
+    same = re.escape(f"runs: {root / 'job0'} has the same weights as runs:/{jobs[0]}; identical members never disagree")
+    with pytest.raises(UserError, match=f"^{same}"):
+        ensemble([f"runs=[{jobs[0]},{jobs[1]},{root / 'job0'}]", *common])
     assert not (tmp_path / "never").exists()

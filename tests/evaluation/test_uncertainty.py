@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 
 from aenet_exp.evaluation.predictions import Predictions
+from aenet_exp.errors import AenetWarning
 from aenet_exp.evaluation.uncertainty import (
     COVERAGE_LEVELS,
+    MIN_HELD_OUT,
+    check_held_out,
     gaussian_nll,
     miscalibration_area,
     rank_correlation,
@@ -52,3 +56,29 @@ def test_uncalibrated_metrics_divide_sigma_by_the_factor():
     assert metrics["test/energy_nll_uncalibrated"] == pytest.approx(gaussian_nll(errors, sigma / 2), rel=1e-12)
     assert metrics["test/energy_spearman"] == pytest.approx(rank_correlation(sigma, np.abs(errors)))
     assert not any(key.startswith("test/force") for key in metrics)
+
+
+def held_out_predictions(n: int, sigma: float) -> Predictions:
+    """``n`` one-atom structures, errors 0.1 eV, a committee's σ ``sigma`` eV on each."""
+    return Predictions(indices=np.arange(n), energy_ref=np.zeros(n), energy_pred=np.full(n, 0.1), n_atoms=np.ones(n, int),
+                       energy_std=np.full(n, sigma))
+
+
+def test_members_that_agree_exactly_give_nan_scores_and_a_warning_not_numpy_warnings():
+    identical = held_out_predictions(MIN_HELD_OUT, 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        metrics = uncertainty_metrics(identical, "test", Calibration())
+    assert math.isnan(metrics["test/energy_nll"]) and math.isnan(metrics["test/energy_miscalibration_area"])
+    with pytest.warns(AenetWarning, match=r"^the committee's members agree exactly on the calibration structures \(σ = 0\)"):
+        check_held_out(identical, "calibration")
+
+
+@pytest.mark.parametrize("split", ["calibration", "test"])
+def test_a_handful_of_held_out_structures_is_warned_about(split):
+    assert MIN_HELD_OUT == 10
+    with pytest.warns(AenetWarning, match=rf"^the {split} split has 9 structure\(s\), fewer than 10: the committee's"):
+        check_held_out(held_out_predictions(9, 0.1), split)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_held_out(held_out_predictions(10, 0.1), split)

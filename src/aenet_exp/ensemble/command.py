@@ -24,7 +24,7 @@ from aenet_exp.errors import ConfigError
 from aenet_exp.evaluation.errors import metrics_of
 from aenet_exp.evaluation.outputs import write_predictions
 from aenet_exp.evaluation.predictions import Predictions
-from aenet_exp.evaluation.uncertainty import calibrate, uncertainty_metrics
+from aenet_exp.evaluation.uncertainty import calibrate, check_held_out, uncertainty_metrics
 from aenet_exp.files import write_atomically
 from aenet_exp.model.locate import RUNS_SCHEME, load_potential
 from aenet_exp.rundir import CONFIG_FILE, MODEL_FILE
@@ -40,7 +40,9 @@ def ensemble(options: EnsembleConfig) -> list[Path]:
     locations = sweep_jobs(options.sweep, uri) if options.sweep else run_locations(options.runs)
     if len(locations) < 2:
         raise ConfigError("runs", f"a committee needs at least two runs, got {len(locations)}")
+    check_distinct_locations(locations)
     potentials = [load_potential(location, uri, key="runs") for location in locations]
+    check_distinct_members(potentials, locations)
     runs = [stored_run(location, uri) for location in locations]
     committee = combined(potentials, locations)
     data, held = common_held_out(runs, locations)
@@ -49,6 +51,7 @@ def ensemble(options: EnsembleConfig) -> list[Path]:
     references = data.atomic_energies if runs[0].cohesive else None
     fitted = calibrate(committee, lambda: predict(calculator, data, calibration, references))
     predictions = {"test": predict(calculator, data, test, references)}
+    check_held_out(predictions["test"], "test")
     metrics = {f"final/{k}": v for k, v in metrics_of(predictions["test"], "test").items()}
     metrics |= {f"final/{k}": v for k, v in uncertainty_metrics(predictions["test"], "test", committee.calibration).items()}
     metrics |= fitted.metrics(len(calibration))
@@ -67,6 +70,28 @@ def run_locations(runs: Sequence[str]) -> list[str]:
     """``runs=`` items: an existing path as it is, anything else as an MLflow run id (``runs:/<id>``)."""
     items = [item.strip() for item in runs if item.strip()]
     return [item if item.startswith(RUNS_SCHEME) or Path(item).exists() else f"{RUNS_SCHEME}{item}" for item in items]
+
+
+def check_distinct_locations(locations: Sequence[str]) -> None:
+    """ConfigError naming a run given twice: its members would join twice, and never disagree with themselves."""
+    for index, location in enumerate(locations):
+        if location in locations[:index]:
+            raise ConfigError("runs", f"{location} is given twice; a committee needs distinct runs")
+
+
+def check_distinct_members(potentials, locations: Sequence[str]) -> None:
+    """ConfigError naming the first member whose network weights equal an earlier member's (the same run under
+    another name, or members trained from one seed): identical members never disagree (σ = 0)."""
+    seen: dict[bytes, str] = {}
+    for potential, location in zip(potentials, locations):
+        networks = {name: value for name, value in potential.state_dict().items() if name.startswith("networks.")}
+        for k in range(potential.members):
+            weights = b"".join(networks[name][k].detach().cpu().numpy().tobytes() for name in sorted(networks))
+            member = f"{location} (member {k})" if potential.members > 1 else location
+            if weights in seen:
+                raise ConfigError("runs", f"{member} has the same weights as {seen[weights]}; identical members never "
+                                  "disagree (σ = 0): give runs trained from distinct seeds")
+            seen[weights] = member
 
 
 def sweep_jobs(parent: str, uri: str) -> list[str]:

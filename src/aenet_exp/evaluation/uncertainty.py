@@ -16,18 +16,24 @@ from statistics import NormalDist
 
 import numpy as np
 
+from aenet_exp.errors import warn
 from aenet_exp.evaluation.predictions import Predictions
 from aenet_exp.model.calibration import Calibration, usable
 from aenet_exp.model.potential import Potential
 
 # Central intervals whose coverage the miscalibration area compares: expected fractions 0.01, 0.02, ..., 0.99.
 COVERAGE_LEVELS = np.linspace(0.01, 0.99, 99)
+# Held-out structures below which a calibration factor or a test score of σ is noise: a likelihood fit on n errors
+# has a relative standard error of about 1/√(2n) (over 20 % below 10), and Spearman's ρ of a few points is anything.
+MIN_HELD_OUT = 10
 
 
 def gaussian_nll(errors: np.ndarray, sigma: np.ndarray) -> float:
     """Mean negative log-likelihood of ``errors`` under centred Gaussians of width ``σ``:
     ``mean(½ log(2πσ²) + e²/(2σ²))`` (nats; lower is better; depends on the unit of ``e`` and ``σ``)."""
     errors, sigma = usable(errors, sigma)
+    if not len(errors):
+        return math.nan
     return float(np.mean(0.5 * np.log(2 * np.pi * sigma**2) + errors**2 / (2 * sigma**2)))
 
 
@@ -52,8 +58,10 @@ def rank_correlation(sigma: np.ndarray, magnitudes: np.ndarray) -> float:
 
 def observed_coverage(errors: np.ndarray, sigma: np.ndarray, levels: np.ndarray = COVERAGE_LEVELS) -> np.ndarray:
     """For each expected fraction ``p``, the fraction of errors inside the central Gaussian interval
-    ``|e| ≤ z_p·σ``, ``z_p = Φ⁻¹((1 + p)/2) = √2·erfinv(p)``."""
+    ``|e| ≤ z_p·σ``, ``z_p = Φ⁻¹((1 + p)/2) = √2·erfinv(p)``; NaN without usable entries."""
     errors, sigma = usable(errors, sigma)
+    if not len(errors):
+        return np.full(len(levels), math.nan)
     z = np.abs(errors / sigma)
     standard = NormalDist()
     return np.array([np.mean(z <= standard.inv_cdf((1 + p) / 2)) for p in levels])
@@ -73,9 +81,25 @@ def calibrate(potential: Potential, predict_held_out: Callable[[], Predictions])
     """Fit ``potential``'s calibration on the predictions ``predict_held_out`` makes of held-out structures with σ as the
     members give it, and keep it on the potential (:attr:`Potential.calibration`); returns it."""
     potential.calibration = Calibration()
-    fitted = Calibration.fit(predict_held_out())
+    held_out = predict_held_out()
+    check_held_out(held_out, "calibration")
+    fitted = Calibration.fit(held_out)
     potential.calibration = fitted
     return fitted
+
+
+def check_held_out(predictions: Predictions, split: str) -> None:
+    """Warn when a committee's ``predictions`` of its ``split`` (calibration or test structures) are too few to judge
+    its σ by (:data:`MIN_HELD_OUT`), or when its members agree exactly there (σ = 0: nothing to calibrate or score)."""
+    errors, sigma = predictions.energy_errors()
+    judged = "calibration factors are" if split == "calibration" else "σ scores (NLL, Spearman ρ, miscalibration) are"
+    if len(errors) < MIN_HELD_OUT:
+        warn(f"the {split} split has {len(errors)} structure(s), fewer than {MIN_HELD_OUT}: the committee's {judged} "
+             "rough; hold out more structures")
+    if len(errors) and not len(usable(errors, sigma)[0]):
+        kept = " (factors of 1 kept)" if split == "calibration" else ""
+        warn(f"the committee's members agree exactly on the {split} structures (σ = 0): its {judged} meaningless"
+             f"{kept}; train its members from distinct seeds")
 
 
 def uncertainty_metrics(predictions: Predictions, prefix: str, calibration: Calibration) -> dict[str, float]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aenet_exp.evaluation.errors import metrics_of
 from aenet_exp.evaluation.outputs import write_predictions
-from aenet_exp.evaluation.uncertainty import calibrate, uncertainty_metrics
+from aenet_exp.evaluation.uncertainty import calibrate, check_held_out, uncertainty_metrics
 from aenet_exp.files import write_atomically
 from aenet_exp.rundir import CONFIG_FILE, MODEL_FILE
 from aenet_exp.training.callbacks import EarlyStopping, History
@@ -120,6 +120,8 @@ def finish(trainer: Trainer, data: PreparedData, outputs: Outputs, result: Train
         fitted = calibrate(trainer.potential, lambda: trainer.predict(data.calibration, with_forces))
         result.metrics |= fitted.metrics(len(data.calibration))
     result.predictions = {name: trainer.predict(idx, with_forces) for name, idx in sets.items() if len(idx)}
+    if committee and "test" in result.predictions:
+        check_held_out(result.predictions["test"], "test")
     calibration = trainer.potential.calibration
     for name, pred in result.predictions.items():
         result.metrics.update({f"final/{k}": v for k, v in metrics_of(pred, name).items()})
