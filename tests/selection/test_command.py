@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 import pytest
 from ase import Atoms
@@ -11,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from aenet_exp.calculator import Calculator
 from aenet_exp.data import DataError, read_structures
 from aenet_exp.data.hdf5 import build_database
-from aenet_exp.errors import ConfigError
+from aenet_exp.errors import AenetWarning, ConfigError
 from aenet_exp.model import Potential
 from aenet_exp.selection.ranking import disagreement
 
@@ -141,3 +142,48 @@ def test_a_committee_trained_and_selected_on_the_command_line(pool_file, tmp_pat
     assert len(frames) == 2 and all(f.info["committee_energy_std_per_atom"] > 0 for f in frames)
     bad = run_cli("select", f"run={tmp_path / 'run'}", "pool=nothing-here/*.xyz", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("aenet_exp: error: ") and "Traceback" not in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def junk_pool(pool_file, tmp_path_factory):
+    """The pool followed by two structures the committee cannot evaluate: one with a copper atom (a species it never
+    saw), one with two atoms 0.05 Å apart (overlapping)."""
+    images = read(pool_file, index=":")
+    alien, overlapping = images[0].copy(), images[1].copy()
+    alien[0].symbol = "Cu"
+    overlapping.positions[1] = overlapping.positions[0] + [0.05, 0.0, 0.0]
+    path = tmp_path_factory.mktemp("junk") / "junk.xyz"
+    write(path, [*images, alien, overlapping], format="extxyz")
+    return path
+
+
+def test_structures_the_committee_cannot_evaluate_are_skipped_counted_and_listed(committee, pool_file, junk_pool, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    clean = select([f"run={committee}", f"pool={pool_file}", "n=7", f"out={tmp_path / 'clean.xyz'}", "tracking.enabled=false"])
+    out = tmp_path / "selected.xyz"
+    with pytest.warns(AenetWarning, match=rf"^skipped 2 of 9 pool structures the committee cannot evaluate .*, listed "
+                                          rf"in {tmp_path / 'selected.skipped.tsv'}$"):
+        written = select([f"run={committee}", f"pool={junk_pool}", "n=9", f"out={out}", f"tracking.uri={uri}"])
+    assert written == [out, tmp_path / "selected.skipped.tsv"]
+    assert [f.info["pool_index"] for f in read(out, index=":")] == [f.info["pool_index"] for f in read(clean[0], index=":")]
+    header, alien, overlapping = written[1].read_text().splitlines()
+    assert header == "pool_index\tstructure\twhy"
+    assert alien == f"7\t{junk_pool} frame 7\tspecies ['Cu'] are not the committee's ['O', 'Ti']"
+    assert overlapping.startswith(f"8\t{junk_pool} frame 8\tatoms 0 (") and overlapping.endswith("overlapping atoms")
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("aenet_exp").experiment_id])
+    assert run.data.params["pool_skipped"] == "2" and run.data.params["pool_structures"] == "9"
+    assert "selected.skipped.tsv" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_a_database_row_naming_no_species_is_skipped(committee, pool_file, tmp_path):
+    database = tmp_path / "pool.h5"
+    build_database(str(pool_file), database)
+    with h5py.File(database, "r+") as h5:
+        first, atoms = int(h5["atom_offset"][3]), int(h5["n_atoms"][3])
+        h5["species_index"][first + atoms - 1] = 5  # the database has 2 species
+    with pytest.warns(AenetWarning, match="^skipped 1 of 7 pool structures"):
+        written = select([f"run={committee}", f"pool={database}", "n=7", f"out={tmp_path / 'a.xyz'}", "tracking.enabled=false"])
+    assert 3 not in [f.info["pool_index"] for f in read(written[0], index=":")]
+    assert written[1].read_text().splitlines()[1] == (
+        f"3\t{database}\tstructure 3 ({pool_file} frame 3): species index 5 is outside the database's 2 species")

@@ -474,15 +474,21 @@ class StructureDatabase(Sequence[Structure]):
         start = int(ds["atom_offset"][i])
         atoms = slice(start, start + int(ds["n_atoms"][i]))
         energy = float(ds["energy"][i])
+        source, frame = ds["sources"].asstr()[ds["source_index"][i]], int(ds["frame"][i])
+        rows = ds["species_index"][atoms]
+        outside = rows[(rows < 0) | (rows >= len(self._species))]
+        if len(outside):
+            raise DataError(self.path, f"structure {i} ({source} frame {frame}): species index {int(outside[0])} is "
+                            f"outside the database's {len(self._species)} species")
         return Structure(
-            species=[self._species[k] for k in ds["species_index"][atoms]],
+            species=[self._species[k] for k in rows],
             positions=ds["positions"][atoms],
             cell=ds["cell"][i] if ds["has_cell"][i] else None,
             pbc=ds["pbc"][i],
             energy=None if np.isnan(energy) else energy,
             forces=ds["forces"][atoms] if ds["has_forces"][i] else None,
-            source=ds["sources"].asstr()[ds["source_index"][i]],
-            frame=int(ds["frame"][i]),
+            source=source,
+            frame=frame,
         )
 
 

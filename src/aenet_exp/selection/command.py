@@ -2,7 +2,9 @@
 (options: :class:`~aenet_exp.config.schema.SelectConfig`).
 
 Ranks every pool structure by the committee's disagreement, writes the top ``n`` as extended XYZ (σ values in
-each frame's ``info``), prints the top rows, and records the selection as an MLflow run.
+each frame's ``info``), prints the top rows, and records the selection as an MLflow run. Pool structures the
+committee cannot evaluate (species it never saw, overlapping atoms, unreadable database rows) are skipped with a
+warning that counts them, and listed in ``<out stem>.skipped.tsv`` (parameter ``pool_skipped``, an artifact).
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from aenet_exp.calculator import Calculator
 from aenet_exp.config.schema import SelectConfig
 from aenet_exp.data import read_structures
 from aenet_exp.data.hdf5 import StructureDatabase
-from aenet_exp.errors import ConfigError
-from aenet_exp.selection.ranking import CRITERIA, Disagreement, disagreement, selected_atoms, top, write_extxyz
+from aenet_exp.errors import ConfigError, warn
+from aenet_exp.files import write_atomically
+from aenet_exp.selection.ranking import (
+    CRITERIA, Disagreement, Skipped, disagreement, selected_atoms, top, write_extxyz,
+)
 from aenet_exp.model.locate import load_potential
 from aenet_exp.tracking.mlflow_run import MlflowRun
 from aenet_exp.tracking.plots import sigma_histogram_png
@@ -40,11 +45,16 @@ def select(options: SelectConfig) -> list[Path]:
     chosen = top(scores, options.n)
     out = Path(options.out)
     write_extxyz(out, selected_atoms(pool, chosen, spread, options.by))
+    listed = skipped_list(out)
+    if spread.skipped:
+        write_atomically(listed, skipped_text(spread.skipped))
+        warn(f"skipped {len(spread.skipped)} of {len(pool)} pool structures the committee cannot evaluate (species it "
+             f"never saw, overlapping atoms, unreadable rows), listed in {listed}")
     print(top_table(pool, chosen, spread))
-    print(f"selected {len(chosen)} of {len(pool)} structures by {CRITERIA[options.by]}")
+    print(f"selected {len(chosen)} of {len(pool) - len(spread.skipped)} structures by {CRITERIA[options.by]}")
     if options.tracking.enabled:
-        record(options, out, scores, chosen, len(pool))
-    return [out]
+        record(options, out, scores, chosen, len(pool), spread.skipped, listed)
+    return [out, listed] if spread.skipped else [out]
 
 
 def open_pool(location: str) -> Sequence:
@@ -62,6 +72,16 @@ def rank_pool(calculator: Calculator, pool: Sequence, batch_size: int) -> Disagr
         return disagreement(calculator, pool, batch_size, bar.update)
 
 
+def skipped_list(out: Path) -> Path:
+    """Where the pool structures skipped by a selection written to ``out`` are listed: ``<out stem>.skipped.tsv``."""
+    return out.with_name(f"{out.stem}.skipped.tsv")
+
+
+def skipped_text(skipped: Sequence[Skipped]) -> str:
+    """The skipped structures as tab-separated lines: pool index, file and frame, why."""
+    return "pool_index\tstructure\twhy\n" + "".join(f"{s.index}\t{s.where}\t{s.why}\n" for s in skipped)
+
+
 def top_table(pool: Sequence, chosen: np.ndarray, spread: Disagreement) -> str:
     """The first rows of the selection: rank, σ of the energy per atom (meV/atom), largest |σ_F| (eV/Å), source."""
     rows = [f"{'rank':>4}  {'σE (meV/atom)':>13}  {'max |σF| (eV/Å)':>15}  structure"]
@@ -72,14 +92,18 @@ def top_table(pool: Sequence, chosen: np.ndarray, spread: Disagreement) -> str:
     return "\n".join(rows)
 
 
-def record(options: SelectConfig, out: Path, scores: np.ndarray, chosen: np.ndarray, pool_size: int) -> None:
-    """The selection as an MLflow run: its arguments, the σ histogram, the selected structures."""
+def record(options: SelectConfig, out: Path, scores: np.ndarray, chosen: np.ndarray, pool_size: int,
+           skipped: Sequence[Skipped], listed: Path) -> None:
+    """The selection as an MLflow run: its arguments, how many pool structures were ``skipped`` (with their list,
+    the file ``listed``, when there are any), the σ histogram, the selected structures."""
     by = options.by
-    params = {"run": options.run, "pool": options.pool, "n": len(chosen), "by": by, "pool_structures": pool_size}
+    params = {"run": options.run, "pool": options.pool, "n": len(chosen), "by": by, "pool_structures": pool_size,
+              "pool_skipped": len(skipped)}
     run = MlflowRun.start(options.tracking.uri, options.tracking.experiment, f"select-{by}-{len(chosen)}", params,
                           {"aenet_exp.command": "select"})
     with run:
         threshold = float(scores[chosen[-1]]) if len(chosen) else float("nan")
+        scores = scores[~np.isnan(scores)]  # skipped structures have none
         if len(scores):
             run.log_metrics({"selection/threshold": threshold, "selection/max": float(scores.max()),
                              "selection/median": float(np.median(scores))}, step=0)
@@ -88,6 +112,8 @@ def record(options: SelectConfig, out: Path, scores: np.ndarray, chosen: np.ndar
             sigma_histogram_png(histogram, scores, threshold, CRITERIA[by])
             run.log_artifact(histogram)
         run.log_artifact(out)
+        if skipped:
+            run.log_artifact(listed)
         run.finish("FINISHED")
     print(f"MLflow run {run.run_id}")
 
