@@ -32,6 +32,7 @@ class Need(NamedTuple):
     key: str  # the config key that drives it
     bytes: float
     what: str
+    remedy: str = "choose a smaller value (or smaller batches, optimizer.batchsize)"
 
 
 def machine_memory() -> int:
@@ -91,8 +92,8 @@ def kalman_need(n_features: int, layouts: Mapping[str, Sequence[int]], blocks: s
     sizes = [sum(layers) for layers in networks] if blocks == "species" else [n for layers in networks for n in layers]
     largest = max(sizes)
     return Need("model.hidden", 2 * KALMAN_FLOAT_BYTES * sum(n * n for n in sizes),
-                f"Kalman covariance of optimizer=ekf ({len(sizes)} block(s) of up to {largest} weights, "
-                f"{largest}² each; optimizer.blocks=layer splits it)")
+                f"Kalman covariance of optimizer=ekf ({len(sizes)} block(s) of up to {largest} weights, {largest}² each)",
+                "choose smaller networks, or a block per layer (optimizer.blocks=layer), or optimizer=adam")
 
 
 def children_need(structures: Sequence[Structure], parents: Sequence[int], children: int) -> Need:
@@ -104,7 +105,7 @@ def children_need(structures: Sequence[Structure], parents: Sequence[int], child
     atoms = float(np.mean([structures[int(i)].n_atoms for i in parents[::step]]))
     count = float(len(parents)) * children
     return Need("augment.children", count * (2 * 3 * 8 * atoms + STRUCTURE_BYTES),
-                f"Taylor children ({count:.3g} structures of {atoms:.3g} atoms)")
+                f"Taylor children ({count:.3g} structures of {atoms:.3g} atoms)", "make fewer children per structure")
 
 
 def larger(*factors: tuple[str, float]) -> str:
@@ -120,7 +121,7 @@ def check_memory(found: list[Need], available: int | None = None) -> None:
         raise ConfigError(
             largest.key,
             f"would need about {largest.bytes / 2**30:.3g} GiB for the {largest.what}, more than this machine's "
-            f"{available / 2**30:.3g} GiB; choose a smaller value (or smaller batches, optimizer.batchsize)",
+            f"{available / 2**30:.3g} GiB; {largest.remedy}",
         )
 
 
