@@ -39,16 +39,6 @@ def test_bad_keys_are_refused_naming_them(overrides, message):
     assert str(raised.value).startswith(message), str(raised.value)
 
 
-def test_keys_the_chosen_option_does_not_read_are_warned_about():
-    overrides = ["explore.pressure=2.0", "oracle.command='x {input} {output}'"]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        prepare_learn(learn_config(*overrides), overrides)
-    said = [str(w.message) for w in caught if issubclass(w.category, AenetWarning)]
-    assert "explore.pressure has no effect: explore=md does not read it (only explore=npt)" in said
-    assert "oracle.command has no effect: oracle=emt does not read it (only oracle=command)" in said
-
-
 def test_the_embedded_default_is_a_valid_campaign():
     with warnings.catch_warnings():
         warnings.simplefilter("error", AenetWarning)

@@ -12,7 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from aenet_exp.cli.common import fail
-from aenet_exp.config.effects import ineffective_keys, ineffective_learn_keys
+from aenet_exp.config.effects import ineffective_keys
 from aenet_exp.config.validation import check_data_sources, check_resume_overrides, validate, validate_learn
 from aenet_exp.errors import ConfigError, UserError, warn
 from aenet_exp.rundir import CONFIG_FILE
@@ -55,7 +55,7 @@ def prepare_learn(cfg: DictConfig, overrides: list[str]) -> None:
     describe_own_data(cfg, overrides)
     validate_learn(cfg)
     check_data_sources(cfg)
-    for key, why in [*ineffective_keys(cfg), *ineffective_learn_keys(cfg)]:
+    for key, why in ineffective_keys(cfg):
         warn(f"{key} has no effect: {why}")
 
 
