@@ -78,3 +78,17 @@ def test_a_resumed_campaign_keeps_its_config_but_may_go_further(tmp_path):
         resumed_campaign_config(learn_config(*changed), changed)
     with pytest.raises(ConfigError, match="resume: no config.yaml in"):
         resumed_campaign_config(learn_config("resume=" + str(tmp_path / "nowhere")), [])
+
+
+def test_a_campaign_resumes_with_the_options_it_chose(tmp_path):
+    """The stored options (npt, a command oracle) replace the defaults (md, emt) with their own keys; a config
+    written when every option carried every key of its group resumes with the keys its options read."""
+    started = learn_config("explore=npt", "explore.pressure=2.0", "oracle=command", "oracle.command='x {input} {output}'")
+    written = OmegaConf.to_container(started)
+    written["scheduler"] |= {"min_lr": 0.0, "factor": 0.5}  # the layout before per-option dataclasses
+    written["explore"] |= {"friction": 0.02}
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(written))
+    unsaid = ["resume=" + str(tmp_path)]
+    cfg = resumed_campaign_config(learn_config(*unsaid), unsaid)
+    assert cfg.explore.name == "npt" and cfg.explore.pressure == 2.0 and "friction" not in cfg.explore
+    assert cfg.oracle.command == "x {input} {output}" and "min_lr" not in cfg.scheduler
