@@ -12,7 +12,8 @@ Gaussian each step, so the neighbour list is kept as in MD); µs per atom-step i
 and 5, float64. With ``AENET_PREDICT`` and ``AENET_NNASCII2BIN`` (paths of ænet's ``predict.x`` and aenet-PyTorch's
 ``nnASCII2bin.x``, see docs/inference.md), the K = 1 potential is exported, converted, and ``predict.x`` evaluates
 the same structures with forces, once and ``--copies`` times in one run: its per-structure time is the difference
-over the extra copies (start-up subtracted). ``predict.x`` is serial: compare with the one-thread rows.
+over the extra copies (start-up subtracted), measured in every repeat right after the calculator's one-thread rows
+of the same cell (the median over repeats is shown). ``predict.x`` is serial: compare with the one-thread rows.
 
 Last, ASE Langevin MD (100 steps, 300 K) of the 95-atom cell with the K = 5 committee: steps per second.
 
@@ -106,7 +107,7 @@ def fortran_per_structure(potentials: dict[int, Potential], atoms: Atoms, copies
         return None
     predict, converter = found
     directory = scratch / f"fortran-{len(atoms)}"
-    directory.mkdir(exist_ok=True)
+    directory.mkdir(exist_ok=True)  # each repeat converts and writes anew: the same files
     networks = to_binary(converter, write_aenet_ascii(potentials[1], directory))
     write_xsf(directory / "cell.xsf", atoms.get_chemical_symbols(), atoms.positions, atoms.cell.array)
 
@@ -154,6 +155,7 @@ def main() -> None:
         potentials = {k: committee(k, [cell]) for k in (1, 5)}
         print(machine_description())
         rows: dict[tuple, list[float]] = {}
+        fortran: dict[str, list[float]] = {}
         for _ in range(args.repeats):  # interleaved, so that a change of load hits every row alike
             for threads in [int(t) for t in args.threads.split(",")]:
                 torch.set_num_threads(threads)
@@ -166,14 +168,17 @@ def main() -> None:
                         for k, potential in potentials.items():
                             seconds = step_times(AutogradCalculator(potential), atoms, max(5, args.steps // 5))
                             rows.setdefault((name, 1, "before", k), []).append(seconds / len(atoms))
+                        seconds = fortran_per_structure(potentials, atoms, args.copies, scratch)
+                        if seconds is not None:
+                            fortran.setdefault(name, []).append(seconds)
         torch.set_num_threads(1)
-        fortran = {name: fortran_per_structure(potentials, atoms, args.copies, scratch) for name, atoms in cells.items()}
         md = md_steps_per_second(potentials[5], cell)
     report(rows, fortran, md, {name: len(atoms) for name, atoms in cells.items()})
 
 
-def report(rows: dict, fortran: dict, md: float, sizes: dict) -> None:
+def report(rows: dict, fortran_times: dict, md: float, sizes: dict) -> None:
     median = {key: 1e6 * statistics.median(values) for key, values in rows.items()}
+    fortran = {name: statistics.median(values) for name, values in fortran_times.items()}
     print("\nµs per atom-step (energy, forces, stress), median over steps and repeats:\n")
     print("| cell | atoms | threads | dtype | K = 1 | K = 5 | K = 5 / K = 1 | predict.x (K = 1) | K = 1 / predict.x |")
     print("|---|---:|---:|---|---:|---:|---:|---:|---:|")

@@ -39,16 +39,6 @@ def test_bad_keys_are_refused_naming_them(overrides, message):
     assert str(raised.value).startswith(message), str(raised.value)
 
 
-def test_keys_the_chosen_option_does_not_read_are_warned_about():
-    overrides = ["explore.pressure=2.0", "oracle.command='x {input} {output}'"]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        prepare_learn(learn_config(*overrides), overrides)
-    said = [str(w.message) for w in caught if issubclass(w.category, AenetWarning)]
-    assert "explore.pressure has no effect: explore=md does not read it (only explore=npt)" in said
-    assert "oracle.command has no effect: oracle=emt does not read it (only oracle=command)" in said
-
-
 def test_the_embedded_default_is_a_valid_campaign():
     with warnings.catch_warnings():
         warnings.simplefilter("error", AenetWarning)
@@ -88,3 +78,17 @@ def test_a_resumed_campaign_keeps_its_config_but_may_go_further(tmp_path):
         resumed_campaign_config(learn_config(*changed), changed)
     with pytest.raises(ConfigError, match="resume: no config.yaml in"):
         resumed_campaign_config(learn_config("resume=" + str(tmp_path / "nowhere")), [])
+
+
+def test_a_campaign_resumes_with_the_options_it_chose(tmp_path):
+    """The stored options (npt, a command oracle) replace the defaults (md, emt) with their own keys; a config
+    written when every option carried every key of its group resumes with the keys its options read."""
+    started = learn_config("explore=npt", "explore.pressure=2.0", "oracle=command", "oracle.command='x {input} {output}'")
+    written = OmegaConf.to_container(started)
+    written["scheduler"] |= {"min_lr": 0.0, "factor": 0.5}  # the layout before per-option dataclasses
+    written["explore"] |= {"friction": 0.02}
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(written))
+    unsaid = ["resume=" + str(tmp_path)]
+    cfg = resumed_campaign_config(learn_config(*unsaid), unsaid)
+    assert cfg.explore.name == "npt" and cfg.explore.pressure == 2.0 and "friction" not in cfg.explore
+    assert cfg.oracle.command == "x {input} {output}" and "min_lr" not in cfg.scheduler

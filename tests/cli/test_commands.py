@@ -14,7 +14,7 @@ from helpers import SMALL, run_cli
 # command -> lines of its --help: key, type, default, meaning [unit]
 HELP_LINES = {
     "build-db": [r"seed +int +0 +seed of the augmentation", r"data\.database +str\? +null +HDF5 structure database",
-                 r"augment\.children +int +4 +taylor: children per training structure"],
+                 r"augment\.children +int +4 +children per training structure"],
     "export": [r"run +str +\(required\) +the potential: a run directory", r"format +str +aenet +the output format",
                r"rmin +float\? +null +ænet's minimal interatomic distance"],
     "select": [r"run +str +\(required\) +the committee", r"n +int +50 +how many structures to select \[structures\]",

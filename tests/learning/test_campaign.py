@@ -14,8 +14,8 @@ from aenet_exp.descriptor import ChebyshevDescriptor
 from aenet_exp.learning import campaign as campaign_module
 from aenet_exp.learning.campaign import STATE_FILE, Campaign, LabelsFailed, Plan, Selection, State
 from aenet_exp.learning.explore import Exploration
-from aenet_exp.learning.labels import Label, atoms_key
-from aenet_exp.learning.oracles import Oracle, label_all
+from aenet_exp.learning.labels import atoms_key
+from aenet_exp.learning.oracles import Label, Oracle, label_all
 from aenet_exp.learning.trust import TrustWindow
 from aenet_exp.model import Potential
 
@@ -104,6 +104,7 @@ def test_a_generation_without_new_candidates_ends_the_campaign_saying_why(tmp_pa
     assert stand_in.calls == [(0, False, False)] and (tmp_path / "potential.pt").is_file()
 
 
+@pytest.mark.slow  # fault injection: a campaign stopped at each stage, and one run straight
 @pytest.mark.parametrize("fail_at", [("train", 1), ("load", 0), ("load", 1), ("train", 2)],
                          ids=["training", "exploring", "selecting-or-labelling", "last-training"])
 def test_an_interrupted_campaign_resumes_to_the_same_labels(tmp_path, fail_at):

@@ -7,7 +7,8 @@ from ase.build import bulk
 from ase.io import read, write
 
 from aenet_exp.data.hdf5 import StructureDatabase
-from aenet_exp.learning.labels import Label, LabelStore, atoms_key, structure_key
+from aenet_exp.learning.labels import LabelStore, atoms_key, structure_key
+from aenet_exp.learning.oracles import Label
 
 
 def copper(rattle: float = 0.0, seed: int = 0) -> Atoms:

@@ -124,17 +124,6 @@ def test_a_calibration_split_left_empty_names_the_key(fast_config, tmp_path):
         train(fast_config("committee=deep", "committee.members=2", "committee.calibration_percent=1"), tmp_path)
 
 
-@pytest.mark.parametrize("override", ["committee.members=3", "committee.seeds=[1]", "committee.calibrate=true",
-                                      "committee.calibration_percent=20", "committee.bootstrap=true"])
-def test_committee_keys_without_a_committee_are_named(override):
-    key = override.split("=")[0]
-    assert (key, "there is no committee (committee=none); train one with committee=deep") in \
-        ineffective_keys(compose_train(override))
-    assert not [k for k, _ in ineffective_keys(compose_train("committee=deep", override)) if k.startswith("committee.")]
-    assert ("committee.calibration_percent", "nothing is calibrated (committee.calibrate=false)") in \
-        ineffective_keys(compose_train("committee=deep", "committee.calibrate=false", "committee.calibration_percent=20"))
-
-
 def test_fine_tuning_needs_as_many_members(fast_config, tmp_path):
     train(fast_config(*NO_CALIBRATION, "committee.members=2"), tmp_path / "two")
     with pytest.raises(ConfigError, match="^init_from: the model has 2 committee member"):

@@ -32,9 +32,10 @@ LEARN_GROUPS = ("explore", "select", "oracle", "campaign")
 
 
 def exploration(cfg: DictConfig) -> Exploration:
-    e = cfg.explore
-    return Exploration(e.name, tuple(float(t) for t in e.temperatures), e.steps, e.timestep, e.friction,
-                       e.trajectories, e.every, e.patience, e.pressure)
+    """``explore.*``: the keys of the option chosen (``md``: friction; ``npt``: pressure)."""
+    keys = section(cfg, "explore")
+    return Exploration(keys.pop("name"), tuple(float(t) for t in keys.pop("temperatures")),
+                       **{key: value for key, value in keys.items() if key != "start_path"})
 
 
 def selection(cfg: DictConfig) -> Selection:
@@ -43,8 +44,9 @@ def selection(cfg: DictConfig) -> Selection:
 
 
 def oracle(cfg: DictConfig) -> Oracle:
-    o = cfg.oracle
-    return Oracle(o.name, o.calculator, section(cfg, "oracle")["kwargs"], o.command, o.workers, o.timeout)
+    """``oracle.*``: the keys of the oracle chosen."""
+    keys = section(cfg, "oracle")
+    return Oracle(keys.pop("name"), **keys)
 
 
 def plan(cfg: DictConfig) -> Plan:

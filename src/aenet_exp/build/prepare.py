@@ -4,6 +4,7 @@ validation, a resume's allowed changes, and warnings about keys that change noth
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +13,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from aenet_exp.cli.common import fail
-from aenet_exp.config.effects import doubtful_values, ineffective_keys, ineffective_learn_keys
+from aenet_exp.config.effects import doubtful_values, ineffective_keys
+from aenet_exp.config.schema import OPTION_SCHEMAS
 from aenet_exp.config.validation import (
     check_boolean_overrides, check_data_sources, check_resume_overrides, validate, validate_learn,
 )
@@ -48,12 +50,12 @@ def prepare(cfg: DictConfig, overrides: list[str], warnings: bool = True) -> Non
     if cfg.resume:
         check_resume_overrides(overrides)
     if warnings:
-        warn_about(cfg, ineffective_keys(cfg))
+        warn_about(cfg)
 
 
-def warn_about(cfg: DictConfig, ineffective: list[tuple[str, str]]) -> None:
-    """Warn about the ``ineffective`` keys of ``cfg`` and its doubtful values, one line each."""
-    for key, why in ineffective:
+def warn_about(cfg: DictConfig) -> None:
+    """Warn about the keys of ``cfg`` that have no effect and its doubtful values, one line each."""
+    for key, why in ineffective_keys(cfg):
         warn(f"{key} has no effect: {why}")
     for key, why in doubtful_values(cfg):
         warn(f"{key} {why}")
@@ -66,7 +68,7 @@ def prepare_learn(cfg: DictConfig, overrides: list[str]) -> None:
     check_boolean_overrides(cfg, overrides)
     validate_learn(cfg)
     check_data_sources(cfg)
-    warn_about(cfg, [*ineffective_keys(cfg), *ineffective_learn_keys(cfg)])
+    warn_about(cfg)
 
 
 # What a resumed campaign may change: how far it goes, and what it shows.
@@ -80,7 +82,8 @@ def resumed_campaign_config(cfg: DictConfig, overrides: Sequence[str]) -> DictCo
     stored_path = directory / CONFIG_FILE
     if not stored_path.is_file():
         raise ConfigError("resume", f"no {CONFIG_FILE} in {directory}; expected the directory of a campaign")
-    stored = OmegaConf.merge(cfg, OmegaConf.load(stored_path))
+    written = OmegaConf.load(stored_path)
+    stored = OmegaConf.merge(with_stored_options(cfg, written), written)
     for key in [override.split("=", 1)[0].lstrip("+~") for override in overrides]:
         if key in EXTENDABLE:
             OmegaConf.update(stored, key, OmegaConf.select(cfg, key), merge=False)
@@ -89,6 +92,21 @@ def resumed_campaign_config(cfg: DictConfig, overrides: Sequence[str]) -> DictCo
                               f"campaign takes {', '.join(EXTENDABLE[1:])})")
     stored.resume = str(directory)
     return stored
+
+
+def with_stored_options(cfg: DictConfig, stored: DictConfig) -> DictConfig:
+    """``cfg`` with each group that has one dataclass per option switched to the option ``stored`` chose (a campaign
+    that explored with npt resumes with npt's keys), and ``stored`` rid of keys that option does not read (a config
+    written before each option had its own dataclass carries the others', which had no effect)."""
+    cfg = cfg.copy()
+    for group, options in OPTION_SCHEMAS.items():
+        chosen = OmegaConf.select(stored, f"{group}.name")
+        if group in cfg and chosen in options:
+            schema = options[chosen]
+            cfg[group] = OmegaConf.structured(schema)
+            read = {f.name for f in dataclasses.fields(schema)}
+            stored[group] = {key: value for key, value in stored[group].items() if key in read}
+    return cfg
 
 
 def campaign_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:

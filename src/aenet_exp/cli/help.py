@@ -10,8 +10,7 @@ import textwrap
 from aenet_exp.config.commands import COMMANDS, Command
 from aenet_exp.config.docs import REQUIRED, command_groups, default_choices, documented_fields, \
     group_options, shown_default
-from aenet_exp.config.schema import OPTIMIZER_SCHEMAS
-from aenet_exp.config.store import GROUP_SCHEMAS
+from aenet_exp.config.store import option_schemas
 
 MEANING_WIDTH = 70
 TEXT_WIDTH = 110
@@ -62,11 +61,8 @@ def command_help(name: str) -> str:
         lines.append("")
     lines += ["keys (type, default, meaning [unit]):", "  top level", *key_lines("", command.schema, REQUIRED)]
     for group in groups:
-        if group != "optimizer":
-            lines += [f"  {group}", *key_lines(f"{group}.", GROUP_SCHEMAS[group])]
-    if "optimizer" in groups:
-        for option, node in OPTIMIZER_SCHEMAS.items():
-            lines += [f"  optimizer={option}", *key_lines("optimizer.", node)]
+        for option, node in option_schemas(group).items():
+            lines += [f"  {group}={option}" if option else f"  {group}", *key_lines(f"{group}.", node)]
     return "\n".join(lines)
 
 

@@ -9,8 +9,7 @@ from importlib.resources import files
 from omegaconf import MISSING, OmegaConf
 
 from aenet_exp.config.commands import COMMANDS, Command
-from aenet_exp.config.schema import OPTIMIZER_SCHEMAS
-from aenet_exp.config.store import GROUP_SCHEMAS
+from aenet_exp.config.store import GROUPS, option_schemas
 
 HEADER = """# Configuration reference
 
@@ -79,7 +78,8 @@ def group_options(group: str) -> list[str]:
 def command_groups(command: Command) -> list[str]:
     """The groups ``command`` composes, in the order of the reference (the optimizer first)."""
     names = {f.name for f in dataclasses.fields(command.schema)}
-    return [group for group in ["optimizer", *GROUP_SCHEMAS] if group in names]
+    return [group for group in GROUPS if group in names]
+
 
 
 def default_choices(command: Command) -> dict[str, str]:
@@ -90,14 +90,15 @@ def default_choices(command: Command) -> dict[str, str]:
 
 
 def train_section() -> list[str]:
-    """``train``: its top-level keys, every group, and the optimizer's keys per option."""
+    """``train``: its top-level keys, then every group (learn's too): its options, and the keys of each option
+    where the group has one dataclass per option."""
     lines = ["## `train`", "", "### Top level", "", *table("", COMMANDS["train"].schema), ""]
-    for group, node in GROUP_SCHEMAS.items():
+    for group in GROUPS:
         options = ", ".join(f"`{o}`" for o in group_options(group))
-        lines += [f"### `{group}`", "", f"Options: {options}.", "", *table(f"{group}.", node), ""]
-    lines += ["### `optimizer`", "", f"Options: {', '.join(f'`{o}`' for o in group_options('optimizer'))}.", ""]
-    for name, node in OPTIMIZER_SCHEMAS.items():
-        lines += [f"#### `optimizer={name}`", "", *table("optimizer.", node), ""]
+        lines += [f"### `{group}`", "", f"Options: {options}.", ""]
+        for option, node in option_schemas(group).items():
+            heading = [f"#### `{group}={option}`", ""] if option else []
+            lines += [*heading, *table(f"{group}.", node), ""]
     return lines
 
 

@@ -9,8 +9,8 @@ import re
 from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
 
-from aenet_exp.config.schema import OPTIMIZER_SCHEMAS, TrainConfig
-from aenet_exp.config.store import GROUP_SCHEMAS
+from aenet_exp.config.schema import OPTION_SCHEMAS, TrainConfig
+from aenet_exp.config.store import GROUP_SCHEMAS, option_schemas
 from aenet_exp.errors import first_line
 
 GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
@@ -18,15 +18,14 @@ AMBIGUOUS = re.compile(r"^Ambiguous value for argument '([^=]+)=(.*)'$")
 
 
 def schema_keys(root: type = TrainConfig) -> list[str]:
-    """Every dotted key the command whose schema is ``root`` knows (the optimizer's of all its options)."""
+    """Every dotted key the command whose schema is ``root`` knows (of all options of a group with one dataclass
+    per option)."""
     names = [f.name for f in dataclasses.fields(root)]
-    keys = [name for name in names if name not in GROUP_SCHEMAS and name != "optimizer"]
-    groups = {group: node for group, node in GROUP_SCHEMAS.items() if group in names}
-    if "optimizer" in names:
-        groups |= {f"optimizer:{name}": node for name, node in OPTIMIZER_SCHEMAS.items()}
-    for group, node in groups.items():
-        prefix = group.split(":")[0]
-        keys += [f"{prefix}.{f.name}" for f in dataclasses.fields(node) if f"{prefix}.{f.name}" not in keys]
+    groups = [name for name in names if name in GROUP_SCHEMAS or name in OPTION_SCHEMAS]
+    keys = [name for name in names if name not in groups]
+    for group in groups:
+        for node in option_schemas(group).values():
+            keys += [f"{group}.{f.name}" for f in dataclasses.fields(node) if f"{group}.{f.name}" not in keys]
     return keys
 
 
@@ -42,6 +41,11 @@ def did_you_mean(key: str, root: type = TrainConfig) -> str:
 def unknown_key(key: str, root: type = TrainConfig) -> str:
     """The message (after ``key:``) for a key that the schema ``root`` of the command does not have."""
     group = key.rsplit(".", 1)[0] if "." in key else "the top level"
+    readers = [option for option, node in OPTION_SCHEMAS.get(group, {}).items()
+               if any(f"{group}.{f.name}" == key for f in dataclasses.fields(node))]
+    if readers:
+        chosen = " or ".join(f"{group}={option}" for option in readers)
+        return f"a key of {chosen} only, not of the {group} chosen; choose it, e.g. {group}={readers[0]} {key}=..."
     return f"no such key in {group}{did_you_mean(key, root)}"
 
 

@@ -71,11 +71,12 @@ def param(
     return field(default=default, metadata=metadata)
 
 
-def chosen_option(group: str, options: tuple[str, ...], meaning: str) -> Any:
-    """The ``name`` field of a group whose options each set it: ``meaning``, and a rule naming the options."""
+def chosen_option(group: str, options: tuple[str, ...], meaning: str, option: Any = MISSING) -> Any:
+    """The ``name`` field of a group whose options each set it: ``meaning``, and a rule naming the options;
+    ``option``: the option whose dataclass this is (a group's base has none)."""
     quoted = [f"'{option}'" for option in options]
     listed = f"{', '.join(quoted[:-1])} or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
-    return param(MISSING, f"{meaning} (chosen by the {group} group)", None,
+    return param(option, f"{meaning} (chosen by the {group} group)", None,
                  Rule(one_of(*options), f"{listed} (choose with {group}=...)"))
 
 
@@ -310,9 +311,14 @@ class CachingConfig:
     )
 
 
+SCHEDULE_MEANING = "learning-rate schedule per epoch: none | plateau | cosine"
+
+
 @dataclass
 class SchedulerConfig:
-    name: str = chosen_option("scheduler", SCHEDULERS, "learning-rate schedule per epoch: none | plateau | cosine")
+    """The keys of every schedule: the warm-up before it."""
+
+    name: str = chosen_option("scheduler", SCHEDULERS, SCHEDULE_MEANING)
     warmup_epochs: int = param(
         0, "epochs of linear warm-up from warmup_start_factor × lr to lr, before the schedule", None,
         Rule(non_negative, "a non-negative number of epochs"),
@@ -321,19 +327,38 @@ class SchedulerConfig:
     warmup_start_factor: float = param(
         0.1, "learning-rate factor at the first warm-up epoch, (0, 1]", None, Rule(within(0, 1, low_open=True), "a factor in (0, 1]")
     )
-    min_lr: float = param(0.0, "lowest learning rate the schedule reaches", None, Rule(non_negative, "a non-negative learning rate"))
+
+
+MIN_LR = Rule(non_negative, "a non-negative learning rate")
+
+
+@dataclass
+class ConstantScheduleConfig(SchedulerConfig):
+    name: str = chosen_option("scheduler", SCHEDULERS, SCHEDULE_MEANING, "none")
+
+
+@dataclass
+class CosineScheduleConfig(SchedulerConfig):
+    name: str = chosen_option("scheduler", SCHEDULERS, SCHEDULE_MEANING, "cosine")
+    min_lr: float = param(0.0, "learning rate at the last epoch", None, MIN_LR)
+
+
+@dataclass
+class PlateauScheduleConfig(SchedulerConfig):
+    name: str = chosen_option("scheduler", SCHEDULERS, SCHEDULE_MEANING, "plateau")
+    min_lr: float = param(1e-6, "lowest learning rate the reductions reach", None, MIN_LR)
     factor: float = param(
-        0.5, "plateau: multiply the learning rate by this when the metric stalls, (0, 1)", None,
+        0.5, "multiply the learning rate by this when the metric stalls, (0, 1)", None,
         Rule(within(0, 1, low_open=True, high_open=True), "a factor in (0, 1)"),
     )
     patience: int = param(
-        10, "plateau: epochs without improvement before reducing", None, Rule(non_negative, "a non-negative number of epochs"),
+        10, "epochs without improvement before reducing", None, Rule(non_negative, "a non-negative number of epochs"),
         unit="epochs",
     )
     threshold: float = param(
-        1e-4, "plateau: relative improvement that counts", None, Rule(non_negative, "a non-negative relative improvement")
+        1e-4, "relative improvement that counts", None, Rule(non_negative, "a non-negative relative improvement")
     )
-    metric: str = param("test/loss", "plateau: the metric watched (test/* needs a test set; else train/*)", None, WATCHED_METRIC)
+    metric: str = param("test/loss", "the metric watched (test/* needs a test set; else train/*)", None, WATCHED_METRIC)
 
 
 @dataclass
@@ -348,56 +373,82 @@ class SamplingConfig:
 SEED = Rule(lambda x: non_negative(x) and below(SEED_LIMIT)(x), "a non-negative integer below 2**62")
 
 
+AUGMENT_MEANING = (
+    "training structures added from the training split's structures with forces: none | taylor (each such "
+    "structure's `children` copies, every atom displaced by a seeded Gaussian δ and labelled with the first-order "
+    "energy E − Σ δ·F, no forces; Cooper et al., npj Comput. Mater. 6, 54 (2020))"
+)
+
+
 @dataclass
 class AugmentConfig:
-    name: str = chosen_option(
-        "augment", AUGMENT_METHODS, "training structures added from the training split's structures with forces: "
-        "none | taylor (each such structure's `children` copies, every atom displaced by a seeded Gaussian δ and "
-        "labelled with the first-order energy E − Σ δ·F, no forces; Cooper et al., npj Comput. Mater. 6, 54 (2020))",
-    )
+    name: str = chosen_option("augment", AUGMENT_METHODS, AUGMENT_MEANING)
+
+
+@dataclass
+class NoAugmentConfig(AugmentConfig):
+    name: str = chosen_option("augment", AUGMENT_METHODS, AUGMENT_MEANING, "none")
+
+
+@dataclass
+class TaylorConfig(AugmentConfig):
+    name: str = chosen_option("augment", AUGMENT_METHODS, AUGMENT_MEANING, "taylor")
     children: int = param(
-        4, "taylor: children per training structure with forces", None,
+        4, "children per training structure with forces", None,
         Rule(positive, "a positive number of children"),
         unit="structures",
     )
     displacement: float = param(
-        0.02, "taylor: standard deviation of every Cartesian component of δ, Å (the RMS per component; an atom's "
+        0.02, "standard deviation of every Cartesian component of δ, Å (the RMS per component; an atom's "
         "displacement vector has RMS length √3 times it)", None, Rule(positive, "a positive displacement in Å"),
         unit="Å",
     )
     seed: Optional[int] = param(
-        None, "taylor: seed of the displacements (a parent's children are drawn from (seed, its position in the "
+        None, "seed of the displacements (a parent's children are drawn from (seed, its position in the "
         "data as read)); null: the run's seed + 3", None, Rule(optional(SEED.holds), f"{SEED.expected}, or null"),
     )
 
 
+COMMITTEE_MEANING = (
+    "uncertainty from a committee: none (one network per species) | deep (a deep ensemble: `members` networks per "
+    "species from different seeds, trained side by side in one pass over shared features; the prediction is their "
+    "mean, the uncertainty their standard deviation)"
+)
+
+
 @dataclass
 class CommitteeConfig:
-    name: str = chosen_option(
-        "committee", COMMITTEES, "uncertainty from a committee: none (one network per species) | deep (a deep "
-        "ensemble: `members` networks per species from different seeds, trained side by side in one pass over shared "
-        "features; the prediction is their mean, the uncertainty their standard deviation)",
-    )
+    name: str = chosen_option("committee", COMMITTEES, COMMITTEE_MEANING)
+
+
+@dataclass
+class NoCommitteeConfig(CommitteeConfig):
+    name: str = chosen_option("committee", COMMITTEES, COMMITTEE_MEANING, "none")
+
+
+@dataclass
+class DeepCommitteeConfig(CommitteeConfig):
+    name: str = chosen_option("committee", COMMITTEES, COMMITTEE_MEANING, "deep")
     members: int = param(
-        1, "deep: committee members, each with its own networks and loss (1 trains exactly the single model)", None,
+        5, "committee members, each with its own networks and loss (1 trains exactly the single model)", None,
         Rule(positive, "a positive number of members"), unit="networks per species",
     )
     seeds: Optional[list[int]] = param(
-        None, "deep: member k's initial weights are drawn as a single run with seed=seeds[k] draws them; the split, "
+        None, "member k's initial weights are drawn as a single run with seed=seeds[k] draws them; the split, "
         "batches and force subsets follow `seed` for all members (null: seed, seed+1, ...)", None,
         Rule(optional(lambda seeds: all(SEED.holds(s) for s in seeds)), f"a list of seeds, each {SEED.expected}"),
     )
     bootstrap: bool = param(
-        False, "deep: each member trains on its own seeded resample (with replacement) of the training structures, as "
+        False, "each member trains on its own seeded resample (with replacement) of the training structures, as "
         "weights per structure in its loss (how often the resample holds it); the batches stay shared",
     )
     calibrate: bool = param(
-        False, "deep: hold `calibration_percent` of the training structures out of training and fit on them one factor "
+        True, "hold `calibration_percent` of the training structures out of training and fit on them one factor "
         "for the energy σ and one for the force σ (maximum likelihood of the Gaussian errors; Imbalzano et al., J. "
         "Chem. Phys. 154, 074102 (2021)), saved with the potential and applied to every σ predicted afterwards",
     )
     calibration_percent: float = param(
-        10.0, "deep with calibrate: percentage of the training split held out for the calibration (seeded)", None,
+        10.0, "with calibrate: percentage of the training split held out for the calibration (seeded)", None,
         Rule(within(0, 100, low_open=True, high_open=True), "a percentage in (0, 100)"), unit="%",
     )
 
@@ -548,10 +599,10 @@ class TrainConfig:
     checkpoint: CheckpointConfig = MISSING
     early_stopping: EarlyStoppingConfig = MISSING
     ema: EmaConfig = MISSING
-    scheduler: SchedulerConfig = MISSING
+    scheduler: Any = MISSING  # one dataclass per option: OPTION_SCHEMAS
     sampling: SamplingConfig = MISSING
-    augment: AugmentConfig = MISSING
-    committee: CommitteeConfig = MISSING
+    augment: Any = MISSING
+    committee: Any = MISSING
     data: DataConfig = MISSING
     descriptor: DescriptorConfig = MISSING
     model: ModelConfig = MISSING
@@ -580,7 +631,7 @@ class BuildDbConfig:
     seed: int = param(0, "seed of the augmentation (augment.seed null: seed + 3, as training draws them)", None, SEED)
     show_progress: bool = param(True, "progress bar (on a terminal)")
     data: DataConfig = MISSING
-    augment: AugmentConfig = MISSING
+    augment: Any = MISSING  # one dataclass per option: OPTION_SCHEMAS
 
 
 @dataclass
@@ -637,16 +688,18 @@ TEMPERATURES = Rule(lambda values: len(values) > 0 and all(isinstance(t, (int, f
                     "a non-empty list of positive temperatures in K, e.g. [300, 600]")
 
 
+EXPLORE_MEANING = ("how a generation explores with its committee: md (ASE Langevin NVT) | npt (ASE NPT-Berendsen, "
+                   "periodic cells only)")
+
+
 @dataclass
 class ExploreConfig:
-    name: str = chosen_option(
-        "explore", EXPLORATIONS, "how a generation explores with its committee: md (ASE Langevin NVT) | npt (ASE "
-        "NPT-Berendsen, periodic cells only)",
-    )
+    """The keys of every exploration."""
+
+    name: str = chosen_option("explore", EXPLORATIONS, EXPLORE_MEANING)
     temperatures: list[float] = param([300.0, 600.0], "temperatures of the trajectories", None, TEMPERATURES, unit="K")
     steps: int = param(200, "MD steps per trajectory", None, Rule(positive, "a positive number of steps"), unit="steps")
     timestep: float = param(2.0, "MD timestep", None, Rule(positive, "a positive timestep in fs"), unit="fs")
-    friction: float = param(0.02, "md: Langevin friction", None, Rule(positive, "a positive friction in 1/fs"), unit="1/fs")
     trajectories: int = param(1, "trajectories per temperature, each from a start drawn from the labelled data (or "
                               "start_path)", None, Rule(positive, "a positive number of trajectories"))
     every: int = param(10, "MD steps between recorded frames", None, Rule(positive, "a positive number of steps"),
@@ -655,7 +708,18 @@ class ExploreConfig:
                           "left physical space", None, Rule(positive, "a positive number of frames"), unit="frames")
     start_path: Any = param(None, "structures the trajectories start from (null: the seed data of data.path)", None,
                             Rule(optional(path_or_paths), f"{STRUCTURES}, or null"))
-    pressure: float = param(0.0, "npt: external pressure", None, unit="GPa")
+
+
+@dataclass
+class LangevinConfig(ExploreConfig):
+    name: str = chosen_option("explore", EXPLORATIONS, EXPLORE_MEANING, "md")
+    friction: float = param(0.02, "Langevin friction", None, Rule(positive, "a positive friction in 1/fs"), unit="1/fs")
+
+
+@dataclass
+class NptConfig(ExploreConfig):
+    name: str = chosen_option("explore", EXPLORATIONS, EXPLORE_MEANING, "npt")
+    pressure: float = param(0.0, "external pressure", None, unit="GPa")
 
 
 @dataclass
@@ -673,23 +737,48 @@ class TrustWindowConfig:
                            Rule(one_of(*DIVERSITY_RULES), f"one of {list(DIVERSITY_RULES)}"))
 
 
+ORACLE_MEANING = (
+    "what labels a structure with energy and forces: emt (ASE's EMT) | xtb (GFN2-xTB through tblite, pip install "
+    "'aenet_exp[oracles]') | ase (any ASE calculator: oracle.calculator) | command (a shell command: oracle.command)"
+)
+
+
 @dataclass
 class OracleConfig:
-    name: str = chosen_option(
-        "oracle", ORACLES, "what labels a structure with energy and forces: emt (ASE's EMT) | xtb (GFN2-xTB through "
-        "tblite, pip install 'aenet_exp[oracles]') | ase (any ASE calculator: oracle.calculator) | command (a shell "
-        "command: oracle.command)",
-    )
-    calculator: Optional[str] = param(None, "ase: the calculator class's import path, e.g. ase.calculators.vasp.Vasp")
-    kwargs: dict[str, Any] = param({}, "ase, xtb: the calculator's keyword arguments, e.g. '+oracle.kwargs={xc: PBE}' "
-                                   "(xtb: method GFN2-xTB unless given)")
-    command: Optional[str] = param(None, "command: a shell command with {input} (the structure as extended XYZ) and "
-                                   "{output} (the labelled structure, read by ASE), e.g. 'sbatch --wait run_dft.sh "
-                                   "{input} {output}'")
+    """The keys of every oracle: how many labels at once, and how long each may take."""
+
+    name: str = chosen_option("oracle", ORACLES, ORACLE_MEANING)
     workers: int = param(1, "labels computed at once (each in a process of its own)", None,
                          Rule(positive, "a positive number of workers"), unit="processes")
     timeout: Optional[float] = param(None, "seconds a label may take before it is killed and recorded as failed (null: "
                                      "no limit)", None, Rule(optional(positive), "a positive time in s, or null"), unit="s")
+
+
+@dataclass
+class EmtOracleConfig(OracleConfig):
+    name: str = chosen_option("oracle", ORACLES, ORACLE_MEANING, "emt")
+
+
+@dataclass
+class XtbOracleConfig(OracleConfig):
+    name: str = chosen_option("oracle", ORACLES, ORACLE_MEANING, "xtb")
+    kwargs: dict[str, Any] = param({}, "tblite's calculator's keyword arguments, e.g. '+oracle.kwargs={method: "
+                                   "GFN1-xTB}' (method GFN2-xTB unless given)")
+
+
+@dataclass
+class AseOracleConfig(OracleConfig):
+    name: str = chosen_option("oracle", ORACLES, ORACLE_MEANING, "ase")
+    calculator: Optional[str] = param(None, "the calculator class's import path, e.g. ase.calculators.vasp.Vasp")
+    kwargs: dict[str, Any] = param({}, "the calculator's keyword arguments, e.g. '+oracle.kwargs={xc: PBE}'")
+
+
+@dataclass
+class CommandOracleConfig(OracleConfig):
+    name: str = chosen_option("oracle", ORACLES, ORACLE_MEANING, "command")
+    command: Optional[str] = param(None, "a shell command with {input} (the structure as extended XYZ) and {output} "
+                                   "(the labelled structure, read by ASE), e.g. 'sbatch --wait run_dft.sh {input} "
+                                   "{output}'")
 
 
 @dataclass
@@ -711,7 +800,19 @@ class LearnConfig(TrainConfig):
     training (committee=deep by default); explore, select, oracle and campaign the loop."""
 
     resume: Optional[str] = param(None, "a campaign directory: continue it where it stopped, in the same MLflow run")
-    explore: ExploreConfig = MISSING
+    explore: Any = MISSING  # one dataclass per option: OPTION_SCHEMAS
     select: TrustWindowConfig = MISSING
-    oracle: OracleConfig = MISSING
+    oracle: Any = MISSING
     campaign: CampaignConfig = MISSING
+
+
+# The groups with one dataclass per option (each option's YAML extends base_<option>), by group and option: the keys
+# an option reads are the fields of its dataclass, so a key of another option is unknown under it.
+OPTION_SCHEMAS: dict[str, dict[str, type]] = {
+    "optimizer": OPTIMIZER_SCHEMAS,
+    "scheduler": {"none": ConstantScheduleConfig, "cosine": CosineScheduleConfig, "plateau": PlateauScheduleConfig},
+    "augment": {"none": NoAugmentConfig, "taylor": TaylorConfig},
+    "committee": {"none": NoCommitteeConfig, "deep": DeepCommitteeConfig},
+    "explore": {"md": LangevinConfig, "npt": NptConfig},
+    "oracle": {"emt": EmtOracleConfig, "xtb": XtbOracleConfig, "ase": AseOracleConfig, "command": CommandOracleConfig},
+}

@@ -17,7 +17,7 @@ from omegaconf.nodes import BooleanNode
 
 from aenet_exp.config.explain import unknown_key
 from aenet_exp.config.rules import finite
-from aenet_exp.config.schema import EPOCH_METRICS, OPTIMIZER_SCHEMAS
+from aenet_exp.config.schema import EPOCH_METRICS, OPTION_SCHEMAS
 from aenet_exp.errors import ConfigError
 from aenet_exp.rundir import CHECKPOINT_FILE
 
@@ -54,16 +54,18 @@ def check_rules(node: DictConfig, prefix: str = "", root: type | None = None) ->
             check_rules(value, f"{prefix}{f.name}.", root)
 
 
-def check_optimizer_choice(cfg: DictConfig) -> None:
-    """``optimizer.name`` is set by the group option; naming another optimizer leaves its keys missing."""
-    name = cfg.optimizer.name
-    if name not in OPTIMIZER_SCHEMAS:
-        raise ConfigError("optimizer.name", f"expected one of {list(OPTIMIZER_SCHEMAS)} (set with optimizer=<name>)")
-    for f in dataclasses.fields(OPTIMIZER_SCHEMAS[name]):
-        if f.name not in cfg.optimizer:
-            raise ConfigError(
-                f"optimizer.{f.name}", "missing; choose the optimizer with its group, e.g. optimizer=sgd, not optimizer.name"
-            )
+def check_option_choices(cfg: DictConfig) -> None:
+    """A group's ``name`` is set by the option chosen (``optimizer=sgd``): naming another option's ``name`` would
+    leave the keys of one option under the name of another."""
+    for group, options in OPTION_SCHEMAS.items():
+        if group not in cfg:
+            continue
+        name = cfg[group].name
+        if name not in options:
+            raise ConfigError(f"{group}.name", f"expected one of {list(options)} (set with {group}=<name>)")
+        if OmegaConf.get_type(cfg[group]) is not options[name]:
+            raise ConfigError(f"{group}.name", f"is {name}, but the keys are another option's; choose the option "
+                              f"with its group, {group}={name}, not {group}.name")
 
 
 def plain(node: Any) -> Any:
@@ -279,7 +281,7 @@ def check_watched_metrics(scheduler: dict, early_stopping: dict, force_weight: f
     """The metrics the schedule and early stopping watch (``scheduler``, ``early_stopping``: their settings) must be
     ones a run training forces with ``force_weight`` produces, with a test set or without (``has_test_set``: known
     once the data is read)."""
-    watched = {"scheduler.metric": (scheduler["name"] == "plateau", scheduler["metric"]),
+    watched = {"scheduler.metric": (scheduler["name"] == "plateau", scheduler.get("metric")),
                "early_stopping.metric": (early_stopping["patience"] is not None, early_stopping["metric"])}
     for key, (active, metric) in watched.items():
         if not active:
@@ -309,7 +311,7 @@ def check_data_sources(cfg: DictConfig) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first value out of range, unknown choice or bad combination."""
-    check_optimizer_choice(cfg)
+    check_option_choices(cfg)
     check_rules(cfg)
     check_descriptor(cfg)
     check_networks(cfg)
@@ -321,6 +323,7 @@ def validate(cfg: DictConfig) -> None:
 
 def validate_build_db(cfg: DictConfig) -> None:
     """``build-db``'s config: the rules, the compression, and a database to build."""
+    check_option_choices(cfg)
     check_rules(cfg)
     check_compression(cfg)
     if not cfg.data.database:
@@ -352,7 +355,7 @@ def check_learn(cfg: DictConfig) -> None:
         raise ConfigError("oracle.command", "expected a shell command with oracle=command, e.g. "
                           "oracle.command='run_dft.sh {input} {output}'")
     try:
-        check_oracle(Oracle(o.name, o.calculator, {}, o.command))
+        check_oracle(Oracle(o.name, calculator=o.get("calculator"), command=o.get("command")))  # the option's keys
     except OracleError as error:
         key = {"ase": "oracle.calculator", "command": "oracle.command"}.get(o.name, "oracle")
         hint = "; pip install 'aenet_exp[oracles]'" if o.name == "xtb" else ""

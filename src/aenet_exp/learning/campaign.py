@@ -32,8 +32,8 @@ from aenet_exp.errors import UserError
 from aenet_exp.files import write_atomically
 from aenet_exp.learning.diversity import choose
 from aenet_exp.learning.explore import Exploration, Frame, explore, mean_features
-from aenet_exp.learning.labels import Label, LabelStore, atoms_key
-from aenet_exp.learning.oracles import Oracle, label_all
+from aenet_exp.learning.labels import LabelStore, atoms_key
+from aenet_exp.learning.oracles import Label, Oracle, label_all
 from aenet_exp.learning.trust import CANDIDATE, CLASSES, TrustWindow
 from aenet_exp.rundir import MODEL_FILE
 

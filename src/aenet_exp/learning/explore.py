@@ -27,19 +27,20 @@ BY = ("forces", "energy")  # what σ a frame is judged by: the largest per-atom 
 
 @dataclass(frozen=True)
 class Exploration:
-    """How a generation explores (``explore.*``): temperatures (K), steps per trajectory, timestep (fs), friction
-    (1/fs), trajectories per temperature, steps between recorded frames, failed frames in a row that end a
-    trajectory; ``npt``: pressure (GPa), and the Berendsen time constants (fs) and compressibility (1/GPa)."""
+    """How a generation explores (``explore.*``): temperatures (K), steps per trajectory, timestep (fs),
+    trajectories per temperature, steps between recorded frames, failed frames in a row that end a trajectory;
+    ``md``: the Langevin friction (1/fs); ``npt``: pressure (GPa), and the Berendsen time constants (fs) and
+    compressibility (1/GPa)."""
 
     ensemble: str
     temperatures: tuple[float, ...]
     steps: int
     timestep: float
-    friction: float
     trajectories: int
     every: int
     patience: int
-    pressure: float = 0.0
+    friction: float | None = None
+    pressure: float | None = None
     taut: float = 100.0
     taup: float = 1000.0
     compressibility: float = 0.01

@@ -21,6 +21,7 @@ from aenet_exp.calculator import structure_of
 from aenet_exp.data import Structure
 from aenet_exp.data.hdf5 import write_database
 from aenet_exp.files import write_atomically
+from aenet_exp.learning.oracles import Label
 
 # Positions and cells are hashed rounded to this many decimals (Å): a structure written and read back as extended
 # XYZ keeps its key; structures that differ by more than ~1e-6 Å get different keys.
@@ -46,15 +47,6 @@ def atoms_key(atoms: Atoms) -> str:
     periodic = bool(np.any(atoms.pbc))
     return structure_key(atoms.get_chemical_symbols(), atoms.get_positions(), atoms.cell.array if periodic else None,
                          atoms.pbc)
-
-
-@dataclass(frozen=True)
-class Label:
-    """What an oracle returned for one structure: energy (eV), forces ``(n_atoms, 3)`` eV/Å, stress (Voigt, eV/Å³)."""
-
-    energy: float
-    forces: np.ndarray
-    stress: np.ndarray | None = None
 
 
 def labelled_atoms(atoms: Atoms, label: Label, info: dict) -> Atoms:

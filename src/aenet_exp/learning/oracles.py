@@ -27,11 +27,20 @@ import numpy as np
 from ase import Atoms
 
 from aenet_exp.errors import first_line
-from aenet_exp.learning.labels import Label
 
 ORACLE_KINDS = ("emt", "xtb", "ase", "command")
 CALCULATORS = {"emt": "ase.calculators.emt.EMT", "xtb": "tblite.ase.TBLite"}
 POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class Label:
+    """What an oracle returned for one structure: energy (eV), forces ``(n_atoms, 3)`` eV/Å, stress (Voigt, eV/Å³).
+    (Here, not beside the label store: a labelling process imports this module alone, without torch.)"""
+
+    energy: float
+    forces: np.ndarray
+    stress: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
