@@ -174,6 +174,8 @@ def test_structures_the_committee_cannot_evaluate_are_skipped_counted_and_listed
     (run,) = client.search_runs([client.get_experiment_by_name("aenet_exp").experiment_id])
     assert run.data.params["pool_skipped"] == "2" and run.data.params["pool_structures"] == "9"
     assert "selected.skipped.tsv" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert select([f"run={committee}", f"pool={pool_file}", f"out={out}", "tracking.enabled=false"]) == [out]
+    assert not written[1].exists()  # the list of an earlier selection into out= is gone
 
 
 def test_a_database_row_naming_no_species_is_skipped(committee, pool_file, tmp_path):

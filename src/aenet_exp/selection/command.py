@@ -46,6 +46,7 @@ def select(options: SelectConfig) -> list[Path]:
     out = Path(options.out)
     write_extxyz(out, selected_atoms(pool, chosen, spread, options.by))
     listed = skipped_list(out)
+    listed.unlink(missing_ok=True)  # an earlier selection's list does not describe this one
     if spread.skipped:
         write_atomically(listed, skipped_text(spread.skipped))
         warn(f"skipped {len(spread.skipped)} of {len(pool)} pool structures the committee cannot evaluate (species it "
