@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -11,11 +13,12 @@ from mlflow.tracking import MlflowClient
 from aenet_exp.calculator import Calculator
 from aenet_exp.data import DataError, read_structures
 from aenet_exp.data.hdf5 import build_database
-from aenet_exp.errors import ConfigError
+from aenet_exp.errors import ConfigError, UserError
 from aenet_exp.model import Potential
 from aenet_exp.selection.ranking import disagreement
+from aenet_exp.tracking.mlflow_run import MlflowRun
 
-from helpers import FAST, SMALL, command, compose_train, run_cli, train
+from helpers import FAST, SMALL, command, compose_train, run_cli, runs_of, store_uri, train
 
 
 def select(args: list[str]):
@@ -141,3 +144,48 @@ def test_a_committee_trained_and_selected_on_the_command_line(pool_file, tmp_pat
     assert len(frames) == 2 and all(f.info["committee_energy_std_per_atom"] > 0 for f in frames)
     bad = run_cli("select", f"run={tmp_path / 'run'}", "pool=nothing-here/*.xyz", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("aenet_exp: error: ") and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("out, key, message", [
+    ("/proc/aenet_exp/selected.xyz", "out", "cannot write in /proc"),
+    ("{tmp}", "out", "is a directory; give a file name"),
+    ("{tmp}/a_file/selected.xyz", "out", "a_file is a file, not a directory"),
+    ("{tmp}/selected.xyz tracking.uri=bogus://x", "tracking.uri", "cannot record to bogus://x"),
+])
+def test_out_and_the_store_are_checked_before_the_pool_is_read(committee, tmp_path, out, key, message):
+    """The pool is broken: were it read first, its error would come first (as it did, after evaluating a whole pool)."""
+    (tmp_path / "a_file").write_text("")
+    broken = tmp_path / "broken.xyz"
+    broken.write_text("2\nProperties=species:S:1:pos:R:3\nTi 0 0 0\nO 0 zero 1\n")
+    before = sorted(tmp_path.rglob("*"))
+    out, *more = out.format(tmp=tmp_path).split()
+    with pytest.raises(UserError, match=f"^{key}: .*{message}"):
+        select([f"run={committee}", f"pool={broken}", f"out={out}", *more])
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even a store
+
+
+def test_a_symbolic_link_as_out_is_followed(committee, pool_file, tmp_path):
+    (tmp_path / "data").mkdir()
+    link = tmp_path / "selected.xyz"
+    link.symlink_to(tmp_path / "data" / "selected.xyz")
+    assert select([f"run={committee}", f"pool={pool_file}", "n=2", f"out={link}", "tracking.enabled=false"]) == \
+        [tmp_path / "data" / "selected.xyz"]
+    assert link.is_symlink() and len(read(link, index=":")) == 2
+
+
+def test_the_record_holds_its_own_selection_when_another_select_writes_out_meanwhile(committee, pool_file, tmp_path,
+                                                                                     monkeypatch):
+    """A second ``select`` into the same ``out`` puts its file there while the first one records."""
+    out, uri = tmp_path / "selected.xyz", store_uri(tmp_path)
+    original = MlflowRun.log_artifact
+
+    def meanwhile(run, path, artifact_path=None):
+        out.write_text("another selection\n")
+        original(run, path, artifact_path)
+
+    monkeypatch.setattr(MlflowRun, "log_artifact", meanwhile)
+    select([f"run={committee}", f"pool={pool_file}", "n=2", f"out={out}", f"tracking.uri={uri}"])
+    client, (run,) = runs_of(uri)
+    recorded = Path(client.download_artifacts(run.info.run_id, "selected.xyz", str(tmp_path / "download")))
+    frames = read(recorded, index=":")
+    assert len(frames) == 2 and frames[0].info["selection_rank"] == 1

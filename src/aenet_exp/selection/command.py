@@ -19,17 +19,26 @@ from aenet_exp.calculator import Calculator
 from aenet_exp.config.schema import SelectConfig
 from aenet_exp.data import read_structures
 from aenet_exp.data.hdf5 import StructureDatabase
+from aenet_exp.destinations import writable_file
 from aenet_exp.errors import ConfigError
+from aenet_exp.files import write_atomically
 from aenet_exp.selection.ranking import CRITERIA, Disagreement, disagreement, selected_atoms, top, write_extxyz
 from aenet_exp.model.locate import load_potential
 from aenet_exp.tracking.mlflow_run import MlflowRun
+from aenet_exp.tracking.observer import check_store
 from aenet_exp.tracking.plots import sigma_histogram_png
 
 TOP_ROWS = 10  # printed
 
 
 def select(options: SelectConfig) -> list[Path]:
-    """Run ``select`` with its ``options``; returns the file written (ConfigError, DataError on bad input)."""
+    """Run ``select`` with its ``options``; returns the file written (ConfigError, DataError on bad input).
+
+    ``out`` and the MLflow store are checked before the pool is evaluated. The selection is written to a private
+    file first, recorded from there, then put in place: two selections into one ``out`` each record their own."""
+    out = writable_file(options.out, "out")
+    if options.tracking.enabled:
+        check_store(options.tracking.uri, options.tracking.experiment)
     potential = load_potential(options.run, options.tracking.uri, key="run")
     if potential.members < 2:
         raise ConfigError("run", f"{options.run} is a single potential, which has no disagreement to rank by; "
@@ -38,12 +47,14 @@ def select(options: SelectConfig) -> list[Path]:
     spread = rank_pool(Calculator(potential), pool, options.batch_size)
     scores = spread.scores(options.by)
     chosen = top(scores, options.n)
-    out = Path(options.out)
-    write_extxyz(out, selected_atoms(pool, chosen, spread, options.by))
-    print(top_table(pool, chosen, spread))
-    print(f"selected {len(chosen)} of {len(pool)} structures by {CRITERIA[options.by]}")
-    if options.tracking.enabled:
-        record(options, out, scores, chosen, len(pool))
+    with tempfile.TemporaryDirectory() as directory:
+        selection = Path(directory) / out.name
+        write_extxyz(selection, selected_atoms(pool, chosen, spread, options.by))
+        print(top_table(pool, chosen, spread))
+        print(f"selected {len(chosen)} of {len(pool)} structures by {CRITERIA[options.by]}")
+        if options.tracking.enabled:
+            record(options, selection, scores, chosen, len(pool))
+        write_atomically(out, selection.read_bytes())
     return [out]
 
 
@@ -72,7 +83,7 @@ def top_table(pool: Sequence, chosen: np.ndarray, spread: Disagreement) -> str:
     return "\n".join(rows)
 
 
-def record(options: SelectConfig, out: Path, scores: np.ndarray, chosen: np.ndarray, pool_size: int) -> None:
+def record(options: SelectConfig, selection: Path, scores: np.ndarray, chosen: np.ndarray, pool_size: int) -> None:
     """The selection as an MLflow run: its arguments, the σ histogram, the selected structures."""
     by = options.by
     params = {"run": options.run, "pool": options.pool, "n": len(chosen), "by": by, "pool_structures": pool_size}
@@ -87,7 +98,7 @@ def record(options: SelectConfig, out: Path, scores: np.ndarray, chosen: np.ndar
             histogram = Path(directory) / "sigma_histogram.png"
             sigma_histogram_png(histogram, scores, threshold, CRITERIA[by])
             run.log_artifact(histogram)
-        run.log_artifact(out)
+        run.log_artifact(selection)
         run.finish("FINISHED")
     print(f"MLflow run {run.run_id}")
 
