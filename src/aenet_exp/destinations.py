@@ -16,10 +16,11 @@ from aenet_exp.files import TEMPORARY_SUFFIX, temporary_path
 
 
 def followed(location: str, key: str) -> Path:
-    """``location`` with symbolic links followed; ConfigError naming ``key`` for an empty one."""
+    """``location``, or where it points when it is a symbolic link; ConfigError naming ``key`` for an empty one."""
     if not location.strip():
         raise ConfigError(key, "is empty; give a path")
-    return Path(location).resolve()
+    path = Path(location)
+    return path.resolve() if path.is_symlink() else path
 
 
 def check_writable(directory: Path, key: str) -> None:
