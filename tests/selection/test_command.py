@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +191,19 @@ def test_the_record_holds_its_own_selection_when_another_select_writes_out_meanw
     recorded = Path(client.download_artifacts(run.info.run_id, "selected.xyz", str(tmp_path / "download")))
     frames = read(recorded, index=":")
     assert len(frames) == 2 and frames[0].info["selection_rank"] == 1
+
+
+def test_a_store_failing_while_recording_is_one_line_the_run_failed_and_out_unwritten(committee, pool_file, tmp_path,
+                                                                                      monkeypatch):
+    """The artifact store's disk is full when the selection is copied there."""
+    out, uri = tmp_path / "selected.xyz", store_uri(tmp_path)
+
+    def full(run, path, artifact_path=None):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(MlflowRun, "log_artifact", full)
+    with pytest.raises(UserError, match=r"^tracking.uri: the MLflow store at .* failed while recording the selection "
+                                        r"\(\[Errno 28\] No space left on device: .*\); out= is not written$"):
+        select([f"run={committee}", f"pool={pool_file}", "n=2", f"out={out}", f"tracking.uri={uri}"])
+    _, (run,) = runs_of(uri)
+    assert run.info.status == "FAILED" and not out.exists()

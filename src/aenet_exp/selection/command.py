@@ -20,12 +20,12 @@ from aenet_exp.config.schema import SelectConfig
 from aenet_exp.data import read_structures
 from aenet_exp.data.hdf5 import StructureDatabase
 from aenet_exp.destinations import writable_file
-from aenet_exp.errors import ConfigError
+from aenet_exp.errors import ConfigError, first_line, root_cause
 from aenet_exp.files import write_atomically
 from aenet_exp.selection.ranking import CRITERIA, Disagreement, disagreement, selected_atoms, top, write_extxyz
 from aenet_exp.model.locate import load_potential
 from aenet_exp.tracking.mlflow_run import MlflowRun
-from aenet_exp.tracking.observer import check_store
+from aenet_exp.tracking.observer import TrackingUnavailable, check_store
 from aenet_exp.tracking.plots import sigma_histogram_png
 
 TOP_ROWS = 10  # printed
@@ -84,21 +84,25 @@ def top_table(pool: Sequence, chosen: np.ndarray, spread: Disagreement) -> str:
 
 
 def record(options: SelectConfig, selection: Path, scores: np.ndarray, chosen: np.ndarray, pool_size: int) -> None:
-    """The selection as an MLflow run: its arguments, the σ histogram, the selected structures."""
-    by = options.by
+    """The selection as an MLflow run: its arguments, the σ histogram, the selected structures; a store failing
+    meanwhile is one line (TrackingUnavailable), the run marked FAILED as far as the store still answers."""
+    by, uri = options.by, options.tracking.uri
     params = {"run": options.run, "pool": options.pool, "n": len(chosen), "by": by, "pool_structures": pool_size}
-    run = MlflowRun.start(options.tracking.uri, options.tracking.experiment, f"select-{by}-{len(chosen)}", params,
-                          {"aenet_exp.command": "select"})
-    with run:
-        threshold = float(scores[chosen[-1]]) if len(chosen) else float("nan")
-        if len(scores):
-            run.log_metrics({"selection/threshold": threshold, "selection/max": float(scores.max()),
-                             "selection/median": float(np.median(scores))}, step=0)
-        with tempfile.TemporaryDirectory() as directory:
-            histogram = Path(directory) / "sigma_histogram.png"
-            sigma_histogram_png(histogram, scores, threshold, CRITERIA[by])
-            run.log_artifact(histogram)
-        run.log_artifact(selection)
-        run.finish("FINISHED")
+    try:
+        run = MlflowRun.start(uri, options.tracking.experiment, f"select-{by}-{len(chosen)}", params,
+                              {"aenet_exp.command": "select"})
+        with run:
+            threshold = float(scores[chosen[-1]]) if len(chosen) else float("nan")
+            if len(scores):
+                run.log_metrics({"selection/threshold": threshold, "selection/max": float(scores.max()),
+                                 "selection/median": float(np.median(scores))}, step=0)
+            with tempfile.TemporaryDirectory() as directory:
+                histogram = Path(directory) / "sigma_histogram.png"
+                sigma_histogram_png(histogram, scores, threshold, CRITERIA[by])
+                run.log_artifact(histogram)
+            run.log_artifact(selection)
+            run.finish("FINISHED")
+    except Exception as error:  # MLflow, SQLAlchemy and the OS raise many types
+        raise TrackingUnavailable(f"tracking.uri: the MLflow store at {uri} failed while recording the selection "
+                                  f"({first_line(root_cause(error))}); out= is not written") from None
     print(f"MLflow run {run.run_id}")
-
