@@ -96,6 +96,14 @@ def test_temporaries_of_dead_processes_are_removed_by_the_next_writer_there(tmp_
     assert remove_stale_temporaries(tmp_path) == []
 
 
+def test_a_temporary_folder_of_a_dead_process_is_removed_too(tmp_path):
+    """``export`` writes a hidden folder beside its ``out=`` (in a run folder by default) before swapping it in."""
+    stale = tmp_path / f".aenet.{dead_pid()}-ee44.tmp"
+    (stale / "member_000").mkdir(parents=True)
+    (stale / "member_000" / "O.pytorch.nn.ascii").write_text("partial")
+    assert remove_stale_temporaries(tmp_path) == [stale] and not stale.exists()
+
+
 def test_temporary_names_say_their_process():
     assert f".potential.pt.{os.getpid()}-" in temporary_path(SMALL / "potential.pt").name
 

@@ -45,11 +45,13 @@ def ensemble(options: EnsembleConfig) -> list[Path]:
         from aenet_exp.tracking.observer import check_store  # mlflow, seconds to import: only when recorded
 
         check_store(options.tracking.uri, options.tracking.experiment)
+    made = not out.exists()
     owned = RunDirectory.claim(out, key="out")
     try:
         return assemble(options, out)
     except BaseException:
-        remove_unused_run_directory(out)
+        if made:
+            remove_unused_run_directory(out)  # a refused or stopped ensemble leaves no folder it made
         raise
     finally:
         owned.release()
