@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from aenet_exp.errors import ConfigError
-from aenet_exp.files import TEMPORARY_SUFFIX, temporary_path
+from aenet_exp.files import temporary_path
 
 
 def followed(location: str, key: str) -> Path:
@@ -60,7 +60,7 @@ def writable_folder(location: str, key: str) -> Path:
 def replace_folder(target: Path, fresh: Path) -> None:
     """Put the folder ``fresh`` (written beside ``target``) in place of ``target``, whose old content goes: two
     renames, so a reader sees the old folder or the new one, and no file of the old one stays among the new."""
-    old = target.with_name(f".{target.name}.{os.getpid()}-old{TEMPORARY_SUFFIX}")
+    old = temporary_path(target)
     if target.exists():
         os.replace(target, old)
     os.replace(fresh, target)

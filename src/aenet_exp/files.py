@@ -24,10 +24,10 @@ class WriteFailed(UserError, OSError):
     """A file that could not be written (a full disk, a read-only place): one line naming it; still an OSError."""
 
     def __init__(self, path: Path, error: OSError):
-        super().__init__(error.errno, f"cannot write {path}: {error.strerror or error}")
+        super().__init__(error.errno, error.strerror or str(error), str(path))
 
     def __str__(self) -> str:
-        return self.strerror
+        return f"cannot write {self.filename}: {self.strerror}"
 
 
 def temporary_path(path: Path) -> Path:
