@@ -322,3 +322,16 @@ def test_a_folder_holding_other_files_than_an_export_is_refused(structures, tmp_
     with pytest.raises(UserError, match=rf"^out: {out} holds files an export does not write \(notes.txt\)"):
         command("export", [f"run={save(committee_of(structures, 2), tmp_path)}", f"out={out}"])
     assert [path.name for path in out.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("out, message", [
+    ("{tmp}/a_file", "a_file is a file; give a directory"),
+    ("{tmp}/a_file/aenet", "a_file is a file, not a directory"),
+    ("/proc/aenet_exp", "cannot write in /proc"),
+])
+def test_out_is_checked_before_the_model_is_read(tmp_path, out, message):
+    """The model does not exist: were it read first, its error would come first."""
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UserError, match=f"^out: .*{message}"):
+        command("export", [f"run={tmp_path / 'missing.pt'}", f"out={out.format(tmp=tmp_path)}"])
+    assert [path.name for path in tmp_path.iterdir()] == ["a_file"]
