@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
@@ -14,7 +15,7 @@ from omegaconf import OmegaConf
 
 from aenet_exp.build.training import run_training
 from aenet_exp.data.hdf5 import build_database
-from aenet_exp.errors import UnreadableFile
+from aenet_exp.errors import UnreadableFile, UserError
 from aenet_exp.files import load_tensors, remove_stale_temporaries, temporary_path, write_atomically
 from aenet_exp.rundir import CHECKPOINT_FILE, CONFIG_FILE, MODEL_FILE
 from aenet_exp.tracking.observer import MlflowObserver
@@ -58,6 +59,19 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["file.txt"]
 
 
+def test_a_write_the_disk_refuses_is_one_user_error_naming_the_file(tmp_path):
+    target = tmp_path / "file.txt"
+    write_atomically(target, "old")
+
+    def full(temporary):
+        temporary.write_text("half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(UserError, match=f"^cannot write {target}: No space left on device$"):
+        write_atomically(target, full)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+
+
 def dead_pid() -> int:
     """The id of a process that has ended."""
     process = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -80,6 +94,14 @@ def test_temporaries_of_dead_processes_are_removed_by_the_next_writer_there(tmp_
     assert not any(p.exists() for p in stale)
     assert live.exists()  # its writer may still be writing
     assert remove_stale_temporaries(tmp_path) == []
+
+
+def test_a_temporary_folder_of_a_dead_process_is_removed_too(tmp_path):
+    """``export`` writes a hidden folder beside its ``out=`` (in a run folder by default) before swapping it in."""
+    stale = tmp_path / f".aenet.{dead_pid()}-ee44.tmp"
+    (stale / "member_000").mkdir(parents=True)
+    (stale / "member_000" / "O.pytorch.nn.ascii").write_text("partial")
+    assert remove_stale_temporaries(tmp_path) == [stale] and not stale.exists()
 
 
 def test_temporary_names_say_their_process():

@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from aenet_exp.errors import UnreadableFile, first_line
+from aenet_exp.errors import UnreadableFile, UserError, first_line
 
 TEMPORARY_SUFFIX = ".tmp"
+
+
+class WriteFailed(UserError, OSError):
+    """A file that could not be written (a full disk, a read-only place): one line naming it; still an OSError."""
+
+    def __init__(self, path: Path, error: OSError):
+        super().__init__(error.errno, error.strerror or str(error), str(path))
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
 
 
 def temporary_path(path: Path) -> Path:
@@ -36,19 +47,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s new content to; on success it replaces ``path``.
 
     The temporary file is fsynced before the rename and the directory after it. On any error,
-    the temporary file is removed and ``path`` is left as it was.
+    the temporary file is removed and ``path`` is left as it was; an ``OSError`` (a full disk) is
+    raised as :class:`WriteFailed` naming ``path``.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_path(target)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         yield temporary
         with open(temporary, "rb+") as written:
             os.fsync(written.fileno())
         os.chmod(temporary, umask_mode())
         os.replace(temporary, target)
-    except BaseException:
+    except BaseException as error:
         temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, WriteFailed):
+            raise WriteFailed(target, error) from None
         raise
     sync_directory(target.parent)
 
@@ -77,6 +91,18 @@ def write_atomically(path: str | Path, content: str | bytes | Callable[[Path], N
         else:
             temporary.write_text(content)
     return Path(path)
+
+
+def save_tensors(path: str | Path, state: dict) -> Path:
+    """Write ``state`` with ``torch.save`` atomically to ``path``, through a Python file object: a failed write (a
+    full disk) is an ``OSError`` (:class:`WriteFailed`), not torch's ``RuntimeError``."""
+    import torch  # seconds to import: only for tensor files
+
+    def save(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:
+            torch.save(state, handle)
+
+    return write_atomically(path, save)
 
 
 def load_tensors(path: str | Path, what: str) -> dict:
@@ -111,16 +137,20 @@ def process_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(directory: str | Path) -> list[Path]:
-    """Remove the temporary files (:func:`temporary_path`) in ``directory`` of processes that no longer run.
+    """Remove the temporary files and folders (:func:`temporary_path`) in ``directory`` of processes that no longer
+    run.
 
     A writer killed with SIGKILL cannot clean up after itself; the next run into the same place does.
-    Returns the files removed.
+    Returns what was removed.
     """
     removed = []
     for path in Path(directory).glob(f".*{TEMPORARY_SUFFIX}"):
         pid = temporary_owner(path)
         if pid is not None and pid != os.getpid() and not process_alive(pid):
-            path.unlink(missing_ok=True)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
             removed.append(path)
     return removed
 

@@ -43,17 +43,29 @@ def holder(directory: Path) -> str:
         return "another process"
 
 
-def refusal(directory: Path, resuming: bool) -> str | None:
-    """Why a run may not start in ``directory`` (None: it may), without taking it."""
+def in_use(directory: Path, key: str) -> str:
+    """Why ``directory`` may not be taken while another process holds it."""
+    return f"{directory} is in use by a live run ({holder(directory)}); give another {key}"
+
+
+def taken(directory: Path, key: str) -> str:
+    """Why ``directory``, holding a run's files, may not be written by another run (a training may resume it)."""
+    return f"{directory} holds a run already; give another {key}" + (
+        f", or continue that run with resume={directory}" if key == KEY else ""
+    )
+
+
+def refusal(directory: Path, resuming: bool, key: str = KEY) -> str | None:
+    """Why a run may not start in ``directory`` given as ``key`` (None: it may), without taking it."""
     if not directory.exists():
         return None
     handle = try_lock(directory, create=False)
     if handle is False:
-        return f"{directory} is in use by a live run ({holder(directory)}); give another {KEY}"
+        return in_use(directory, key)
     if handle is not None:
         os.close(handle)
     if holds_run(directory) and not resuming:
-        return f"{directory} holds a run already; give another {KEY}, or continue that run with resume={directory}"
+        return taken(directory, key)
     return None
 
 
@@ -80,22 +92,21 @@ class RunDirectory:
         self.directory, self.handle = directory, handle
 
     @classmethod
-    def claim(cls, directory: str | Path, resuming: bool = False) -> "RunDirectory":
-        """Take ``directory`` for a run (``resuming``: the run that is there); ConfigError naming ``hydra.run.dir``
-        when it cannot be written, is in use, or holds another run."""
+    def claim(cls, directory: str | Path, resuming: bool = False, key: str = KEY) -> "RunDirectory":
+        """Take ``directory`` for a run (``resuming``: the run that is there); ConfigError naming ``key`` (the
+        training's ``hydra.run.dir``, an ``ensemble``'s ``out``) when it cannot be written, is in use, or holds
+        another run."""
         directory = Path(directory)
         try:
             directory.mkdir(parents=True, exist_ok=True)
             handle = try_lock(directory)
         except OSError as error:
-            raise ConfigError(KEY, f"cannot write the output directory {directory}: {error.strerror}") from None
+            raise ConfigError(key, f"cannot write the output directory {directory}: {error.strerror}") from None
         if handle is False:
-            raise ConfigError(KEY, f"{directory} is in use by a live run ({holder(directory)}); give another {KEY}")
+            raise ConfigError(key, in_use(directory, key))
         if holds_run(directory) and not resuming:
             os.close(handle)
-            raise ConfigError(
-                KEY, f"{directory} holds a run already; give another {KEY}, or continue that run with resume={directory}"
-            )
+            raise ConfigError(key, taken(directory, key))
         os.ftruncate(handle, 0)
         os.write(handle, f"process {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
         remove_stale_temporaries(directory)

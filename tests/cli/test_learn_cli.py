@@ -131,10 +131,10 @@ def test_sigterm_marks_the_campaign_killed_and_resume_finishes_it(tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 143
     assert stderr.strip().splitlines()[-1].startswith("aenet_exp: interrupted (")
-    assert f"the campaign is marked KILLED; labels stored so far are kept in {campaign}: resume={campaign}" in stderr
+    assert f"labels stored so far are kept in {campaign}: resume={campaign} continues" in stderr
     _, runs = runs_of(uri)
     parent = next(r for r in runs if r.data.tags.get("aenet_exp.command") == "learn")
-    assert parent.info.status == "KILLED"
+    assert parent.info.status == "KILLED" and f"the MLflow run {parent.info.run_id} is marked KILLED" in stderr
     result = run_cli("learn", f"resume={campaign}", f"tracking.uri={uri}", cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr
     _, runs = runs_of(uri)

@@ -16,6 +16,7 @@ from aenet_exp.data import read_structures
 from aenet_exp.descriptor import collate_graphs
 from aenet_exp.errors import UserError
 from aenet_exp.model import Potential
+from aenet_exp.rundir import LOCK_FILE, RunDirectory
 from aenet_exp.tracking.mlflow_run import MlflowRun
 from aenet_exp.tracking.observer import MlflowObserver, recorded_run_id
 from aenet_exp.tracking.sweep import ROLE_TAG, SWEEP_DIR_TAG
@@ -105,3 +106,44 @@ def test_a_run_given_twice_or_with_the_same_weights_is_refused(sweep, tmp_path):
     with pytest.raises(UserError, match=f"^{same}"):
         ensemble([f"runs=[{jobs[0]},{jobs[1]},{root / 'job0'}]", *common])
     assert not (tmp_path / "never").exists()
+
+
+def test_out_is_claimed_like_a_run_folder(sweep, tmp_path):
+    """A training's run folder, a folder another live run holds, a folder of other files: refused, nothing in them
+    changed; the last one is written with overwrite=true."""
+    root, uri, jobs, _, _ = sweep
+    runs, common = f"runs=[{jobs[0]},{jobs[1]}]", ["tracking.enabled=false", f"tracking.uri={uri}"]
+    training = root / "job0"
+    held, notes = tmp_path / "held", tmp_path / "notes"
+    owner = RunDirectory.claim(held)
+    notes.mkdir()
+    (notes / "README").write_text("mine\n")
+    before = {path: path.read_bytes() for path in training.rglob("*") if path.is_file()}
+    cases = [(training, "holds a run already"), (held, "is in use by a live run"),
+             (notes, "holds other files; give a new or empty folder, or overwrite=true")]
+    try:
+        for out, message in cases:
+            with pytest.raises(UserError, match=f"^out: {out} {message}"):
+                ensemble([runs, f"out={out}", *common])
+    finally:
+        owner.release()
+    assert {path: path.read_bytes() for path in training.rglob("*") if path.is_file()} == before
+    assert [path.name for path in held.iterdir()] == [LOCK_FILE]
+    with redirect_stdout(io.StringIO()):
+        assert ensemble([runs, f"out={notes}", "overwrite=true", *common]) == [notes / "potential.pt"]
+    assert (notes / "README").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("out, key, message", [
+    ("{tmp}/a_file", "out", "a_file is a file; give a directory"),
+    ("{tmp}/a_file/committee", "out", "a_file is a file, not a directory"),
+    ("/proc/aenet_exp", "out", "cannot write in /proc"),
+    ("{tmp}/committee tracking.uri=bogus://x", "tracking.uri", "cannot record to bogus://x"),
+])
+def test_out_and_the_store_are_checked_before_any_run_is_read(tmp_path, out, key, message):
+    """The runs do not exist: were they read first, their error would come first."""
+    (tmp_path / "a_file").write_text("")
+    out, *more = out.format(tmp=tmp_path).split()
+    with pytest.raises(UserError, match=f"^{key}: .*{message}"):
+        ensemble([f"runs=[{tmp_path / 'missing1'},{tmp_path / 'missing2'}]", f"out={out}", *more])
+    assert [path.name for path in tmp_path.iterdir()] == ["a_file"]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from aenet_exp.data import DataError, read_structures
+from aenet_exp.errors import UserError
 from aenet_exp.descriptor import ChebyshevDescriptor, collate_graphs
 from aenet_exp.export import read_aenet_ascii, write_aenet_ascii
 from aenet_exp.model import Potential, energy_and_forces
@@ -296,3 +297,41 @@ def save(potential: Potential, directory: Path) -> Path:
     path = directory / "potential.pt"
     potential.save(path)
     return path
+
+
+def committee_of(structures, members: int) -> Potential:
+    """An untrained committee of ``members`` (export needs no training)."""
+    single = make_potential(structures, {"O": [4], "Ti": [4]}, {"O": ["tanh"], "Ti": ["tanh"]})
+    return Potential(single.descriptor, single.architecture["hidden"], single.architecture["activations"],
+                     members=members, seeds=list(range(members)))
+
+
+def test_a_smaller_committees_export_replaces_a_larger_ones_whole(structures, tmp_path):
+    out = tmp_path / "aenet"
+    for members in (4, 2):
+        (tmp_path / f"c{members}").mkdir()
+        command("export", [f"run={save(committee_of(structures, members), tmp_path / f'c{members}')}", f"out={out}"])
+    assert sorted(path.name for path in out.iterdir()) == ["committee.json", "member_000", "member_001"]
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+
+
+def test_a_folder_holding_other_files_than_an_export_is_refused(structures, tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    with pytest.raises(UserError, match=rf"^out: {out} holds files an export does not write \(notes.txt\)"):
+        command("export", [f"run={save(committee_of(structures, 2), tmp_path)}", f"out={out}"])
+    assert [path.name for path in out.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("out, message", [
+    ("{tmp}/a_file", "a_file is a file; give a directory"),
+    ("{tmp}/a_file/aenet", "a_file is a file, not a directory"),
+    ("/proc/aenet_exp", "cannot write in /proc"),
+])
+def test_out_is_checked_before_the_model_is_read(tmp_path, out, message):
+    """The model does not exist: were it read first, its error would come first."""
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UserError, match=f"^out: .*{message}"):
+        command("export", [f"run={tmp_path / 'missing.pt'}", f"out={out.format(tmp=tmp_path)}"])
+    assert [path.name for path in tmp_path.iterdir()] == ["a_file"]

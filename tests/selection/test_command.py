@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -12,11 +16,12 @@ from mlflow.tracking import MlflowClient
 from aenet_exp.calculator import Calculator
 from aenet_exp.data import DataError, read_structures
 from aenet_exp.data.hdf5 import build_database
-from aenet_exp.errors import AenetWarning, ConfigError
+from aenet_exp.errors import AenetWarning, ConfigError, UserError
 from aenet_exp.model import Potential
 from aenet_exp.selection.ranking import disagreement
+from aenet_exp.tracking.mlflow_run import MlflowRun
 
-from helpers import FAST, SMALL, command, compose_train, run_cli, train
+from helpers import FAST, SMALL, command, compose_train, run_cli, runs_of, store_uri, train
 
 
 def select(args: list[str]):
@@ -189,3 +194,64 @@ def test_a_database_row_naming_no_species_is_skipped(committee, pool_file, tmp_p
     assert 3 not in [f.info["pool_index"] for f in read(written[0], index=":")]
     assert written[1].read_text().splitlines()[1] == (
         f"3\t{database}\tstructure 3 ({pool_file} frame 3): species index 5 is outside the database's 2 species")
+
+
+@pytest.mark.parametrize("out, key, message", [
+    ("/proc/aenet_exp/selected.xyz", "out", "cannot write in /proc"),
+    ("{tmp}", "out", "is a directory; give a file name"),
+    ("{tmp}/a_file/selected.xyz", "out", "a_file is a file, not a directory"),
+    ("{tmp}/selected.xyz tracking.uri=bogus://x", "tracking.uri", "cannot record to bogus://x"),
+])
+def test_out_and_the_store_are_checked_before_the_pool_is_read(committee, tmp_path, out, key, message):
+    """The pool is broken: were it read first, its error would come first (as it did, after evaluating a whole pool)."""
+    (tmp_path / "a_file").write_text("")
+    broken = tmp_path / "broken.xyz"
+    broken.write_text("2\nProperties=species:S:1:pos:R:3\nTi 0 0 0\nO 0 zero 1\n")
+    before = sorted(tmp_path.rglob("*"))
+    out, *more = out.format(tmp=tmp_path).split()
+    with pytest.raises(UserError, match=f"^{key}: .*{message}"):
+        select([f"run={committee}", f"pool={broken}", f"out={out}", *more])
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even a store
+
+
+def test_a_symbolic_link_as_out_is_followed(committee, pool_file, tmp_path):
+    (tmp_path / "data").mkdir()
+    link = tmp_path / "selected.xyz"
+    link.symlink_to(tmp_path / "data" / "selected.xyz")
+    assert select([f"run={committee}", f"pool={pool_file}", "n=2", f"out={link}", "tracking.enabled=false"]) == \
+        [tmp_path / "data" / "selected.xyz"]
+    assert link.is_symlink() and len(read(link, index=":")) == 2
+
+
+def test_the_record_holds_its_own_selection_when_another_select_writes_out_meanwhile(committee, pool_file, tmp_path,
+                                                                                     monkeypatch):
+    """A second ``select`` into the same ``out`` puts its file there while the first one records."""
+    out, uri = tmp_path / "selected.xyz", store_uri(tmp_path)
+    original = MlflowRun.log_artifact
+
+    def meanwhile(run, path, artifact_path=None):
+        out.write_text("another selection\n")
+        original(run, path, artifact_path)
+
+    monkeypatch.setattr(MlflowRun, "log_artifact", meanwhile)
+    select([f"run={committee}", f"pool={pool_file}", "n=2", f"out={out}", f"tracking.uri={uri}"])
+    client, (run,) = runs_of(uri)
+    recorded = Path(client.download_artifacts(run.info.run_id, "selected.xyz", str(tmp_path / "download")))
+    frames = read(recorded, index=":")
+    assert len(frames) == 2 and frames[0].info["selection_rank"] == 1
+
+
+def test_a_store_failing_while_recording_is_one_line_the_run_failed_and_out_unwritten(committee, pool_file, tmp_path,
+                                                                                      monkeypatch):
+    """The artifact store's disk is full when the selection is copied there."""
+    out, uri = tmp_path / "selected.xyz", store_uri(tmp_path)
+
+    def full(run, path, artifact_path=None):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(MlflowRun, "log_artifact", full)
+    with pytest.raises(UserError, match=r"^tracking.uri: the MLflow store at .* failed while recording the selection "
+                                        r"\(\[Errno 28\] No space left on device: .*\); out= is not written$"):
+        select([f"run={committee}", f"pool={pool_file}", "n=2", f"out={out}", f"tracking.uri={uri}"])
+    _, (run,) = runs_of(uri)
+    assert run.info.status == "FAILED" and not out.exists()

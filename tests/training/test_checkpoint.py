@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from aenet_exp.build.training import run_training
 from aenet_exp.config.validation import ConfigError
 
-from helpers import train
+from helpers import FAST, train
 
 
 @pytest.mark.parametrize(
@@ -150,3 +155,21 @@ def test_a_signal_at_an_epochs_end_waits_until_every_callback_has_seen_the_epoch
     with pytest.raises(Terminated):
         run_training(fast_config("iterations=5", "checkpoint.every=1000"), tmp_path, [TerminatedWhileLoggingEpoch2()])
     assert load_checkpoint(tmp_path)["epoch"] == 2
+
+
+def limited_file_size() -> None:
+    """In the child process: no file beyond 20 kB (a checkpoint here is ~33 kB); a write past it fails with EFBIG,
+    as one on a full disk fails with ENOSPC (Python ignores SIGXFSZ)."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+
+@pytest.mark.slow
+def test_a_checkpoint_the_disk_refuses_is_one_line_naming_it_exit_2(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    result = subprocess.run([sys.executable, "-m", "aenet_exp", "train", *FAST, "tracking.enabled=false",
+                             "hydra.run.dir=run"], cwd=tmp_path, env=env, preexec_fn=limited_file_size,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"aenet_exp: error: cannot write {tmp_path / 'run' / 'checkpoint.pt'}: File too large"]

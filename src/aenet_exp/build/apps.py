@@ -18,12 +18,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from aenet_exp.build.prepare import campaign_config, prepare
 from aenet_exp.build.train import ending, observers_for, optimized_value
-from aenet_exp.cli.common import fail
+from aenet_exp.cli.common import fail, stopped
 from aenet_exp.config.commands import COMMANDS
 from aenet_exp.config.explain import composition_error_line
 from aenet_exp.config.validation import check_boolean_overrides, check_rules, validate_build_db, validate_ensemble
 from aenet_exp.errors import UserError
-from aenet_exp.rundir import RunDirectory, remove_unused_run_directory
+from aenet_exp.rundir import CHECKPOINT_FILE, RunDirectory, remove_unused_run_directory
 
 CONF = "pkg://aenet_exp.conf"
 
@@ -48,16 +48,22 @@ def run_command(name: str, cfg: DictConfig) -> list[Path]:
     check, module = KEY_VALUE_COMMANDS[name]
     check(cfg)
     command = getattr(import_module(module), name)  # imported once the config is valid (start-up: torch, MLflow)
-    return command(options(cfg))
+    from aenet_exp.training.loop import terminated_as_interrupt
+
+    with terminated_as_interrupt():
+        return command(options(cfg))
 
 
 def report(name: str, cfg: DictConfig) -> None:
-    """Run ``name``: print the files it wrote, or one line and exit 2 for a user error."""
+    """Run ``name``: print the files it wrote; one line and exit 2 for a user error, one line and exit 143 for
+    SIGTERM (its MLflow run, if it had one, marked KILLED)."""
     try:
         check_boolean_overrides(cfg, list(HydraConfig.get().overrides.task))
         written = run_command(name, cfg)
     except UserError as error:
         fail(str(error))
+    except KeyboardInterrupt as error:
+        stopped(error)
     for path in written:
         print(path)
 
@@ -96,12 +102,18 @@ def build_db_app(cfg: DictConfig) -> None:
     print(f"wrote {count} structures to {data.database}")
 
 
+def resumable(directory: Path) -> str:
+    """What a stopped training leaves to continue: its checkpoint, or nothing."""
+    if not (directory / CHECKPOINT_FILE).is_file():
+        return "no epoch had finished: nothing to resume"
+    return f"its last finished epoch is checkpointed in {directory}: resume={directory} continues"
+
+
 @hydra.main(config_path=CONF, config_name="train", version_base="1.3")
 def train_app(cfg: DictConfig) -> float | None:
     """Prepare, train, print the final errors and where to look; returns ``optimized_metric`` to a sweeper."""
     from aenet_exp.build.training import run_training  # start-up: torch once the config is valid
     from aenet_exp.training.distributed import launch_rank
-    from aenet_exp.training.loop import Terminated
 
     hydra_cfg = HydraConfig.get()
     output_dir = hydra_cfg.runtime.output_dir
@@ -114,10 +126,7 @@ def train_app(cfg: DictConfig) -> float | None:
             remove_unused_run_directory(Path(output_dir))
         fail(str(error).splitlines()[0])
     except KeyboardInterrupt as error:
-        where = cfg.resume or output_dir
-        print(f"aenet_exp: interrupted ({error or 'SIGINT'}): the run is marked KILLED; its last finished epoch is "
-              f"checkpointed in {where}: resume={where} continues", file=sys.stderr)
-        sys.exit(143 if isinstance(error, Terminated) else 130)
+        stopped(error, resumable(Path(cfg.resume or output_dir)))
     if launch_rank() > 0:  # under torchrun, rank 0 reports
         return None
     print(ending(metrics, cfg.resume or output_dir, observers))
@@ -141,8 +150,7 @@ def learn_app(cfg: DictConfig) -> None:
     except UserError as error:
         fail(str(error).splitlines()[0])
     except KeyboardInterrupt as error:
-        print(interrupted(error, directory), file=sys.stderr)
-        sys.exit(143 if type(error).__name__ == "Terminated" else 130)
+        stopped(error, interrupted(directory))
 
 
 # command -> its Hydra app

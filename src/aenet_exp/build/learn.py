@@ -161,8 +161,7 @@ def run_campaign(cfg: DictConfig, directory: Path) -> State:
             state = campaign.run()
         except BaseException as error:
             if record is not None:
-                status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-                record.finish(status, f"{type(error).__name__}: {error}")
+                record.run.abort(error)
             raise
     if record is not None:
         log_artifacts(record, directory, state, window)
@@ -238,8 +237,7 @@ def summary(state: State, directory: Path, cfg: DictConfig, record) -> str:
     return "\n".join(lines)
 
 
-def interrupted(error: BaseException, directory: Path) -> str:
-    """What a stopped campaign says: it was marked KILLED and how to continue it."""
-    return (f"aenet_exp: interrupted ({error or 'SIGINT'}): the campaign is marked KILLED; labels stored so far are kept "
-            f"in {directory}: resume={directory} continues")
+def interrupted(directory: Path) -> str:
+    """What a stopped campaign leaves: its labels and how to continue it."""
+    return f"labels stored so far are kept in {directory}: resume={directory} continues"
 

@@ -642,7 +642,9 @@ class ExportConfig:
     format: str = param("aenet", "the output format: aenet (docs/aenet_format.md)", None,
                         Rule(one_of(*EXPORT_FORMATS), f"one of {list(EXPORT_FORMATS)}"))
     out: Optional[str] = param(
-        None, "the output directory (null: <run dir>/aenet, aenet beside a model file, or ./aenet-<run_id>)"
+        None, "the output directory (null: <run dir>/aenet, aenet beside a model file, or ./aenet-<run_id>), replaced "
+        "whole; a folder holding other files than an export's is refused; a symbolic link is followed", None,
+        Rule(optional(non_blank), "a directory, or null"),
     )
     rmin: Optional[float] = param(
         None, "ænet's minimal interatomic distance (null: the descriptor's min_cutoff, else 0.5 Å)", None,
@@ -661,7 +663,8 @@ class SelectConfig:
         "pool='candidates/*.xyz'",
     )
     n: int = param(50, "how many structures to select", None, Rule(positive, "a positive integer"), unit="structures")
-    out: str = param("selected.xyz", "the extended XYZ file written", None, Rule(non_blank, "a file name"))
+    out: str = param("selected.xyz", "the extended XYZ file written (a symbolic link is followed: the file it points "
+                     "to is replaced)", None, Rule(non_blank, "a file name"))
     by: str = param(
         "energy", "energy (σ of the energy per atom) | forces (largest per-atom |σ_F|)", None,
         Rule(one_of(*SELECTION_CRITERIA), f"one of {list(SELECTION_CRITERIA)}"),
@@ -680,7 +683,13 @@ class EnsembleConfig:
         None, "the finished runs: MLflow run ids, run directories or runs:/<run_id>, as a list: runs=[id,id,...]"
     )
     sweep: Optional[str] = param(None, "instead of runs: the parent run of a sweep (its FINISHED jobs)")
-    out: Optional[str] = param(None, "the directory written (null: outputs/ensembles/<time>)")
+    out: Optional[str] = param(
+        None, "the directory written (null: outputs/ensembles/<time>); a symbolic link is followed; a folder holding "
+        "a run's files (a training's, another ensemble's) or in use is refused", None,
+        Rule(optional(non_blank), "a directory, or null"),
+    )
+    overwrite: bool = param(False, "write into an out= folder that holds other files (files of the committee's "
+                            "names among them are replaced)")
     tracking: TrackingConfig = MISSING
 
 

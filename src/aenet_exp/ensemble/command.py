@@ -19,6 +19,7 @@ import numpy as np
 from aenet_exp.build.stored import StoredRun, stored_run, yaml_text
 from aenet_exp.calculator import Calculator
 from aenet_exp.config.schema import EnsembleConfig
+from aenet_exp.destinations import writable_folder
 from aenet_exp.ensemble.combine import Incompatible, check_compatible, combine
 from aenet_exp.errors import ConfigError
 from aenet_exp.evaluation.errors import metrics_of
@@ -27,7 +28,7 @@ from aenet_exp.evaluation.predictions import Predictions
 from aenet_exp.evaluation.uncertainty import calibrate, check_held_out, uncertainty_metrics
 from aenet_exp.files import write_atomically
 from aenet_exp.model.locate import RUNS_SCHEME, load_potential
-from aenet_exp.rundir import CONFIG_FILE, MODEL_FILE
+from aenet_exp.rundir import CONFIG_FILE, LOCK_FILE, MODEL_FILE, RunDirectory, refusal, remove_unused_run_directory
 from aenet_exp.training.dataset import PreparedData, held_out
 from aenet_exp.training.events import TrainingResult
 
@@ -35,7 +36,42 @@ ENSEMBLE_FILE = "ensemble.yaml"  # which runs the members came from
 
 
 def ensemble(options: EnsembleConfig) -> list[Path]:
-    """Run ``ensemble`` with its ``options``; returns the committee's model file."""
+    """Run ``ensemble`` with its ``options``; returns the committee's model file.
+
+    ``out`` and the MLflow store are checked before any run is loaded; ``out`` is held (its lock) until the
+    committee is written and recorded, so no other run writes there meanwhile."""
+    out = output_folder(options)
+    if options.tracking.enabled:
+        from aenet_exp.tracking.observer import check_store  # mlflow, seconds to import: only when recorded
+
+        check_store(options.tracking.uri, options.tracking.experiment)
+    made = not out.exists()
+    owned = RunDirectory.claim(out, key="out")
+    try:
+        return assemble(options, out)
+    except BaseException:
+        if made:
+            remove_unused_run_directory(out)  # a refused or stopped ensemble leaves no folder it made
+        raise
+    finally:
+        owned.release()
+
+
+def output_folder(options: EnsembleConfig) -> Path:
+    """``out`` (by default ``outputs/ensembles/<time>``), checked: writable, not holding a run or in use, and empty
+    unless ``overwrite``; ConfigError naming ``out``."""
+    out = writable_folder(options.out or f"outputs/ensembles/{time.strftime('%Y-%m-%d_%H-%M-%S')}", "out")
+    why = refusal(out, resuming=False, key="out")
+    if why:
+        raise ConfigError("out", why)
+    if not options.overwrite and out.is_dir() and any(path.name != LOCK_FILE for path in out.iterdir()):
+        raise ConfigError("out", f"{out} holds other files; give a new or empty folder, or overwrite=true to write "
+                          "the committee's files among them")
+    return out
+
+
+def assemble(options: EnsembleConfig, out: Path) -> list[Path]:
+    """The committee of ``options``' runs, calibrated, tested, saved in ``out`` and recorded."""
     uri = options.tracking.uri
     locations = sweep_jobs(options.sweep, uri) if options.sweep else run_locations(options.runs)
     if len(locations) < 2:
@@ -55,14 +91,17 @@ def ensemble(options: EnsembleConfig) -> list[Path]:
     metrics = {f"final/{k}": v for k, v in metrics_of(predictions["test"], "test").items()}
     metrics |= {f"final/{k}": v for k, v in uncertainty_metrics(predictions["test"], "test", committee.calibration).items()}
     metrics |= fitted.metrics(len(calibration))
-    out = Path(options.out or f"outputs/ensembles/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     save(out, committee, runs[0], locations, data, predictions)
     print(f"committee of {committee.members} members from {len(locations)} runs; {len(held)} structures none of them "
           f"trained on: {len(calibration)} calibrate σ, {len(test)} test it")
     print(f"  test: energy RMSE {1000 * metrics['final/test/energy_rmse']:.2f} meV/atom, NLL "
           f"{metrics['final/test/energy_nll']:.3f}, Spearman ρ {metrics['final/test/energy_spearman']:.3f}")
     if options.tracking.enabled:
-        record(options, runs[0], locations, committee, data, held, TrainingResult({}, metrics, predictions, out))
+        try:
+            record(options, runs[0], locations, committee, data, held, TrainingResult({}, metrics, predictions, out))
+        except KeyboardInterrupt as error:
+            error.add_note(f"the committee is saved in {out}")
+            raise
     return [out / MODEL_FILE]
 
 
@@ -167,5 +206,9 @@ def record(options: EnsembleConfig, first: StoredRun, locations: Sequence[str], 
              "ensemble.held_out_structures": len(held)}
     settings = {**first.settings, "committee": {**first.settings.get("committee", {}), "name": "ensemble",
                                                 "members": committee.members}}
-    observer.on_start(settings, facts)
-    observer.on_end(result)
+    try:
+        observer.on_start(settings, facts)
+        observer.on_end(result)
+    except BaseException as error:
+        observer.on_failure(error)  # KILLED (SIGTERM) or FAILED, as a training's run
+        raise

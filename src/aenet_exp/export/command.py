@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 from aenet_exp.config.schema import ExportConfig
-from aenet_exp.errors import UserError
-from aenet_exp.export.aenet_ascii import check_exportable, write_aenet_ascii
-from aenet_exp.files import write_atomically
+from aenet_exp.destinations import replace_folder, writable_folder
+from aenet_exp.errors import ConfigError, UserError
+from aenet_exp.export.aenet_ascii import SUFFIX, check_exportable, write_aenet_ascii
+from aenet_exp.files import temporary_path, write_atomically
 from aenet_exp.model.locate import load_potential
 
 
@@ -25,6 +28,24 @@ def default_out(location: str) -> Path:
 
 
 COMMITTEE_FILE = "committee.json"
+MEMBER_FOLDER = re.compile(r"member_\d{3}")
+
+
+def exported(path: Path) -> bool:
+    """Whether ``path`` is something an export writes: a potential file, ``committee.json``, a member's folder of
+    potential files, or a hidden temporary."""
+    if path.name.startswith(".") or path.name == COMMITTEE_FILE or (path.is_file() and path.name.endswith(SUFFIX)):
+        return True
+    return path.is_dir() and MEMBER_FOLDER.fullmatch(path.name) is not None and all(map(exported, path.iterdir()))
+
+
+def check_replaceable(out: Path) -> None:
+    """ConfigError naming ``out`` when the folder holds something an export did not write (a previous export is
+    replaced whole)."""
+    foreign = sorted(p.name for p in out.iterdir() if not exported(p)) if out.is_dir() else []
+    if foreign:
+        raise ConfigError("out", f"{out} holds files an export does not write ({', '.join(foreign[:3])}); give an "
+                          "empty or new folder, or one a previous export wrote")
 
 
 def write_committee(potential, out: Path, rmin: float | None) -> list[Path]:
@@ -49,15 +70,29 @@ def write_committee(potential, out: Path, rmin: float | None) -> list[Path]:
 
 
 def export(options: ExportConfig) -> list[Path]:
-    """Run ``export`` with its ``options``; returns the files written (UserError on bad input)."""
+    """Run ``export`` with its ``options``; returns the files written (UserError on bad input).
+
+    The files are written into a hidden folder beside ``out``, which then replaces ``out`` whole: no file of a
+    previous export (say the members 2 and 3 of a larger committee) stays among the new ones."""
     location = options.run
+    out = writable_folder(options.out or str(default_out(location)), "out")
+    check_replaceable(out)
     potential = load_potential(location, options.tracking.uri, key="run")
-    out = Path(options.out) if options.out else default_out(location)
+    fresh = temporary_path(out)
     try:
-        if potential.members == 1:
-            return write_aenet_ascii(potential, out, options.rmin)
-        return write_committee(potential, out, options.rmin)
+        written = write_potential(potential, fresh, options.rmin)
+        replace_folder(out, fresh)
     except ValueError as error:
         raise ExportError(f"cannot export {location} to ænet's format: {error}") from None
     except OSError as error:
         raise ExportError(f"out={out}: {error}") from None
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+    return [out / path.relative_to(fresh) for path in written]
+
+
+def write_potential(potential, out: Path, rmin: float | None) -> list[Path]:
+    """A single potential's or a committee's files in ``out``."""
+    if potential.members == 1:
+        return write_aenet_ascii(potential, out, rmin)
+    return write_committee(potential, out, rmin)

@@ -10,7 +10,7 @@ from torch import nn
 
 from aenet_exp.descriptor import AtomGraph, ChebyshevDescriptor
 from aenet_exp.errors import UnreadableFile, first_line
-from aenet_exp.files import load_tensors, write_atomically
+from aenet_exp.files import load_tensors, save_tensors
 from aenet_exp.model.calibration import BUFFER as CALIBRATION_BUFFER
 from aenet_exp.model.calibration import Calibration
 from aenet_exp.model.networks import SpeciesNetworks
@@ -160,7 +160,7 @@ class Potential(nn.Module):
         """Write settings and weights (tensors and plain data only; ``weights`` instead of the current ones when
         given, a state dict of this potential) atomically to ``path``."""
         payload = {"settings": self.settings(), "state_dict": dict(weights) if weights is not None else self.state_dict()}
-        write_atomically(path, lambda temporary: torch.save(payload, temporary))
+        save_tensors(path, payload)
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "Potential":

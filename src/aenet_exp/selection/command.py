@@ -21,20 +21,28 @@ from aenet_exp.calculator import Calculator
 from aenet_exp.config.schema import SelectConfig
 from aenet_exp.data import read_structures
 from aenet_exp.data.hdf5 import StructureDatabase
-from aenet_exp.errors import ConfigError, warn
+from aenet_exp.destinations import writable_file
+from aenet_exp.errors import ConfigError, first_line, root_cause, warn
 from aenet_exp.files import write_atomically
 from aenet_exp.selection.ranking import (
     CRITERIA, Disagreement, Skipped, disagreement, selected_atoms, top, write_extxyz,
 )
 from aenet_exp.model.locate import load_potential
 from aenet_exp.tracking.mlflow_run import MlflowRun
+from aenet_exp.tracking.observer import TrackingUnavailable, check_store
 from aenet_exp.tracking.plots import sigma_histogram_png
 
 TOP_ROWS = 10  # printed
 
 
 def select(options: SelectConfig) -> list[Path]:
-    """Run ``select`` with its ``options``; returns the file written (ConfigError, DataError on bad input)."""
+    """Run ``select`` with its ``options``; returns the file written (ConfigError, DataError on bad input).
+
+    ``out`` and the MLflow store are checked before the pool is evaluated. The selection is written to a private
+    file first, recorded from there, then put in place: two selections into one ``out`` each record their own."""
+    out = writable_file(options.out, "out")
+    if options.tracking.enabled:
+        check_store(options.tracking.uri, options.tracking.experiment)
     potential = load_potential(options.run, options.tracking.uri, key="run")
     if potential.members < 2:
         raise ConfigError("run", f"{options.run} is a single potential, which has no disagreement to rank by; "
@@ -43,18 +51,22 @@ def select(options: SelectConfig) -> list[Path]:
     spread = rank_pool(Calculator(potential), pool, options.batch_size)
     scores = spread.scores(options.by)
     chosen = top(scores, options.n)
-    out = Path(options.out)
-    write_extxyz(out, selected_atoms(pool, chosen, spread, options.by))
     listed = skipped_list(out)
-    listed.unlink(missing_ok=True)  # an earlier selection's list does not describe this one
-    if spread.skipped:
-        write_atomically(listed, skipped_text(spread.skipped))
-        warn(f"skipped {len(spread.skipped)} of {len(pool)} pool structures the committee cannot evaluate (species it "
-             f"never saw, overlapping atoms, unreadable rows), listed in {listed}")
-    print(top_table(pool, chosen, spread))
-    print(f"selected {len(chosen)} of {len(pool) - len(spread.skipped)} structures by {CRITERIA[options.by]}")
-    if options.tracking.enabled:
-        record(options, out, scores, chosen, len(pool), spread.skipped, listed)
+    with tempfile.TemporaryDirectory() as directory:  # recorded from here, then renamed into place
+        selection, skipped_file = Path(directory) / out.name, Path(directory) / listed.name
+        write_extxyz(selection, selected_atoms(pool, chosen, spread, options.by))
+        if spread.skipped:
+            write_atomically(skipped_file, skipped_text(spread.skipped))
+            warn(f"skipped {len(spread.skipped)} of {len(pool)} pool structures the committee cannot evaluate "
+                 f"(species it never saw, overlapping atoms, unreadable rows), listed in {listed}")
+        print(top_table(pool, chosen, spread))
+        print(f"selected {len(chosen)} of {len(pool) - len(spread.skipped)} structures by {CRITERIA[options.by]}")
+        if options.tracking.enabled:
+            record(options, selection, scores, chosen, len(pool), spread.skipped, skipped_file)
+        write_atomically(out, selection.read_bytes())
+        listed.unlink(missing_ok=True)  # an earlier selection's list does not describe this one
+        if spread.skipped:
+            write_atomically(listed, skipped_file.read_bytes())
     return [out, listed] if spread.skipped else [out]
 
 
@@ -93,28 +105,32 @@ def top_table(pool: Sequence, chosen: np.ndarray, spread: Disagreement) -> str:
     return "\n".join(rows)
 
 
-def record(options: SelectConfig, out: Path, scores: np.ndarray, chosen: np.ndarray, pool_size: int,
+def record(options: SelectConfig, selection: Path, scores: np.ndarray, chosen: np.ndarray, pool_size: int,
            skipped: Sequence[Skipped], listed: Path) -> None:
     """The selection as an MLflow run: its arguments, how many pool structures were ``skipped`` (with their list,
-    the file ``listed``, when there are any), the σ histogram, the selected structures."""
-    by = options.by
+    the file ``listed``, when there are any), the σ histogram, the selected structures; a store failing meanwhile is
+    one line (TrackingUnavailable), the run marked FAILED as far as the store still answers."""
+    by, uri = options.by, options.tracking.uri
     params = {"run": options.run, "pool": options.pool, "n": len(chosen), "by": by, "pool_structures": pool_size,
               "pool_skipped": len(skipped)}
-    run = MlflowRun.start(options.tracking.uri, options.tracking.experiment, f"select-{by}-{len(chosen)}", params,
-                          {"aenet_exp.command": "select"})
-    with run:
-        threshold = float(scores[chosen[-1]]) if len(chosen) else float("nan")
-        scores = scores[~np.isnan(scores)]  # skipped structures have none
-        if len(scores):
-            run.log_metrics({"selection/threshold": threshold, "selection/max": float(scores.max()),
-                             "selection/median": float(np.median(scores))}, step=0)
-        with tempfile.TemporaryDirectory() as directory:
-            histogram = Path(directory) / "sigma_histogram.png"
-            sigma_histogram_png(histogram, scores, threshold, CRITERIA[by])
-            run.log_artifact(histogram)
-        run.log_artifact(out)
-        if skipped:
-            run.log_artifact(listed)
-        run.finish("FINISHED")
+    try:
+        run = MlflowRun.start(uri, options.tracking.experiment, f"select-{by}-{len(chosen)}", params,
+                              {"aenet_exp.command": "select"})
+        with run:
+            threshold = float(scores[chosen[-1]]) if len(chosen) else float("nan")
+            scores = scores[~np.isnan(scores)]  # skipped structures have none
+            if len(scores):
+                run.log_metrics({"selection/threshold": threshold, "selection/max": float(scores.max()),
+                                 "selection/median": float(np.median(scores))}, step=0)
+            with tempfile.TemporaryDirectory() as directory:
+                histogram = Path(directory) / "sigma_histogram.png"
+                sigma_histogram_png(histogram, scores, threshold, CRITERIA[by])
+                run.log_artifact(histogram)
+            run.log_artifact(selection)
+            if skipped:
+                run.log_artifact(listed)
+            run.finish("FINISHED")
+    except Exception as error:  # MLflow, SQLAlchemy and the OS raise many types
+        raise TrackingUnavailable(f"tracking.uri: the MLflow store at {uri} failed while recording the selection "
+                                  f"({first_line(root_cause(error))}); out= is not written") from None
     print(f"MLflow run {run.run_id}")
-

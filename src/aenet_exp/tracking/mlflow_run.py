@@ -109,7 +109,7 @@ class MlflowRun:
         try:
             run.log_params(params)
         except BaseException as exc:
-            run._abort(exc)
+            run.abort(exc)
             raise
         return run
 
@@ -309,12 +309,17 @@ class MlflowRun:
         if exc is None:
             self.finish()
         else:
-            self._abort(exc)
+            self.abort(exc)
 
-    def _abort(self, exc: BaseException) -> None:
-        """Finish as KILLED on Ctrl-C, FAILED otherwise, with the exception as the reason."""
-        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-        self.finish(status, reason=f"{type(exc).__name__}: {exc}")
+    def abort(self, exc: BaseException) -> None:
+        """Finish as KILLED on Ctrl-C or SIGTERM, FAILED otherwise, with the exception as the reason; an interruption
+        gets a note saying so, for the line the command prints (:func:`aenet_exp.cli.common.stopped`)."""
+        if self._finished:
+            return
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        self.finish("KILLED" if interrupted else "FAILED", reason=f"{type(exc).__name__}: {exc}")
+        if interrupted:
+            exc.add_note(f"the MLflow run {self.run_id} is marked KILLED")
 
     def _log_batch(self, **entities: Sequence[Metric | Param | RunTag]) -> None:
         retry_locked(partial(self._client.log_batch, self.run_id, **entities))

@@ -17,7 +17,12 @@ from aenet_exp.files import write_atomically
 from aenet_exp.rundir import MODEL_FILE, RUN_ID_FILE
 from aenet_exp.tracking.flatten import flatten_params
 from aenet_exp.tracking.git import project_git_commit
-from aenet_exp.tracking.mlflow_run import MlflowRun, open_client
+from aenet_exp.tracking.mlflow_run import (
+    MlflowRun,
+    default_artifact_location,
+    get_or_create_experiment,
+    open_client,
+)
 from aenet_exp.tracking.plots import calibration_png, error_vs_sigma_png, learning_curve_png, parity_png
 from aenet_exp.tracking.sweep import SWEPT_TAG, find_sweep_parent
 from aenet_exp.training.events import Callback
@@ -87,6 +92,15 @@ def dataset_profile(facts: Mapping[str, object]) -> dict[str, object]:
 
 class TrackingUnavailable(UserError):
     """The MLflow store cannot be opened or written; raised before training starts."""
+
+
+def check_store(uri: str, experiment: str) -> None:
+    """Open the MLflow store at ``uri`` and its ``experiment`` (made when missing) before a command's work;
+    TrackingUnavailable naming ``tracking.uri`` when they cannot be."""
+    try:
+        get_or_create_experiment(open_client(uri), experiment, default_artifact_location(uri))
+    except Exception as error:  # MLflow and SQLAlchemy raise many types for an unusable store
+        raise TrackingUnavailable(f"tracking.uri: cannot record to {uri}: {first_line(error)}") from None
 
 
 class MlflowObserver(Callback):
@@ -223,8 +237,8 @@ class MlflowObserver(Callback):
         """Mark the run KILLED (interrupted) or FAILED with the reason, as far as the store still answers."""
         if self.run is None:
             return
-        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
         try:
-            self.run.finish(status, reason=f"{type(error).__name__}: {error}")
+            self.run.abort(error)
         except Exception as failure:  # the store itself may be what failed
+            status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
             warn(f"MLflow run {self.run.run_id} could not be marked {status}: {first_line(root_cause(failure))}")

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from aenet_exp.errors import UserError
+from aenet_exp.files import WriteFailed
 from aenet_exp.model.potential import Potential
 from aenet_exp.rundir import BEST_MODEL_FILE, RETAINED
 from aenet_exp.training.checkpoint import save_checkpoint
@@ -153,7 +154,8 @@ class Checkpointer(Callback):
             self.write(self.state(epochs_done))
 
     def on_failure(self, error: BaseException) -> None:
-        if self.latest is not None and self.latest["epoch"] != self.written_at:
+        """Write the last finished epoch's state, unless what failed was a write (a full disk would refuse it too)."""
+        if self.latest is not None and self.latest["epoch"] != self.written_at and not isinstance(error, WriteFailed):
             self.write(self.latest)
 
     def state(self, epochs_done: int, copy: bool = False) -> dict:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from aenet_exp.errors import UserError
-from aenet_exp.files import load_tensors, write_atomically
+from aenet_exp.files import load_tensors, save_tensors
 from aenet_exp.rundir import CHECKPOINT_FILE
 
 FORMAT = "aenet_exp-checkpoint"
@@ -20,9 +18,7 @@ class CheckpointError(UserError):
 
 def save_checkpoint(directory: Path, state: dict, name: str = CHECKPOINT_FILE) -> Path:
     """Write ``state`` to ``directory/name`` (``checkpoint.pt``) atomically."""
-    return write_atomically(
-        Path(directory) / name, lambda temporary: torch.save({"format": FORMAT, "version": VERSION, **state}, temporary)
-    )
+    return save_tensors(Path(directory) / name, {"format": FORMAT, "version": VERSION, **state})
 
 
 def load_checkpoint(directory: str | Path) -> dict:
