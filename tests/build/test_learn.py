@@ -35,7 +35,7 @@ def learn_config(*overrides: str):
 ])
 def test_bad_keys_are_refused_naming_them(overrides, message):
     with pytest.raises(ConfigError) as raised:
-        prepare_learn(learn_config(*overrides), overrides)
+        prepare_learn(learn_config(*overrides))
     assert str(raised.value).startswith(message), str(raised.value)
 
 
@@ -43,7 +43,7 @@ def test_keys_the_chosen_option_does_not_read_are_warned_about():
     overrides = ["explore.pressure=2.0", "oracle.command='x {input} {output}'"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        prepare_learn(learn_config(*overrides), overrides)
+        prepare_learn(learn_config(*overrides))
     said = [str(w.message) for w in caught if issubclass(w.category, AenetWarning)]
     assert "explore.pressure has no effect: explore=md does not read it (only explore=npt)" in said
     assert "oracle.command has no effect: oracle=emt does not read it (only oracle=command)" in said
@@ -52,7 +52,7 @@ def test_keys_the_chosen_option_does_not_read_are_warned_about():
 def test_the_embedded_default_is_a_valid_campaign():
     with warnings.catch_warnings():
         warnings.simplefilter("error", AenetWarning)
-        prepare_learn(learn_config(), [])
+        prepare_learn(learn_config())
 
 
 def test_a_generation_trains_on_the_seed_and_the_labels_from_the_previous_weights(tmp_path):

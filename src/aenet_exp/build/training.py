@@ -104,8 +104,7 @@ def train_here(
     device: torch.device,
 ) -> dict[str, float]:
     """Build every part of the training in this process, one of ``ranks``, on ``device``, and run it."""
-    if cfg.data.name is None:
-        cfg.data.name = data_label(section(cfg, "data")["path"], cfg.data.database)
+    name_the_data(cfg)
     dtype = resolve_dtype(cfg.precision.dtype, device)
     data = prepared_data(cfg)
     check_watched_metrics(section(cfg, "scheduler"), section(cfg, "early_stopping"), cfg.force.weight, len(data.test) > 0)
@@ -149,6 +148,12 @@ def resumed_config(stored_yaml: str, iterations: int, launch: str) -> DictConfig
 
 
 # ---------------------------------------------------------------- data, augment, committee's split
+
+
+def name_the_data(cfg: DictConfig) -> None:
+    """``data.name`` not given: the data's label, from its path (in place)."""
+    if cfg.data.name is None:
+        cfg.data.name = data_label(section(cfg, "data")["path"], cfg.data.database)
 
 
 def prepared_data(cfg: DictConfig) -> PreparedData:
