@@ -51,9 +51,9 @@ def prepare(cfg: DictConfig, overrides: list[str], warnings: bool = True) -> Non
 
 def continue_run(cfg: DictConfig, overrides: list[str], warnings: bool) -> None:
     """A resume continues the run in ``cfg.resume`` as it was configured: ``overrides`` may repeat its values but
-    change only :data:`RESUMABLE_KEYS`, ``iterations`` no fewer than the epochs done; a run trained untracked stays
-    untracked (``cfg.tracking.enabled``; said when ``warnings`` and the command line does not say it), as an MLflow run of its last epochs only would be a
-    false record."""
+    change only ``RESUMABLE_KEYS``, ``iterations`` no fewer than the epochs done. A run trained untracked stays
+    untracked (``cfg.tracking.enabled``; said when ``warnings`` and the command line does not say it): an MLflow run
+    of its last epochs only would be a false record."""
     from aenet_exp.build.training import name_the_data  # start-up: torch, only to resume
     from aenet_exp.training.checkpoint import load_checkpoint
 

@@ -252,9 +252,11 @@ def check_resume_overrides(overrides: Sequence[str], cfg: DictConfig, stored: Di
     """A resumed run continues as it was configured (``stored``): command-line ``overrides`` that give other keys
     values other than the stored ones (in ``cfg``, the composed command line) are refused; the same values, as a
     requeued job repeats its command line, are not changes."""
-    changed = [f"{key} is {setting(cfg, key)} here, {setting(stored, key)} in the run" for key in override_keys(overrides)
-               if key not in RESUMABLE_KEYS and (OmegaConf.select(cfg, key, default=ABSENT) is ABSENT
-                                                 or setting(cfg, key) != setting(stored, key))]
+    changed = []
+    for key in override_keys(overrides):
+        now, then = setting(cfg, key), setting(stored, key)
+        if key not in RESUMABLE_KEYS and (now is ABSENT or now != then):
+            changed.append(f"{key} is {now} here, {then} in the run")
     if changed:
         raise ConfigError(
             "resume", f"continues the run as it was configured; {'; '.join(changed)}: these cannot change "
@@ -262,13 +264,19 @@ def check_resume_overrides(overrides: Sequence[str], cfg: DictConfig, stored: Di
         )
 
 
-ABSENT = object()
+class Absent:
+    """No such key in a config (``experiment=``, ``~key``: nothing to compare with a stored value)."""
+
+    def __repr__(self) -> str:
+        return "absent"
+
+
+ABSENT = Absent()
 
 
 def setting(cfg: DictConfig, key: str) -> Any:
-    """The value of ``key`` in ``cfg`` as plain data; ``'absent'`` when ``cfg`` has no such key."""
-    value = OmegaConf.select(cfg, key, default=ABSENT)
-    return "absent" if value is ABSENT else plain(value)
+    """The value of ``key`` in ``cfg`` as plain data; :data:`ABSENT` when ``cfg`` has no such key."""
+    return plain(OmegaConf.select(cfg, key, default=ABSENT))
 
 
 def check_watched_metrics(scheduler: dict, early_stopping: dict, force_weight: float, has_test_set: bool) -> None:
