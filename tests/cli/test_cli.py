@@ -316,7 +316,8 @@ def test_the_config_shown_and_stored_is_the_one_run_and_a_given_test_set_is_the_
 
 
 def test_a_requeued_command_line_resumes_and_fewer_iterations_are_refused(tmp_path):
-    """A SLURM requeue repeats its command line with ``resume=``; resuming to fewer epochs than done says so."""
+    """A SLURM requeue repeats its command line with ``resume=``; resuming to fewer epochs than done says so; a run
+    trained untracked stays untracked."""
     line = [*FAST, "force=subsampled", "tracking.enabled=false", "hydra.run.dir=run"]
     assert run_cli("train", *line, "iterations=2", cwd=tmp_path).returncode == 0
     again = run_cli("train", *line, "iterations=3", "resume=run", cwd=tmp_path)
@@ -324,3 +325,6 @@ def test_a_requeued_command_line_resumes_and_fewer_iterations_are_refused(tmp_pa
     fewer = run_cli("train", *line, "iterations=1", "resume=run", cwd=tmp_path)
     assert fewer.returncode == 2 and fewer.stderr.count("\n") == 1, fewer.stderr
     assert "iterations: is 1, but the run in run has trained 3 epochs" in fewer.stderr
+    untracked = run_cli("train", "iterations=4", "resume=run", cwd=tmp_path)  # tracking.enabled: its default, true
+    assert untracked.returncode == 0 and "is not tracked in MLflow" in untracked.stderr, untracked.stderr
+    assert not (tmp_path / "outputs").exists()  # no store made for the resumed epochs alone
