@@ -35,14 +35,14 @@ def learn_config(*overrides: str):
 ])
 def test_bad_keys_are_refused_naming_them(overrides, message):
     with pytest.raises(ConfigError) as raised:
-        prepare_learn(learn_config(*overrides), overrides)
+        prepare_learn(learn_config(*overrides))
     assert str(raised.value).startswith(message), str(raised.value)
 
 
 def test_the_embedded_default_is_a_valid_campaign():
     with warnings.catch_warnings():
         warnings.simplefilter("error", AenetWarning)
-        prepare_learn(learn_config(), [])
+        prepare_learn(learn_config())
 
 
 def test_a_generation_trains_on_the_seed_and_the_labels_from_the_previous_weights(tmp_path):

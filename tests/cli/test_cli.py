@@ -291,3 +291,40 @@ def test_a_run_through_the_cli_registers_its_model(recorded_cli_run):
     run_id = runs[0].info.run_id
     assert f"MLflow model runs:/{run_id}/model, registered as models:/tio2_cli/1" in result.stdout
     assert MlflowClient(uri).get_model_version("tio2_cli", "1").run_id == run_id
+
+
+def test_the_config_shown_and_stored_is_the_one_run_and_a_given_test_set_is_the_test_set(tmp_path):
+    """``data.path`` naming other data drops the data option's name and references, and ``data.test_path`` makes the
+    default ``data.testpercent`` 0, in the composition itself: ``--cfg job``, ``.hydra/config.yaml`` and the run's
+    ``config.yaml`` say the same; a ``data.testpercent`` typed with ``data.test_path`` is still refused."""
+    from omegaconf import OmegaConf
+
+    own = [a for a in FAST if not a.startswith(("data.testpercent", "data.E_atomic"))]
+    own += ["normalization.E_atomic={O: -432.503149303, Ti: -1604.604515075}",
+            f"data.test_path={sorted(SMALL.glob('*.xsf'))[0]}", "iterations=1", "tracking.enabled=false"]
+    shown = run_cli("train", *own, "--cfg", "job", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    data = OmegaConf.create(shown.stdout).data
+    assert (data.name, data.E_atomic, data.testpercent) == (None, None, 0)
+    result = run_cli("train", *own, "hydra.run.dir=run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml").data == data
+    ran = OmegaConf.load(tmp_path / "run" / "config.yaml").data
+    assert (ran.name, ran.E_atomic, ran.testpercent) == ("tio2-small", None, 0)
+    typed = run_cli("train", *own, "data.testpercent=10", "hydra.run.dir=typed", cwd=tmp_path)
+    assert typed.returncode == 2 and typed.stderr.startswith("aenet_exp: error: data.testpercent: is 10.0, but data.test_path")
+
+
+def test_a_requeued_command_line_resumes_and_fewer_iterations_are_refused(tmp_path):
+    """A SLURM requeue repeats its command line with ``resume=``; resuming to fewer epochs than done says so; a run
+    trained untracked stays untracked."""
+    line = [*FAST, "force=subsampled", "tracking.enabled=false", "hydra.run.dir=run"]
+    assert run_cli("train", *line, "iterations=2", cwd=tmp_path).returncode == 0
+    again = run_cli("train", *line, "iterations=3", "resume=run", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    fewer = run_cli("train", *line, "iterations=1", "resume=run", cwd=tmp_path)
+    assert fewer.returncode == 2 and fewer.stderr.count("\n") == 1, fewer.stderr
+    assert "iterations: is 1, but the run in run has trained 3 epochs" in fewer.stderr
+    untracked = run_cli("train", "iterations=4", "resume=run", cwd=tmp_path)  # tracking.enabled: its default, true
+    assert untracked.returncode == 0 and "is not tracked in MLflow" in untracked.stderr, untracked.stderr
+    assert not (tmp_path / "outputs").exists()  # no store made for the resumed epochs alone

@@ -163,9 +163,14 @@ def test_keys_added_with_plus_must_exist_in_the_schema(override):
 def test_a_resumed_run_takes_only_what_may_change():
     from aenet_exp.config.validation import check_resume_overrides
 
-    check_resume_overrides(["resume=run", "iterations=20", "tracking.show_progress=false", "tracking.enabled=false"])
-    with pytest.raises(ConfigError, match="^resume: .*optimizer.mu, force.weight cannot change"):
-        check_resume_overrides(["resume=run", "optimizer.mu=0.1", "+force.weight=0.3"])
+    stored = compose_train("force=subsampled")
+    same = ["iterations=20", "tracking.show_progress=false", "tracking.enabled=false", "force=subsampled"]
+    check_resume_overrides(["resume=run", *same], compose_train(*same), stored)
+    with pytest.raises(ConfigError, match="^resume: .*optimizer.mu is 0.1 here, 0.001 in the run; force.weight is 0.3 "
+                                          "here, .* in the run: these cannot change"):
+        check_resume_overrides(["resume=run", "optimizer.mu=0.1", "force.weight=0.3"],
+                               compose_train("force=subsampled", "optimizer.mu=0.1", "force.weight=0.3"), stored)
+
 
 
 @pytest.mark.parametrize("override", ["committee.bootstrap=2", "committee.bootstrap=0", "tracking.enabled=no",

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 import aenet_exp.config  # noqa: F401  registers the schema
 from aenet_exp.build.apps import run_command
+from aenet_exp.build.prepare import implied_overrides
 from aenet_exp.config.commands import COMMANDS
 
 from .paths import SMALL
@@ -33,10 +34,12 @@ FAST = [
 
 
 def compose_command(name: str, *overrides: str) -> DictConfig:
-    """The composed config of the command ``name`` with ``overrides``, as the CLI would build it."""
+    """The composed config of the command ``name`` with ``overrides``, as the CLI would build it (for ``train`` and
+    ``learn`` with what the overrides imply)."""
+    implied = implied_overrides(overrides) if name in ("train", "learn") else []
     GlobalHydra.instance().clear()
     with initialize_config_module("aenet_exp.conf", version_base="1.3"):
-        return compose(COMMANDS[name].config_name, overrides=list(overrides))
+        return compose(COMMANDS[name].config_name, overrides=[*overrides, *implied])
 
 
 def compose_train(*overrides: str) -> DictConfig:

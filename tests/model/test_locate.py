@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from aenet_exp.build.training import run_training
+from aenet_exp.calculator import Calculator
 from aenet_exp.errors import UserError
 from aenet_exp.model import Potential
 from aenet_exp.model.locate import ModelNotFound, load_potential, model_path
 from aenet_exp.model.potential import MODEL_FILE
 from aenet_exp.tracking.observer import MlflowObserver, recorded_run_id
 
-from helpers import FAST, compose_train
+from helpers import FAST, SMALL, command, compose_train
 
 
 def test_init_from_a_runs_uri_reads_the_store_of_tracking_uri(tmp_path, monkeypatch):
@@ -59,3 +62,34 @@ def test_directories_lead_to_their_model_file(tmp_path):
     assert model_path(tmp_path) == tmp_path / "artifacts" / MODEL_FILE
     with pytest.raises(ModelNotFound, match="no model file"):
         model_path(tmp_path / "nothing")
+
+
+@pytest.fixture(scope="module")
+def logged_committee(tmp_path_factory):
+    """A 2-member committee whose model MLflow logged in a SQLite store: (the store's URI, the run id)."""
+    where = tmp_path_factory.mktemp("logged")
+    uri = f"sqlite:///{where}/mlflow.db"
+    cfg = compose_train(*FAST, f"tracking.uri={uri}", "committee=deep", "committee.members=2",
+                        "committee.calibrate=false", "iterations=1")
+    run_training(cfg, where / "run", [MlflowObserver(OmegaConf.to_container(cfg.tracking), run_dir=where / "run")])
+    return uri, recorded_run_id(where / "run")
+
+
+@pytest.mark.parametrize("how", ["calculator", "export", "select"])
+def test_runs_model_loads_from_the_store_given_without_the_environment(logged_committee, tmp_path, monkeypatch, how):
+    """``runs:/<id>/model`` (the logged MLflow model) is found in the store passed explicitly, with no
+    ``MLFLOW_TRACKING_URI`` in the environment and no default store in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri, run_id = logged_committee
+    location = f"runs:/{run_id}/model"
+    if how == "calculator":
+        assert Calculator.load(location, tracking_uri=uri).potential.members == 2
+    elif how == "export":
+        written = command("export", [f"run={location}", f"tracking.uri={uri}", f"out={tmp_path / 'aenet'}"])
+        assert written and all(Path(path).exists() for path in written)
+    else:
+        written = command("select", [f"run={location}", f"pool={SMALL}", "n=1", f"out={tmp_path / 'top.xyz'}",
+                                     f"tracking.uri={uri}", "tracking.enabled=false"])
+        assert written == [tmp_path / "top.xyz"]
+    assert not (tmp_path / "outputs").exists()

@@ -77,6 +77,19 @@ def test_init_from_starts_from_trained_weights(fast_config, tmp_path):
         torch.testing.assert_close(tuned.state_dict()[name], value, rtol=1e-12, atol=1e-20)
 
 
+@pytest.mark.parametrize("override, named", [
+    ("descriptor.rad_order=6", r"descriptor.rad_order is 6 here, 4 in the model"),
+    ("model.hidden=[5]", r"model.hidden is \{'O': \[5\], 'Ti': \[5\]\} here, \{'O': \[4\], 'Ti': \[4\]\} in the model"),
+    ("+model.per_species.O={hidden: [4], activations: [relu]}", r"model.activations is \{'O': \['relu'\]"),
+])
+def test_init_from_refuses_another_descriptor_or_layout(fast_config, tmp_path, override, named):
+    """The loaded model is what trains: a descriptor or network layout differing from it would be recorded but not
+    trained, so it is refused, naming the key and both values."""
+    run_training(fast_config("iterations=1"), tmp_path / "a")
+    with pytest.raises(ConfigError, match=rf"^init_from: .*{named}"):
+        run_training(fast_config(f"init_from={tmp_path / 'a'}", override), tmp_path / "b")
+
+
 def test_output_directory_that_cannot_be_written_fails_first(fast_config, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")

@@ -16,7 +16,7 @@ from aenet_exp.cli.common import fail
 from aenet_exp.config.effects import doubtful_values, ineffective_keys
 from aenet_exp.config.schema import OPTION_SCHEMAS
 from aenet_exp.config.validation import (
-    check_boolean_overrides, check_data_sources, check_resume_overrides, validate, validate_learn,
+    check_boolean_overrides, check_data_sources, check_resume_overrides, override_keys, validate, validate_learn,
 )
 from aenet_exp.errors import ConfigError, UserError, warn
 from aenet_exp.rundir import CONFIG_FILE
@@ -25,30 +25,28 @@ from aenet_exp.rundir import CONFIG_FILE
 DESCRIBED_BY_THE_DATA_OPTION = ("name", "E_atomic")
 
 
-def overridden(overrides: list[str]) -> set[str]:
-    """The keys that command-line ``overrides`` set (``+key=``, ``~key`` included)."""
-    return {override.split("=", 1)[0].lstrip("+~") for override in overrides}
-
-
-def describe_own_data(cfg: DictConfig, overrides: list[str]) -> None:
-    """``data.path=...`` names other data than the data option's: the option's name and reference energies
-    (``data.name``, ``data.E_atomic``) are dropped, unless the command line gives them too."""
-    keys = overridden(overrides)
-    if "data.path" not in keys:
-        return
-    for key in DESCRIBED_BY_THE_DATA_OPTION:
-        if f"data.{key}" not in keys:
-            cfg.data[key] = None
+def implied_overrides(overrides: Sequence[str]) -> list[str]:
+    """What command-line ``overrides`` imply beyond themselves, composed with them so that every view of the config
+    (``--cfg job``, ``.hydra/config.yaml``, the run's ``config.yaml``) is the config that runs: ``data.path`` names
+    other data than the data option's, whose name and reference energies (``data.name``, ``data.E_atomic``) are then
+    dropped; ``data.test_path`` gives the test set, so no share of ``data.path`` is held out (``data.testpercent=0``).
+    A key the command line sets itself keeps its value."""
+    given = dict(override.lstrip("+~").partition("=")[::2] for override in overrides)
+    implied = {}
+    if "data.path" in given:
+        implied.update({f"data.{key}": "null" for key in DESCRIBED_BY_THE_DATA_OPTION})
+    if given.get("data.test_path", "null") != "null":
+        implied["data.testpercent"] = "0"
+    return [f"{key}={value}" for key, value in implied.items() if key not in given]
 
 
 def prepare(cfg: DictConfig, overrides: list[str], warnings: bool = True) -> None:
     """Make ``cfg`` the config that runs (in place) and check it; UserError naming the key otherwise."""
-    describe_own_data(cfg, overrides)
     check_boolean_overrides(cfg, overrides)
     validate(cfg)
     check_data_sources(cfg)
     if cfg.resume:
-        check_resume_overrides(overrides)
+        continue_run(cfg, overrides, warnings)
     if warnings:
         warn_about(cfg)
 
@@ -61,11 +59,36 @@ def warn_about(cfg: DictConfig) -> None:
         warn(f"{key} {why}")
 
 
-def prepare_learn(cfg: DictConfig, overrides: list[str]) -> None:
+def continue_run(cfg: DictConfig, overrides: list[str], warnings: bool) -> None:
+    """A resume continues the run in ``cfg.resume`` as it was configured: ``overrides`` may repeat its values but
+    change only ``RESUMABLE_KEYS``, ``iterations`` no fewer than the epochs done. A run trained untracked stays
+    untracked (``cfg.tracking.enabled``; said when ``warnings`` and the command line does not say it): an MLflow run
+    of its last epochs only would be a false record."""
+    from aenet_exp.build.training import name_the_data  # start-up: torch, only to resume
+    from aenet_exp.training.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(cfg.resume)
+    stored = OmegaConf.create(checkpoint["config"])
+    name_the_data(cfg)  # as the run did: its stored config has the name
+    check_resume_overrides(overrides, cfg, stored)
+    if cfg.iterations < checkpoint["epoch"]:
+        raise ConfigError("iterations", f"is {cfg.iterations}, but the run in {cfg.resume} has trained "
+                          f"{checkpoint['epoch']} epochs; give iterations={checkpoint['epoch']} or more to continue it")
+    if stored.tracking.enabled:
+        return
+    typed = "tracking.enabled" in override_keys(overrides)
+    if typed and cfg.tracking.enabled:
+        raise ConfigError("tracking.enabled", f"is true, but the run in {cfg.resume} was trained untracked: an MLflow "
+                          "run would hold only its resumed epochs; resume it untracked, or start a new run")
+    cfg.tracking.enabled = False
+    if warnings and not typed:
+        warn(f"resume: the run in {cfg.resume} is not tracked in MLflow (trained with tracking.enabled=false), and "
+             "neither are its resumed epochs")
+
+
+def prepare_learn(cfg: DictConfig) -> None:
     """``learn``'s :func:`prepare`: the training groups as ``train`` checks them, the loop's own rules, warnings about
-    keys that change nothing (a resumed campaign's config was checked when it started: ``overrides`` empty)."""
-    describe_own_data(cfg, overrides)
-    check_boolean_overrides(cfg, overrides)
+    keys that change nothing."""
     validate_learn(cfg)
     check_data_sources(cfg)
     warn_about(cfg)
@@ -84,7 +107,7 @@ def resumed_campaign_config(cfg: DictConfig, overrides: Sequence[str]) -> DictCo
         raise ConfigError("resume", f"no {CONFIG_FILE} in {directory}; expected the directory of a campaign")
     written = OmegaConf.load(stored_path)
     stored = OmegaConf.merge(with_stored_options(cfg, written), written)
-    for key in [override.split("=", 1)[0].lstrip("+~") for override in overrides]:
+    for key in override_keys(overrides):
         if key in EXTENDABLE:
             OmegaConf.update(stored, key, OmegaConf.select(cfg, key), merge=False)
         elif not key.startswith("hydra.") and OmegaConf.select(stored, key) != OmegaConf.select(cfg, key):
@@ -111,9 +134,10 @@ def with_stored_options(cfg: DictConfig, stored: DictConfig) -> DictConfig:
 
 def campaign_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     """The config a ``learn`` command runs: its own, or the resumed campaign's; checked (UserError otherwise)."""
+    check_boolean_overrides(cfg, overrides)
     if cfg.resume:
         cfg = resumed_campaign_config(cfg, overrides)
-    prepare_learn(cfg, [] if cfg.resume else overrides)
+    prepare_learn(cfg)
     return cfg
 
 

@@ -104,8 +104,7 @@ def train_here(
     device: torch.device,
 ) -> dict[str, float]:
     """Build every part of the training in this process, one of ``ranks``, on ``device``, and run it."""
-    if cfg.data.name is None:
-        cfg.data.name = data_label(section(cfg, "data")["path"], cfg.data.database)
+    name_the_data(cfg)
     dtype = resolve_dtype(cfg.precision.dtype, device)
     data = prepared_data(cfg)
     check_watched_metrics(section(cfg, "scheduler"), section(cfg, "early_stopping"), cfg.force.weight, len(data.test) > 0)
@@ -149,6 +148,12 @@ def resumed_config(stored_yaml: str, iterations: int, launch: str) -> DictConfig
 
 
 # ---------------------------------------------------------------- data, augment, committee's split
+
+
+def name_the_data(cfg: DictConfig) -> None:
+    """``data.name`` not given: the data's label, from its path (in place)."""
+    if cfg.data.name is None:
+        cfg.data.name = data_label(section(cfg, "data")["path"], cfg.data.database)
 
 
 def prepared_data(cfg: DictConfig) -> PreparedData:
@@ -205,17 +210,18 @@ def member_seeds(cfg: DictConfig) -> list[int]:
 def build_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtype) -> Potential:
     """The descriptor of ``cfg.descriptor`` and networks of ``cfg.model`` for ``species``."""
     descriptor = ChebyshevDescriptor(**{**section(cfg, "descriptor"), "species": list(species)}, dtype=dtype)
-    model = section(cfg, "model")
-    per_species = model["per_species"]
-    unknown = sorted(set(per_species) - set(species))
+    unknown = sorted(set(section(cfg, "model")["per_species"]) - set(species))
     if unknown:
         raise ConfigError("model.per_species", f"species {unknown} are not in the descriptor's species {list(species)}")
-    layout = {s: per_species.get(s, model) for s in species}
     seeds = member_seeds(cfg)
-    return Potential(
-        descriptor, {s: net["hidden"] for s, net in layout.items()}, {s: net["activations"] for s, net in layout.items()},
-        members=len(seeds), seeds=seeds,
-    )
+    return Potential(descriptor, **network_layout(cfg, species), members=len(seeds), seeds=seeds)
+
+
+def network_layout(cfg: DictConfig, species: Sequence[str]) -> dict[str, dict[str, list]]:
+    """``hidden`` and ``activations`` by species: ``model``'s, or ``model.per_species.<symbol>``'s."""
+    model = section(cfg, "model")
+    nets = {s: model["per_species"].get(s, model) for s in species}
+    return {key: {s: net[key] for s, net in nets.items()} for key in ("hidden", "activations")}
 
 
 def initial_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtype, checkpoint: dict | None) -> Potential:
@@ -233,16 +239,29 @@ def initial_potential(cfg: DictConfig, species: Sequence[str], dtype: torch.dtyp
         if potential.members != members:
             raise ConfigError("init_from", f"the model has {potential.members} committee member(s), this run trains "
                               f"{members} (committee.members); start from a model with as many")
+        differing = layout_differences(cfg, potential)
+        if differing:
+            raise ConfigError("init_from", f"the model's descriptor and networks are what trains, and this run's config "
+                              f"differs: {'; '.join(differing)}; set these keys to the model's values")
         return potential
     return build_potential(cfg, species, dtype)
+
+
+def layout_differences(cfg: DictConfig, potential: Potential) -> list[str]:
+    """The descriptor and network keys in which ``cfg`` differs from ``potential``: ``key is <cfg's> here, <the
+    potential's> in the model``."""
+    ours = {**section(cfg, "descriptor"), **network_layout(cfg, potential.species)}
+    settings = potential.settings()
+    theirs = {**settings["descriptor"], "hidden": settings["hidden"], "activations": settings["activations"]}
+    return [f"{'model' if key in ('hidden', 'activations') else 'descriptor'}.{key} is {ours[key]} here, {value} in the "
+            "model" for key, value in theirs.items() if key != "species" and ours[key] != value]
 
 
 def memory_needs(cfg: DictConfig, data: PreparedData, dtype: torch.dtype) -> list[Need]:
     """The memory this configuration's descriptor, batches, networks (every committee member's) and Kalman covariance
     need, from the data's density."""
     descriptor = ChebyshevDescriptor(**{**section(cfg, "descriptor"), "species": list(data.species)}, dtype=dtype)
-    model = section(cfg, "model")
-    layouts = {s: model["per_species"].get(s, model)["hidden"] for s in data.species}
+    layouts = network_layout(cfg, data.species)["hidden"]
     atoms_per_batch = min(cfg.optimizer.batchsize, len(data.train)) * float(data.columns.n_atoms[data.train].mean())
     found = needs(
         data.structures, atoms_per_batch, descriptor.n_features, descriptor.rad_order, descriptor.rad_cutoff,

@@ -19,15 +19,25 @@ from aenet_exp.errors import AenetWarning
 
 
 def launch_overrides(args: list[str]) -> list[str]:
-    """Hydra overrides of a ``train`` or ``learn`` process. Under torchrun, ranks other than 0 write no ``.hydra/`` record
+    """Hydra overrides of a ``train`` or ``learn`` process besides ``args``: what they imply
+    (:func:`aenet_exp.build.prepare.implied_overrides`). Under torchrun, ranks other than 0 write no ``.hydra/`` record
     into the run directory, which is rank 0's. A resumed run (or campaign) works in its own directory and leaves its
     ``.hydra/`` record as it was (Hydra makes no new folder for it)."""
+    from aenet_exp.build.prepare import implied_overrides
+
     rank = int(os.environ.get("RANK", "0"))  # torchrun's (training.distributed.launch_rank, without torch)
-    extra = ["hydra.output_subdir=null"] if rank > 0 else []
+    extra = [*implied_overrides(args), *(["hydra.output_subdir=null"] if rank > 0 else [])]
     resume = next((arg.split("=", 1)[1] for arg in args if arg.startswith("resume=")), None)
     if resume and "-m" not in args and "--multirun" not in args:
         extra += [f"hydra.run.dir={resume}", "hydra.output_subdir=null"]
     return list(dict.fromkeys(extra))
+
+
+def with_overrides(args: list[str], extra: list[str]) -> list[str]:
+    """``args`` with the ``extra`` overrides right after its last override: Hydra's parser takes one run of them
+    (``a=1 --cfg job b=2`` is refused)."""
+    last = max((k for k, arg in enumerate(args) if "=" in arg and not arg.startswith("-")), default=len(args) - 1)
+    return [*args[: last + 1], *extra, *args[last + 1 :]]
 
 
 def show_warnings() -> None:
@@ -58,4 +68,4 @@ def main(argv: list[str] | None = None) -> None:
         return
     from aenet_exp.build.apps import launch  # start-up: Hydra's apps only for a command that runs
 
-    launch(name, [*rest, *(launch_overrides(rest) if name in ("train", "learn") else [])])
+    launch(name, with_overrides(rest, launch_overrides(rest)) if name in ("train", "learn") else rest)

@@ -114,7 +114,7 @@ class DataConfig:
     )
     test_path: Any = param(
         None, "external test set (file, directory, glob, archive or list); with it, data.path is all for training "
-        "and data.testpercent must be 0", None, Rule(optional(path_or_paths), f"{STRUCTURES}, or null"),
+        "(data.testpercent 0 unless given: then it must be 0)", None, Rule(optional(path_or_paths), f"{STRUCTURES}, or null"),
     )
     database: Optional[str] = param(
         None, "HDF5 structure database (.h5): built from data.path when absent, then read lazily",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -266,15 +267,40 @@ RESUMABLE_KEYS = ("resume", "iterations", "distributed", "tracking.enabled", "tr
                   "tracking.show_batch_progress", "tracking.timing")
 
 
-def check_resume_overrides(overrides: list[str]) -> None:
-    """A resumed run continues as it was configured: command-line ``overrides`` of other keys are refused."""
-    keys = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
-    changed = [key for key in keys if key not in RESUMABLE_KEYS]
+def override_keys(overrides: Sequence[str]) -> list[str]:
+    """The keys that command-line ``overrides`` set (``+key=``, ``~key`` included), in order."""
+    return [override.split("=", 1)[0].lstrip("+~") for override in overrides]
+
+
+def check_resume_overrides(overrides: Sequence[str], cfg: DictConfig, stored: DictConfig) -> None:
+    """A resumed run continues as it was configured (``stored``): command-line ``overrides`` that give other keys
+    values other than the stored ones (in ``cfg``, the composed command line) are refused; the same values, as a
+    requeued job repeats its command line, are not changes."""
+    changed = []
+    for key in override_keys(overrides):
+        now, then = setting(cfg, key), setting(stored, key)
+        if key not in RESUMABLE_KEYS and (now is ABSENT or now != then):
+            changed.append(f"{key} is {now} here, {then} in the run")
     if changed:
         raise ConfigError(
-            "resume", f"continues the run as it was configured; {', '.join(changed)} cannot change "
+            "resume", f"continues the run as it was configured; {'; '.join(changed)}: these cannot change "
             f"(a resumed run takes only {', '.join(RESUMABLE_KEYS[1:])}); start a new run, or init_from=<run dir>",
         )
+
+
+class Absent:
+    """No such key in a config (``experiment=``, ``~key``: nothing to compare with a stored value)."""
+
+    def __repr__(self) -> str:
+        return "absent"
+
+
+ABSENT = Absent()
+
+
+def setting(cfg: DictConfig, key: str) -> Any:
+    """The value of ``key`` in ``cfg`` as plain data; :data:`ABSENT` when ``cfg`` has no such key."""
+    return plain(OmegaConf.select(cfg, key, default=ABSENT))
 
 
 def check_watched_metrics(scheduler: dict, early_stopping: dict, force_weight: float, has_test_set: bool) -> None:

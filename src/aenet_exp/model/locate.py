@@ -24,12 +24,23 @@ class ModelNotFound(UserError, FileNotFoundError):
 
 
 def download_artifact(run_id: str, artifact_path: str, tracking_uri: str | None = None) -> Path:
-    """Local path of ``artifact_path`` of run ``run_id`` in the store at ``tracking_uri`` (see the module)."""
+    """Local path of ``artifact_path`` of run ``run_id`` in the store at ``tracking_uri`` (see the module): a file the
+    run logged, or (``model[/...]``) the model it logged."""
     import mlflow  # seconds to import: only for runs:/ locations (the calculator and every command load this module)
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", TRACKING_URI)
-    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, tracking_uri=uri)
-    return Path(local)
+    name, _, inside = artifact_path.partition("/")
+    model = logged_model_location(mlflow.MlflowClient(uri), run_id, name)
+    source = f"{model}/{inside}".rstrip("/") if model is not None else f"runs:/{run_id}/{artifact_path}"
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=uri))
+
+
+def logged_model_location(client, run_id: str, name: str) -> str | None:
+    """Where the model ``name`` that run ``run_id`` logged keeps its artifacts (None: the run logged no such model).
+    Looked up here: MLflow's own ``runs:/`` lookup of a logged model reads the default store, not ``client``'s."""
+    experiment = client.get_run(run_id).info.experiment_id
+    found = f"name = '{name}' AND source_run_id = '{run_id}'"
+    return next((m.artifact_location for m in client.search_logged_models([experiment], filter_string=found)), None)
 
 
 def model_path(location: str | Path, tracking_uri: str | None = None) -> Path:
