@@ -333,11 +333,6 @@ MIN_LR = Rule(non_negative, "a non-negative learning rate")
 
 
 @dataclass
-class ConstantScheduleConfig(SchedulerConfig):
-    name: str = chosen_option("scheduler", SCHEDULERS, SCHEDULE_MEANING, "none")
-
-
-@dataclass
 class CosineScheduleConfig(SchedulerConfig):
     name: str = chosen_option("scheduler", SCHEDULERS, SCHEDULE_MEANING, "cosine")
     min_lr: float = param(0.0, "learning rate at the last epoch", None, MIN_LR)
@@ -386,11 +381,6 @@ class AugmentConfig:
 
 
 @dataclass
-class NoAugmentConfig(AugmentConfig):
-    name: str = chosen_option("augment", AUGMENT_METHODS, AUGMENT_MEANING, "none")
-
-
-@dataclass
 class TaylorConfig(AugmentConfig):
     name: str = chosen_option("augment", AUGMENT_METHODS, AUGMENT_MEANING, "taylor")
     children: int = param(
@@ -419,11 +409,6 @@ COMMITTEE_MEANING = (
 @dataclass
 class CommitteeConfig:
     name: str = chosen_option("committee", COMMITTEES, COMMITTEE_MEANING)
-
-
-@dataclass
-class NoCommitteeConfig(CommitteeConfig):
-    name: str = chosen_option("committee", COMMITTEES, COMMITTEE_MEANING, "none")
 
 
 @dataclass
@@ -764,11 +749,6 @@ class OracleConfig:
 
 
 @dataclass
-class EmtOracleConfig(OracleConfig):
-    name: str = chosen_option("oracle", ORACLES, ORACLE_MEANING, "emt")
-
-
-@dataclass
 class XtbOracleConfig(OracleConfig):
     name: str = chosen_option("oracle", ORACLES, ORACLE_MEANING, "xtb")
     kwargs: dict[str, Any] = param({}, "tblite's calculator's keyword arguments, e.g. '+oracle.kwargs={method: "
@@ -816,12 +796,13 @@ class LearnConfig(TrainConfig):
 
 
 # The groups with one dataclass per option (each option's YAML extends base_<option>), by group and option: the keys
-# an option reads are the fields of its dataclass, so a key of another option is unknown under it.
+# an option reads are the fields of its dataclass, so a key of another option is unknown under it. An option that
+# reads only the keys every option reads (none, emt) is the group's base.
 OPTION_SCHEMAS: dict[str, dict[str, type]] = {
     "optimizer": OPTIMIZER_SCHEMAS,
-    "scheduler": {"none": ConstantScheduleConfig, "cosine": CosineScheduleConfig, "plateau": PlateauScheduleConfig},
-    "augment": {"none": NoAugmentConfig, "taylor": TaylorConfig},
-    "committee": {"none": NoCommitteeConfig, "deep": DeepCommitteeConfig},
+    "scheduler": {"none": SchedulerConfig, "cosine": CosineScheduleConfig, "plateau": PlateauScheduleConfig},
+    "augment": {"none": AugmentConfig, "taylor": TaylorConfig},
+    "committee": {"none": CommitteeConfig, "deep": DeepCommitteeConfig},
     "explore": {"md": LangevinConfig, "npt": NptConfig},
-    "oracle": {"emt": EmtOracleConfig, "xtb": XtbOracleConfig, "ase": AseOracleConfig, "command": CommandOracleConfig},
+    "oracle": {"emt": OracleConfig, "xtb": XtbOracleConfig, "ase": AseOracleConfig, "command": CommandOracleConfig},
 }
