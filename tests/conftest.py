@@ -20,6 +20,17 @@ from helpers import DATA, FAST, CliRun, compose_train, run_cli, store_uri  # noq
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # also where torch was imported before this file
 
 
+MAX_WORKERS = 8  # each worker holds torch and MLflow (~0.5 GB) and makes the session fixtures it needs again
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: one worker per core this process may run on, at most MAX_WORKERS (pytest-xdist's own count is
+    psutil's physical cores where psutil is installed, 1 on a VM with 2 hyper-threads)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores, MAX_WORKERS)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA

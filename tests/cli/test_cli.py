@@ -62,7 +62,7 @@ def test_sweep_records_children_under_one_parent(grid_sweep):
      ("optimizer.batchsize=0", "optimizer.batchsize"), ("optimized_metric=val/loss", "optimized_metric")],
 )
 def test_user_error_names_key_without_traceback_or_run(tmp_path, override, key):
-    uri = store_uri(tmp_path)
+    uri = store_uri(tmp_path, made=False)
     result = run_cli("train", *FAST, f"tracking.uri={uri}", override, cwd=tmp_path)
     assert result.returncode == 2
     assert f"aenet_exp: error: {key}: " in result.stderr
@@ -224,7 +224,7 @@ def test_unusable_store_or_output_dir_fails_before_training(tmp_path):
     ],
 )
 def test_hydras_composition_errors_are_one_line_exit_2(tmp_path, override, line):
-    result = run_cli("train", *FAST, f"tracking.uri={store_uri(tmp_path)}", override, cwd=tmp_path)
+    result = run_cli("train", *FAST, f"tracking.uri={store_uri(tmp_path, made=False)}", override, cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.startswith(f"aenet_exp: error: {line}"), result.stderr
     assert result.stderr.count("\n") == 1 and "base_" not in result.stderr
     assert not (tmp_path / "mlflow.db").exists()

@@ -21,7 +21,7 @@ from aenet_exp.tracking.mlflow_run import MlflowRun
 from aenet_exp.tracking.observer import MlflowObserver, recorded_run_id
 from aenet_exp.tracking.sweep import ROLE_TAG, SWEEP_DIR_TAG
 
-from helpers import FAST, SMALL, command, compose_train
+from helpers import FAST, SMALL, command, compose_train, store_uri
 
 
 def ensemble(args: list[str]):
@@ -41,7 +41,7 @@ def train_recorded(uri: str, run_dir, sweep_dir, *overrides: str) -> str:
 def sweep(tmp_path_factory):
     """Two jobs of one sweep: the same split (seed 3), weights drawn from seeds 7 and 8; and a job on seed 4."""
     root = tmp_path_factory.mktemp("sweep")
-    uri = f"sqlite:///{root}/mlflow.db"
+    uri = store_uri(root)
     parent = MlflowRun.start(uri, "aenet_exp", "sweep", {}, {SWEEP_DIR_TAG: str(root / "multirun"), ROLE_TAG: "sweep"})
     jobs = [train_recorded(uri, root / f"job{k}", root / "multirun", "seed=3", "committee=deep", "committee.members=1",
                            "committee.calibrate=false", f"committee.seeds=[{7 + k}]", "force.weight=0.2")

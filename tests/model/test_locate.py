@@ -16,14 +16,14 @@ from aenet_exp.model.locate import ModelNotFound, load_potential, model_path
 from aenet_exp.model.potential import MODEL_FILE
 from aenet_exp.tracking.observer import MlflowObserver, recorded_run_id
 
-from helpers import FAST, SMALL, command, compose_train
+from helpers import FAST, SMALL, command, compose_train, store_uri
 
 
 def test_init_from_a_runs_uri_reads_the_store_of_tracking_uri(tmp_path, monkeypatch):
     """``init_from=runs:/<id>`` with a non-default ``tracking.uri`` finds the run there (not in ./outputs)."""
     monkeypatch.chdir(tmp_path)  # no default store here
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    uri = f"sqlite:///{tmp_path}/elsewhere/mlflow.db"
+    uri = store_uri(tmp_path / "elsewhere")
     cfg = compose_train(*FAST, f"tracking.uri={uri}", "tracking.log_model=false", "precision=float64")
     run_training(cfg, tmp_path / "first", [MlflowObserver(OmegaConf.to_container(cfg.tracking), run_dir=tmp_path / "first")])
     run_id = recorded_run_id(tmp_path / "first")
@@ -68,7 +68,7 @@ def test_directories_lead_to_their_model_file(tmp_path):
 def logged_committee(tmp_path_factory):
     """A 2-member committee whose model MLflow logged in a SQLite store: (the store's URI, the run id)."""
     where = tmp_path_factory.mktemp("logged")
-    uri = f"sqlite:///{where}/mlflow.db"
+    uri = store_uri(where)
     cfg = compose_train(*FAST, f"tracking.uri={uri}", "committee=deep", "committee.members=2",
                         "committee.calibrate=false", "iterations=1")
     run_training(cfg, where / "run", [MlflowObserver(OmegaConf.to_container(cfg.tracking), run_dir=where / "run")])

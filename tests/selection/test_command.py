@@ -97,7 +97,7 @@ def test_an_hdf5_pool_ranks_as_its_files(committee, pool_file, tmp_path):
 
 
 def test_the_selection_is_recorded_in_mlflow(committee, pool_file, tmp_path, capsys):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = store_uri(tmp_path)
     select([f"run={committee}", f"pool={pool_file}", "n=2", f"out={tmp_path / 'selected.xyz'}", f"tracking.uri={uri}"])
     printed = capsys.readouterr().out
     assert "σE (meV/atom)" in printed and "selected 2 of 7 structures" in printed
@@ -129,7 +129,7 @@ def test_bad_arguments_and_pools_name_what_is_wrong(committee, pool_file, tmp_pa
 
 @pytest.mark.slow
 def test_a_committee_trained_and_selected_on_the_command_line(pool_file, tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = store_uri(tmp_path)
     trained = run_cli("train", *FAST, "committee=deep", "committee.members=3", "force.weight=0.1", f"tracking.uri={uri}",
                       f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
@@ -163,7 +163,7 @@ def junk_pool(pool_file, tmp_path_factory):
 
 
 def test_structures_the_committee_cannot_evaluate_are_skipped_counted_and_listed(committee, pool_file, junk_pool, tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = store_uri(tmp_path)
     clean = select([f"run={committee}", f"pool={pool_file}", "n=7", f"out={tmp_path / 'clean.xyz'}", "tracking.enabled=false"])
     out = tmp_path / "selected.xyz"
     with pytest.warns(AenetWarning, match=rf"^skipped 2 of 9 pool structures the committee cannot evaluate .*, listed "

@@ -77,7 +77,7 @@ class BreakStore(Callback):
 
 
 def test_a_store_failing_mid_run_is_one_line_and_keeps_the_checkpoint(tmp_path):
-    uri = f"sqlite:///{tmp_path}/store/mlflow.db"
+    uri = store_uri(tmp_path / "store")
     cfg = compose_train(*FAST, f"tracking.uri={uri}", "iterations=6", "checkpoint.every=10", "tracking.log_model=false")
     observer = MlflowObserver(OmegaConf.to_container(cfg.tracking), run_dir=tmp_path / "run")
     with pytest.raises(TrackingUnavailable) as failed:

@@ -22,7 +22,7 @@ from aenet_exp.data import read_structures
 from aenet_exp.tracking.mlflow_run import REGISTERED_MODEL_TAG
 from aenet_exp.tracking.observer import MlflowObserver, recorded_run_id
 
-from helpers import FAST, SMALL, compose_train
+from helpers import FAST, SMALL, compose_train, store_uri
 
 MODEL_NAME = "tio2_test"
 
@@ -50,7 +50,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """Two quick trainings, seeds 0 and 1, each logging its model and registering it as ``tio2_test``
     (in this process, as the CLI does it; tests/cli/test_cli.py registers through the CLI)."""
     root = tmp_path_factory.mktemp("pyfunc")
-    uri = f"sqlite:///{root}/store/mlflow.db"  # not MLflow's default store of the working directory
+    uri = store_uri(root / "store")  # not MLflow's default store of the working directory
     run_dirs = [root / "first", root / "second"]
     stdout = [train_in_process(uri, run_dir, f"seed={seed}", f"tracking.register={MODEL_NAME}")
               for seed, run_dir in enumerate(run_dirs)]
@@ -188,7 +188,7 @@ def test_register_needs_a_valid_name_and_a_logged_model(overrides: list[str], me
 
 
 def test_a_committee_run_records_its_calibration_and_its_model_returns_sigma(tmp_path, structures) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = store_uri(tmp_path)
     train_in_process(uri, tmp_path / "run", "committee=deep", "committee.members=3", "committee.calibration_percent=30",
                      "force.weight=0.3")
     client = MlflowClient(uri)
