@@ -117,6 +117,17 @@ def test_metadata_columns_without_reading_structures(tmp_path, source, monkeypat
     assert np.isnan(db.energies[-1]) and not db.has_forces[-1]
 
 
+@pytest.mark.parametrize("read", [StructureDatabase.composition, lambda db: db[2]], ids=["composition", "structure"])
+def test_a_species_index_outside_the_species_is_a_data_error_naming_the_structure(tmp_path, source, read):
+    path = tmp_path / "db.h5"
+    build_database(source, path)
+    with h5py.File(path, "r+") as h5:
+        h5["species_index"][int(h5["atom_offset"][2])] = 7  # the database has 4 species
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: structure 2 \(.+ frame \d+\): species index 7 is "
+                                        r"outside the database's 4 species$"):
+        read(StructureDatabase(path))
+
+
 def test_file_holds_arrays_only(tmp_path, source):
     path = tmp_path / "db.h5"
     build_database(source, path)

@@ -422,8 +422,10 @@ class StructureDatabase(Sequence[Structure]):
         """``(n, len(species))`` atoms of each species (in :attr:`species` order) per structure."""
         ds = self._datasets()
         owner = np.repeat(np.arange(self._len), ds["n_atoms"][()])
+        index = ds["species_index"][()].astype(np.int64)
+        self._check_species_index(index, owner)
         counts = np.zeros((self._len, len(self._species)), dtype=np.int64)
-        np.add.at(counts, (owner, ds["species_index"][()].astype(np.int64)), 1)
+        np.add.at(counts, (owner, index), 1)
         return counts
 
     @property
@@ -457,6 +459,16 @@ class StructureDatabase(Sequence[Structure]):
             raise IndexError(f"structure index {index} out of range for {self._len} structures")
         return i % self._len
 
+    def _check_species_index(self, index: np.ndarray, owner: np.ndarray) -> None:
+        """DataError naming the first structure (of ``owner``, one per atom) with a species index outside the
+        database's species."""
+        outside = np.flatnonzero((index < 0) | (index >= len(self._species)))
+        if len(outside):
+            ds, i = self._datasets(), int(owner[outside[0]])
+            source, frame = ds["sources"].asstr()[ds["source_index"][i]], int(ds["frame"][i])
+            raise DataError(self.path, f"structure {i} ({source} frame {frame}): species index "
+                            f"{int(index[outside[0]])} is outside the database's {len(self._species)} species")
+
     def _datasets(self) -> dict[str, h5py.Dataset]:
         """This process's datasets by name, opening the file on first use and again after a fork."""
         if self._h5 is None or self._pid != os.getpid():
@@ -476,10 +488,7 @@ class StructureDatabase(Sequence[Structure]):
         energy = float(ds["energy"][i])
         source, frame = ds["sources"].asstr()[ds["source_index"][i]], int(ds["frame"][i])
         rows = ds["species_index"][atoms]
-        outside = rows[(rows < 0) | (rows >= len(self._species))]
-        if len(outside):
-            raise DataError(self.path, f"structure {i} ({source} frame {frame}): species index {int(outside[0])} is "
-                            f"outside the database's {len(self._species)} species")
+        self._check_species_index(rows, np.full(len(rows), i))
         return Structure(
             species=[self._species[k] for k in rows],
             positions=ds["positions"][atoms],
