@@ -130,3 +130,34 @@ def test_batches_are_shared_by_atoms():
     assert [Ranks(rank, 3).share(batch[:1], n_atoms).tolist() for rank in range(3)] == [[10], [], []]
     assert Ranks().share(batch, n_atoms).tolist() == batch.tolist()  # one process: the batch as planned
 
+
+
+# A fresh interpreter joins a one-process gloo group, creates an optimiser inside it (which first imports
+# torch._dynamo and, through it, torch.distributed.nn) and adds a tensor over the group; after the group the
+# gloo threads must be gone.
+GROUP_THREADS_AFTER_THE_GROUP = """
+import os, socket, torch
+from aenet_exp.training.distributed import joined
+with socket.socket() as free:
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+with joined(True, torch.device("cpu")) as (ranks, _):
+    torch.optim.Adam([torch.nn.Parameter(torch.ones(3))])
+    ranks.sum(torch.ones(3))
+threads = [open(f"/proc/self/task/{task}/comm").read().strip() for task in os.listdir("/proc/self/task")]
+print(sum(name.startswith(("pt_gloo", "gloo")) for name in threads))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc (Linux)")
+def test_the_process_group_ends_with_its_block_also_after_an_optimiser_was_made_in_it():
+    """A group the optimiser's first import captured lived until Python's exit, its gloo threads with it: one of them
+    still releasing the last all_reduce while Python shut down aborted the rank (SIGABRT after the last epoch)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    found = subprocess.run([sys.executable, "-c", GROUP_THREADS_AFTER_THE_GROUP], env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.split() == ["0"]

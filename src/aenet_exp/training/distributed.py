@@ -104,6 +104,12 @@ def joined(enabled: bool, device: torch.device) -> Iterator[tuple[Ranks, torch.d
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
+    # Imported before the group exists: torch.distributed.nn's functions take the default group as a default
+    # argument when first imported (creating an optimiser imports them, through torch._dynamo). Imported inside the
+    # group, they hold it for ever: destroying it would not stop gloo's threads, and one still releasing the last
+    # all_reduce while Python shuts down aborts the process (SIGABRT) -- a DDP run that fails after its last epoch.
+    import torch.distributed.nn  # noqa: F401
+
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         yield Ranks(dist.get_rank(), dist.get_world_size()), device
