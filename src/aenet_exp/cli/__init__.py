@@ -35,7 +35,7 @@ def launch_overrides(args: list[str]) -> list[str]:
 
 def with_overrides(args: list[str], extra: list[str]) -> list[str]:
     """``args`` with the ``extra`` overrides right after its last override: Hydra's parser takes one run of them
-    (``a=1 --cfg job b=2`` is refused)."""
+    (overrides on both sides of a flag are refused)."""
     last = max((k for k, arg in enumerate(args) if "=" in arg and not arg.startswith("-")), default=len(args) - 1)
     return [*args[: last + 1], *extra, *args[last + 1 :]]
 
