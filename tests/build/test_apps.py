@@ -113,3 +113,28 @@ def test_sigterm_before_the_first_epoch_claims_no_checkpoint(tmp_path, tracking)
         assert run.info.status == "KILLED" and f"the MLflow run {run.info.run_id} is marked KILLED" in line
     else:
         assert recorded == [] and "MLflow" not in line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command, call, last_words", [
+    ("train", "aenet_exp.build.apps:prepare", "no epoch had finished: nothing to resume"),
+    ("learn", "aenet_exp.build.apps:campaign_config", "nothing was written"),
+    ("build-db", "aenet_exp.build.apps:check_boolean_overrides", "nothing was written"),
+    ("select", "aenet_exp.build.apps:check_boolean_overrides", "nothing was written"),
+    ("export", "aenet_exp.build.apps:check_boolean_overrides", "nothing was written"),
+])
+def test_sigterm_while_a_command_prepares_is_one_line_exit_143_and_leaves_no_folder(tmp_path, command, call,
+                                                                                     last_words):
+    """Before its work begins (composed, checking its options) a command stopped by SIGTERM says so in one line and
+    leaves no run or campaign folder (it was killed without a word, its folder left, before)."""
+    store = f"tracking.uri={store_uri(tmp_path, made=False)}"
+    arguments = {
+        "train": [*FAST, "hydra.run.dir=folder", store],
+        "learn": ["hydra.run.dir=folder", store],
+        "build-db": [f"data.path={SMALL}", "data.database=folder/db.h5"],
+        "select": ["run=nowhere", f"pool={SMALL}", "out=folder/selected.xyz", store],
+        "export": ["run=nowhere", "out=folder"],
+    }[command]
+    result = terminated_at(call, command, *arguments, cwd=tmp_path)
+    assert interruption_line(result).endswith(last_words)
+    assert not (tmp_path / "folder").exists() and not (tmp_path / "mlflow.db").exists()

@@ -145,7 +145,7 @@ def test_a_signal_at_an_epochs_end_waits_until_every_callback_has_seen_the_epoch
 
     from aenet_exp.training.checkpoint import load_checkpoint
     from aenet_exp.training.events import Callback
-    from aenet_exp.training.loop import Terminated
+    from aenet_exp.interrupts import Terminated
 
     class TerminatedWhileLoggingEpoch2(Callback):
         def on_epoch_end(self, epoch, metrics):

@@ -48,10 +48,7 @@ def run_command(name: str, cfg: DictConfig) -> list[Path]:
     check, module = KEY_VALUE_COMMANDS[name]
     check(cfg)
     command = getattr(import_module(module), name)  # imported once the config is valid (start-up: torch, MLflow)
-    from aenet_exp.training.loop import terminated_as_interrupt
-
-    with terminated_as_interrupt():
-        return command(options(cfg))
+    return command(options(cfg))
 
 
 def report(name: str, cfg: DictConfig) -> None:
@@ -126,6 +123,8 @@ def train_app(cfg: DictConfig) -> float | None:
             remove_unused_run_directory(Path(output_dir))
         fail(str(error).splitlines()[0])
     except KeyboardInterrupt as error:
+        if not cfg.resume:
+            remove_unused_run_directory(Path(output_dir))
         stopped(error, resumable(Path(cfg.resume or output_dir)))
     if launch_rank() > 0:  # under torchrun, rank 0 reports
         return None
@@ -150,7 +149,9 @@ def learn_app(cfg: DictConfig) -> None:
     except UserError as error:
         fail(str(error).splitlines()[0])
     except KeyboardInterrupt as error:
-        stopped(error, interrupted(directory))
+        if not cfg.resume:
+            remove_unused_run_directory(directory)
+        stopped(error, *interrupted(directory))
 
 
 # command -> its Hydra app

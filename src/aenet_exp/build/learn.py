@@ -16,6 +16,7 @@ from aenet_exp.calculator import Calculator
 from aenet_exp.data import Structure, read_structures
 from aenet_exp.errors import ConfigError
 from aenet_exp.files import write_atomically
+from aenet_exp.interrupts import terminated_as_interrupt
 from aenet_exp.learning.campaign import EXPLORED, SELECTED, Campaign, Plan, Recorder, Selection, State, read_frames
 from aenet_exp.learning.explore import Exploration
 from aenet_exp.learning.oracles import Oracle
@@ -23,7 +24,6 @@ from aenet_exp.learning.trust import TrustWindow
 from aenet_exp.model.potential import Potential
 from aenet_exp.report import open_command
 from aenet_exp.rundir import CHECKPOINT_FILE, CONFIG_FILE, MODEL_FILE
-from aenet_exp.training.loop import terminated_as_interrupt
 
 LEARN_GROUPS = ("explore", "select", "oracle", "campaign")
 
@@ -237,7 +237,10 @@ def summary(state: State, directory: Path, cfg: DictConfig, record) -> str:
     return "\n".join(lines)
 
 
-def interrupted(directory: Path) -> str:
-    """What a stopped campaign leaves: its labels and how to continue it."""
-    return f"labels stored so far are kept in {directory}: resume={directory} continues"
+def interrupted(directory: Path) -> list[str]:
+    """What a stopped campaign leaves: its labels and how to continue it; nothing before it has begun (its config is
+    stored first)."""
+    if not (directory / CONFIG_FILE).is_file():
+        return []
+    return [f"labels stored so far are kept in {directory}: resume={directory} continues"]
 

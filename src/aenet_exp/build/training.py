@@ -51,7 +51,7 @@ from aenet_exp.training.dataset import PreparedData, data_label, prepare_data
 from aenet_exp.training.distributed import Ranks, joined
 from aenet_exp.training.events import Callback
 from aenet_exp.training.features import FeatureSource
-from aenet_exp.training.loop import terminated_as_interrupt
+from aenet_exp.interrupts import terminated_as_interrupt
 from aenet_exp.training.memory import Need, check_memory, jacobian_bytes, kalman_need, machine_memory, needs
 from aenet_exp.training.normalization import NormalizationSettings
 from aenet_exp.training.optim import plan_optimizer

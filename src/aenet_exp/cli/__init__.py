@@ -12,10 +12,11 @@ import sys
 import warnings
 
 import aenet_exp.config  # noqa: F401  registers the schema and resolvers
-from aenet_exp.cli.common import fail
+from aenet_exp.cli.common import fail, stopped
 from aenet_exp.cli.help import command_help, usage
 from aenet_exp.config.commands import COMMANDS
 from aenet_exp.errors import AenetWarning
+from aenet_exp.interrupts import terminated_as_interrupt
 
 
 def launch_overrides(args: list[str]) -> list[str]:
@@ -66,6 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     if "--help" in rest or "-h" in rest:
         print(command_help(name))
         return
-    from aenet_exp.build.apps import launch  # start-up: Hydra's apps only for a command that runs
+    with terminated_as_interrupt():  # from here on, SIGTERM stops a command as Ctrl-C does: in one line
+        try:
+            from aenet_exp.build.apps import launch  # start-up: Hydra's apps only for a command that runs
 
-    launch(name, with_overrides(rest, launch_overrides(rest)) if name in ("train", "learn") else rest)
+            launch(name, with_overrides(rest, launch_overrides(rest)) if name in ("train", "learn") else rest)
+        except KeyboardInterrupt as error:  # stopped before a command's own handling (composing, importing)
+            stopped(error)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from typing import NoReturn
 
+from aenet_exp.interrupts import Terminated
+
 
 def fail(message: str) -> None:
     """Report a user error without a traceback and exit with status 2."""
@@ -14,9 +16,9 @@ def fail(message: str) -> None:
 
 
 def stopped(error: KeyboardInterrupt, *facts: str) -> NoReturn:
-    """Report a command stopped by SIGINT or SIGTERM (:class:`aenet_exp.training.loop.Terminated`) in one line:
+    """Report a command stopped by SIGINT or SIGTERM (:class:`aenet_exp.interrupts.Terminated`) in one line:
     what it leaves, from the notes the interruption gathered on its way out (an MLflow run marked KILLED, a saved
     committee) and ``facts``, else that nothing was written; exit with status 143 for SIGTERM, 130 for SIGINT."""
     said = [*getattr(error, "__notes__", ()), *facts] or ["nothing was written"]
     print(f"aenet_exp: interrupted ({error or 'SIGINT'}): {'; '.join(said)}", file=sys.stderr)
-    sys.exit(143 if type(error).__name__ == "Terminated" else 130)  # by name: the class's module imports torch
+    sys.exit(143 if isinstance(error, Terminated) else 130)
