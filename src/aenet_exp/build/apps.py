@@ -119,11 +119,11 @@ def train_app(cfg: DictConfig) -> float | None:
         observers = observers_for(cfg)
         metrics = run_training(cfg, output_dir, observers)  # rank 0's observe
     except UserError as error:
-        if not cfg.resume:
+        if not cfg.resume and launch_rank() == 0:  # the folder is rank 0's
             remove_unused_run_directory(Path(output_dir))
         fail(str(error).splitlines()[0])
     except KeyboardInterrupt as error:
-        if not cfg.resume:
+        if not cfg.resume and launch_rank() == 0:
             remove_unused_run_directory(Path(output_dir))
         stopped(error, resumable(Path(cfg.resume or output_dir)))
     if launch_rank() > 0:  # under torchrun, rank 0 reports
