@@ -42,6 +42,20 @@ def test_calculators_label_energy_forces_and_stress(oracle):
         np.testing.assert_allclose(labels[k].stress, stress, atol=1e-12)
 
 
+
+def test_a_calculator_without_stress_labels_a_periodic_cell_with_energy_and_forces():
+    """ASE's SpringCalculator gives energy and forces only: its PropertyNotImplementedError for the stress of a
+    periodic cell leaves the label without stress, not failed."""
+    atoms = copper(0)
+    ideal = bulk("Cu", "fcc", a=3.6, cubic=True).positions.tolist()
+    oracle = Oracle("ase", calculator="ase.calculators.harmonic.SpringCalculator", kwargs={"ideal_positions": ideal,
+                                                                                            "k": 2.0})
+    labels, failures = run(oracle, [atoms])
+    assert failures == {} and labels[0].stress is None
+    displacement = atoms.positions - np.asarray(ideal)
+    assert labels[0].energy == pytest.approx(0.5 * 2.0 * (displacement**2).sum(), abs=1e-12)
+    np.testing.assert_allclose(labels[0].forces, -2.0 * displacement, atol=1e-12)
+
 SCRIPT = """
 import sys
 from ase.io import read, write

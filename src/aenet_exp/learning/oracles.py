@@ -10,6 +10,7 @@ that are not finite, an unreadable output) is reported with its reason; the othe
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing
 import os
@@ -124,12 +125,10 @@ def calculate(oracle: Oracle, atoms: Atoms) -> Label:
     atoms = atoms.copy()
     atoms.calc = calculator_class(oracle.import_path())(**oracle.settings())
     energy, forces = atoms.get_potential_energy(), atoms.get_forces()
-    stress = None
+    stress = None  # a molecule's, and a periodic cell's from a calculator that gives none
     if atoms.pbc.any():
-        try:
+        with contextlib.suppress(NotImplementedError):  # ASE's PropertyNotImplementedError: no stress implemented
             stress = atoms.get_stress()
-        except NotImplementedError:  # ASE's PropertyNotImplementedError too: the calculator gives no stress
-            stress = None
     return finite_label(atoms, energy, forces, stress)
 
 
