@@ -99,6 +99,13 @@ def build_db_app(cfg: DictConfig) -> None:
     print(f"wrote {count} structures to {data.database}")
 
 
+def drop_if_unused(directory: Path, resume: str | None, rank: int = 0) -> None:
+    """A new run's or campaign's folder that holds only what starting it put there is removed by rank 0, whose
+    folder it is (not by a resumed one, nor by torchrun's other ranks)."""
+    if not resume and rank == 0:
+        remove_unused_run_directory(directory)
+
+
 def resumable(directory: Path) -> str:
     """What a stopped training leaves to continue: its checkpoint, or nothing."""
     if not (directory / CHECKPOINT_FILE).is_file():
@@ -119,12 +126,10 @@ def train_app(cfg: DictConfig) -> float | None:
         observers = observers_for(cfg)
         metrics = run_training(cfg, output_dir, observers)  # rank 0's observe
     except UserError as error:
-        if not cfg.resume and launch_rank() == 0:  # the folder is rank 0's
-            remove_unused_run_directory(Path(output_dir))
+        drop_if_unused(Path(output_dir), cfg.resume, launch_rank())
         fail(str(error).splitlines()[0])
     except KeyboardInterrupt as error:
-        if not cfg.resume and launch_rank() == 0:
-            remove_unused_run_directory(Path(output_dir))
+        drop_if_unused(Path(output_dir), cfg.resume, launch_rank())
         stopped(error, resumable(Path(cfg.resume or output_dir)))
     if launch_rank() > 0:  # under torchrun, rank 0 reports
         return None
@@ -149,8 +154,7 @@ def learn_app(cfg: DictConfig) -> None:
     except UserError as error:
         fail(str(error).splitlines()[0])
     except KeyboardInterrupt as error:
-        if not cfg.resume:
-            remove_unused_run_directory(directory)
+        drop_if_unused(directory, cfg.resume)
         stopped(error, *interrupted(directory))
 
 

@@ -488,7 +488,7 @@ class StructureDatabase(Sequence[Structure]):
         energy = float(ds["energy"][i])
         source, frame = ds["sources"].asstr()[ds["source_index"][i]], int(ds["frame"][i])
         rows = ds["species_index"][atoms]
-        self._check_species_index(rows, np.full(len(rows), i))
+        self._check_species_index(rows, np.broadcast_to(i, rows.shape))
         return Structure(
             species=[self._species[k] for k in rows],
             positions=ds["positions"][atoms],
